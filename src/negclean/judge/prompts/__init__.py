@@ -1,0 +1,63 @@
+"""Prompt templates shipped as package data, rendered with Jinja2.
+
+Each template defines two macros, ``system()`` and ``user(query, positives, candidates)``. Passage
+text goes through the ``passage`` filter, which neutralises the tags the verdict structure uses so
+that a passage cannot forge a document boundary or a verdict.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from functools import lru_cache
+from importlib import resources
+from typing import Sequence
+
+import jinja2
+
+from negclean.data.records import Passage
+
+_TAGS = re.compile(r"<(/?)\s*(doc|verdict|ground_truth|reasoning)\b", re.IGNORECASE)
+_MAX_CHARS = 6000  # per passage; longer texts are cut (and the cut is marked) to bound prompt size
+
+
+def neutralize(text: str) -> str:
+    """Replace ``<doc``, ``</verdict`` and similar with a look-alike that is not a tag."""
+    return _TAGS.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
+
+
+def _passage(p: Passage, include_title: bool) -> str:
+    text = p.text if len(p.text) <= _MAX_CHARS else p.text[:_MAX_CHARS] + " [...]"
+    if include_title and p.title:
+        text = f"{p.title}\n{text}"
+    return neutralize(text)
+
+
+def template_source(name: str) -> str:
+    return resources.files(__package__).joinpath(f"{name}.j2").read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def template_hash(name: str) -> str:
+    """sha256 of the template file: part of every judge fingerprint that uses it."""
+    return hashlib.sha256(template_source(name).encode()).hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def _environment(include_titles: bool) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(lambda n: template_source(n)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=False,
+        autoescape=False,
+    )
+    env.filters["passage"] = lambda p: _passage(p, include_titles)
+    env.filters["data"] = lambda s: neutralize(str(s))
+    return env
+
+
+def render(name: str, *, query: str, positives: Sequence[Passage], candidates: Sequence[Passage],
+           include_titles: bool = False) -> tuple[str, str]:
+    """Return (system, user) messages of template ``name``."""
+    module = _environment(include_titles).get_template(name).module
+    return str(module.system()).strip(), str(module.user(query, list(positives), list(candidates))).strip()
