@@ -41,6 +41,8 @@ class Verdict:
         grade: better/worse for relevant candidates, None otherwise.
         reason: why a verdict is undecided, or a short rationale.
         call_id: reference to the raw model output in the judgment store (None for model-free judges).
+        retryable: the verdict is undecided because a call failed (transport, rate limit) rather than
+            because the model answered badly; the store does not keep it, so a rerun asks again.
     """
 
     label: Label
@@ -49,6 +51,7 @@ class Verdict:
     grade: Grade | None = None
     reason: str = ""
     call_id: str | None = None
+    retryable: bool = False
 
     @property
     def is_false_negative(self) -> bool:

@@ -96,7 +96,8 @@ def assemble(tasks: Sequence[JudgeTask], calls: Sequence[Call], outputs: Sequenc
         if out.text is not None:
             raws[ti].append(out.text)
         if out.error is not None:
-            vs = [Verdict(Label.UNDECIDED, None, judge_id, reason=out.error, call_id=cid) for _ in call.positions]
+            vs = [Verdict(Label.UNDECIDED, None, judge_id, reason=out.error, call_id=cid, retryable=True)
+                  for _ in call.positions]
         elif template == "pointwise":
             answer, failure = None, ""
             try:

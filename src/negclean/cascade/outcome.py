@@ -1,0 +1,95 @@
+"""Per-instance results of a cascade run, and the verdicts file that carries them to `fix`."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterator
+
+from negclean.data.records import Instance
+from negclean.errors import InputError
+from negclean.judge.base import Grade, Label, Verdict
+
+
+@dataclass(frozen=True, slots=True)
+class CandidateVerdict:
+    """The final verdict on one negative, with the stage that gave it and every stage's verdict."""
+
+    stage: str
+    verdict: Verdict
+    trail: tuple[tuple[str, Verdict], ...]
+    audited: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceOutcome:
+    """A judged instance: one CandidateVerdict per negative (same order), and the false negatives."""
+
+    instance: Instance
+    candidates: tuple[CandidateVerdict, ...]
+    false_negatives: tuple[int, ...]
+    ambiguous: bool
+
+
+def _verdict_json(v: Verdict) -> dict:
+    d = {"label": v.label.value, "judge": v.judge_id}
+    if v.grade is not None:
+        d["grade"] = v.grade.value
+    if v.confidence is not None:
+        d["confidence"] = round(v.confidence, 6)
+    if v.reason:
+        d["reason"] = v.reason
+    if v.call_id:
+        d["call_id"] = v.call_id
+    return d
+
+
+def _verdict_from(d: dict) -> Verdict:
+    return Verdict(Label(d["label"]), d.get("confidence"), d["judge"],
+                   Grade(d["grade"]) if d.get("grade") else None, d.get("reason", ""), d.get("call_id"))
+
+
+def outcome_row(outcome: InstanceOutcome) -> dict:
+    inst = outcome.instance
+    return {
+        "line": inst.line,
+        "query_id": inst.query_id,
+        "false_negatives": [inst.negatives[i].docid for i in outcome.false_negatives],
+        "false_negative_index": list(outcome.false_negatives),
+        "ambiguous": outcome.ambiguous,
+        "candidates": [
+            {"docid": inst.negatives[i].docid, "stage": c.stage, **_verdict_json(c.verdict),
+             "audited": c.audited, "trail": [{"stage": s, **_verdict_json(v)} for s, v in c.trail]}
+            for i, c in enumerate(outcome.candidates)
+        ],
+    }
+
+
+def read_verdict_rows(path: str) -> Iterator[dict]:
+    """Rows of a verdicts.jsonl file, in input order."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                try:
+                    yield json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise InputError(f"verdicts file is corrupt ({exc.msg}); rerun `negclean judge` "
+                                     "(stored verdicts make it free)", path=path, line=n) from None
+
+
+def outcome_from_row(instance: Instance, row: dict, *, path: str = "verdicts") -> InstanceOutcome:
+    """Rebuild an outcome from a verdicts row, checking that it belongs to this instance."""
+    if row.get("query_id") != instance.query_id or len(row["candidates"]) != len(instance.negatives):
+        raise InputError(
+            f"verdicts row for query {row.get('query_id')!r} does not match input line {instance.line} "
+            f"(query {instance.query_id!r}, {len(instance.negatives)} negatives): was the verdicts file made "
+            "from this input file?", path=path, line=instance.line)
+    cands = []
+    for i, c in enumerate(row["candidates"]):
+        if c["docid"] != instance.negatives[i].docid:
+            raise InputError(f"verdict {i} names docid {c['docid']!r}, input has {instance.negatives[i].docid!r}",
+                             path=path, line=instance.line)
+        trail = tuple((t["stage"], _verdict_from(t)) for t in c.get("trail", []))
+        cands.append(CandidateVerdict(c["stage"], _verdict_from(c), trail, c.get("audited", False)))
+    fns = tuple(int(i) for i in row["false_negative_index"])
+    return InstanceOutcome(instance, tuple(cands), fns, bool(row["ambiguous"]))

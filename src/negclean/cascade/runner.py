@@ -1,0 +1,319 @@
+"""Run a cascade over a stream of instances: store lookups, judge calls, routing, budget, funnel counts."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator, Sequence
+
+from negclean.cascade.audit import MissEstimate, estimate_misses
+from negclean.cascade.outcome import CandidateVerdict, InstanceOutcome
+from negclean.cascade.pricing import FREE, Price, price_for
+from negclean.cascade.stages import CascadeConfig, StageConfig
+from negclean.cascade.store import JudgmentStore, task_keys
+from negclean.data.records import Instance
+from negclean.errors import BudgetExceeded, ConfigError
+from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict
+from negclean.judge.config import build_judge
+
+
+@dataclass
+class StageStats:
+    """Funnel counts and spending of one stage in one run."""
+
+    name: str
+    judge_id: str
+    instances: int = 0
+    candidates: int = 0
+    from_store: int = 0
+    judged: int = 0
+    tasks_sent: int = 0
+    relevant: int = 0
+    better: int = 0
+    worse: int = 0
+    not_relevant: int = 0
+    undecided: int = 0
+    escalated: int = 0
+    audited: int = 0
+    audit_found: int = 0
+    cleared_unaudited: int = 0
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float = 0.0
+    est_tokens_in: int = 0
+    est_tokens_out: int = 0
+    est_cost: float = 0.0
+    seconds: float = 0.0
+    undecided_reasons: dict[str, int] = field(default_factory=dict)
+
+    def miss_estimate(self) -> MissEstimate | None:
+        if not self.audited:
+            return None
+        return estimate_misses(self.name, cleared=self.cleared_unaudited, audited=self.audited,
+                               found=self.audit_found)
+
+
+@dataclass
+class CascadeStats:
+    instances: int = 0
+    candidates: int = 0
+    false_negatives: int = 0
+    instances_with_fn: int = 0
+    ambiguous: int = 0
+    undecided_final: int = 0
+    stages: list[StageStats] = field(default_factory=list)
+    stopped_by_budget: bool = False
+    dry_run: bool = False
+
+    @property
+    def cost(self) -> float:
+        return sum(s.cost for s in self.stages)
+
+    def as_dict(self) -> dict:
+        out = {k: v for k, v in self.__dict__.items() if k != "stages"}
+        out["cost"] = round(self.cost, 6)
+        out["stages"] = []
+        for s in self.stages:
+            d = dict(s.__dict__)
+            d["cost"] = round(s.cost, 6)
+            d["est_cost"] = round(s.est_cost, 6)
+            d["seconds"] = round(s.seconds, 3)
+            m = s.miss_estimate()
+            d["miss_estimate"] = None if m is None else {
+                "missed": round(m.missed, 2), "low": round(m.missed_low, 2), "high": round(m.missed_high, 2),
+                "rate": round(m.rate, 4), "audited": m.audited, "found": m.found, "cleared": m.cleared,
+                "text": m.describe()}
+            out["stages"].append(d)
+        return out
+
+
+_MODEL_BACKENDS = frozenset({"openai", "llamacpp", "openai-batch", "vllm"})
+
+
+def _audit_draw(seed: int, stage: str, key: tuple[str, str, str]) -> float:
+    """A uniform number in [0,1) fixed by (seed, stage, pair): the same sample on every resume."""
+    digest = hashlib.blake2b(f"{seed}|{stage}|{'|'.join(key)}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+def _stage_price(stage: StageConfig, overrides: dict) -> Price:
+    cfg = stage.judge
+    model = getattr(cfg, "model", None)
+    try:
+        return price_for(cfg.backend, model, overrides)
+    except KeyError as exc:
+        if getattr(cfg, "base_url", None):  # self-hosted (vLLM, llama.cpp server, Ollama): no per-token price
+            return FREE
+        raise ConfigError(f"stage '{stage.name}': {exc.args[0]}") from None
+
+
+class Cascade:
+    """Judge instances through ordered stages, storing every verdict.
+
+    Args:
+        config: the cascade's stages and rules.
+        store: the judgment store (verdicts already there are reused, never paid again).
+        judges: prebuilt judges by stage name (tests, benchmarks); others are built from the config.
+        dry_run: call no paid model; count the tokens and cost the calls would take instead (model-free
+            stages still run, so routing to the first paid stage is exact; later paid stages get an
+            upper bound: everything the first paid stage would see).
+        on_progress: called with the number of instances finished after each chunk.
+    """
+
+    def __init__(self, config: CascadeConfig, *, store: JudgmentStore, judges: dict[str, Judge] | None = None,
+                 dry_run: bool = False, on_progress: Callable[[int], None] | None = None):
+        self.config = config
+        self.store = store
+        self.dry_run = dry_run
+        self.on_progress = on_progress
+        self._prices = [_stage_price(s, config.prices) for s in config.stages]
+        self._judges = dict(judges or {})
+        self.stats = CascadeStats(dry_run=dry_run, stages=[
+            StageStats(s.name, s.judge.judge_id()) for s in config.stages])
+        for s in config.stages:
+            store.register_judge(s.judge.fingerprint(), s.judge.judge_id(), s.judge.model_dump_json())
+
+    def judge_for(self, stage: StageConfig) -> Judge:
+        if stage.name not in self._judges:
+            self._judges[stage.name] = build_judge(stage.judge)
+        return self._judges[stage.name]
+
+    def _calls_model(self, index: int) -> bool:
+        """Stages that call an LLM: skipped (estimated) in a dry run, checked against the budget."""
+        return self.config.stages[index].judge.backend in _MODEL_BACKENDS
+
+    def run(self, instances: Iterable[Instance]) -> Iterator[InstanceOutcome]:
+        """Yield one outcome per instance, in input order, chunk by chunk."""
+        chunk: list[Instance] = []
+        for inst in instances:
+            chunk.append(inst)
+            if len(chunk) >= self.config.chunk_size:
+                yield from self._run_chunk(chunk)
+                chunk = []
+        if chunk:
+            yield from self._run_chunk(chunk)
+
+    # -- one chunk -------------------------------------------------------------------------------
+    def _run_chunk(self, chunk: Sequence[Instance]) -> list[InstanceOutcome]:
+        trails: list[list[list[tuple[str, Verdict]]]] = [[[] for _ in inst.negatives] for inst in chunk]
+        audited: list[set[int]] = [set() for _ in chunk]
+        audit_origin: dict[tuple[int, int], int] = {}  # (instance, candidate) -> stage index that audited it
+        active: list[tuple[int, ...]] = [tuple(range(len(inst.negatives))) for inst in chunk]
+        for si, stage in enumerate(self.config.stages):
+            live = [i for i, cands in enumerate(active) if cands]
+            if not live:
+                break
+            tasks = [JudgeTask(chunk[i], active[i]) for i in live]
+            verdicts = self._judge_stage(si, stage, tasks)
+            if verdicts is None:  # dry run past a paid stage: routing unknown, assume everything goes on
+                continue
+            for i, task, vs in zip(live, tasks, verdicts):
+                for c, v in zip(task.candidates, vs):
+                    trails[i][c].append((stage.name, v))
+            if si + 1 < len(self.config.stages):
+                for i, task, vs in zip(live, tasks, verdicts):
+                    active[i] = self._route(si, stage, task, vs, audited[i], audit_origin, i)
+        outcomes = [self._finish(inst, trails[i], audited[i]) for i, inst in enumerate(chunk)]
+        for (i, c), si in audit_origin.items():
+            if c in outcomes[i].false_negatives:
+                self.stats.stages[si].audit_found += 1
+        if self.on_progress:
+            self.on_progress(len(chunk))
+        return outcomes
+
+    def _judge_stage(self, si: int, stage: StageConfig, tasks: list[JudgeTask]) -> list[list[Verdict]] | None:
+        st = self.stats.stages[si]
+        fp = stage.judge.fingerprint()
+        t0 = time.perf_counter()
+        stored = self.store.get(fp, [k for t in tasks for k in task_keys(t)])
+        st.instances += len(tasks)
+        st.candidates += sum(len(t.candidates) for t in tasks)
+        pending: list[JudgeTask] = []
+        for t in tasks:
+            missing = tuple(c for c, k in zip(t.candidates, task_keys(t)) if k not in stored)
+            st.from_store += len(t.candidates) - len(missing)
+            if missing:
+                pending.append(JudgeTask(t.instance, missing))
+        new: dict[tuple[str, str, str], Verdict] = {}
+        if pending:
+            if self._calls_model(si):
+                judge = self.judge_for(stage)
+                est_in = est_out = 0
+                for t in pending:
+                    a, b = judge.estimate_tokens(t)
+                    est_in, est_out = est_in + a, est_out + b
+                est_cost = self._prices[si].cost(est_in, est_out)
+                if self.dry_run:
+                    st.est_tokens_in += est_in
+                    st.est_tokens_out += est_out
+                    st.est_cost += est_cost
+                    st.seconds += time.perf_counter() - t0
+                    return None
+                limit = self.config.max_cost
+                if limit is not None and self.stats.cost + est_cost > limit:
+                    self.stats.stopped_by_budget = True
+                    raise BudgetExceeded(
+                        f"stage '{stage.name}' would spend about ${est_cost:.4f} on the next {len(pending)} "
+                        f"instance(s), which passes --max-cost ${limit:.4f} (spent ${self.stats.cost:.4f} so far). "
+                        "Everything judged so far is stored: rerun with a higher --max-cost to resume.")
+            judge = self.judge_for(stage)
+            results = judge.judge(pending)
+            if len(results) != len(pending):
+                raise RuntimeError(f"judge {judge.judge_id} returned {len(results)} results for {len(pending)} tasks")
+            for t, r in zip(pending, results):
+                if len(r.verdicts) != len(t.candidates):
+                    raise RuntimeError(f"judge {judge.judge_id} returned {len(r.verdicts)} verdicts "
+                                       f"for {len(t.candidates)} candidates")
+                self.store.put(fp, t, r)
+                st.judged += len(t.candidates)
+                st.tokens_in += r.tokens_in
+                st.tokens_out += r.tokens_out
+                st.cost += self._prices[si].cost(r.tokens_in, r.tokens_out)
+                for k, v in zip(task_keys(t), r.verdicts):
+                    new[k] = v
+            st.tasks_sent += len(pending)
+        out = []
+        for t in tasks:
+            vs = []
+            for k in task_keys(t):
+                v = new.get(k) or stored[k]
+                vs.append(v)
+                self._count(st, v)
+            out.append(vs)
+        st.seconds += time.perf_counter() - t0
+        return out
+
+    @staticmethod
+    def _count(st: StageStats, v: Verdict) -> None:
+        if v.label is Label.RELEVANT:
+            st.relevant += 1
+            if v.grade is Grade.WORSE:
+                st.worse += 1
+            else:
+                st.better += 1
+        elif v.label is Label.NOT_RELEVANT:
+            st.not_relevant += 1
+        else:
+            st.undecided += 1
+            reason = (v.reason or "unknown")[:80]
+            st.undecided_reasons[reason] = st.undecided_reasons.get(reason, 0) + 1
+
+    def _goes_on(self, stage: StageConfig, v: Verdict) -> bool:
+        if v.label is Label.UNDECIDED:
+            return stage.escalate_undecided
+        rule = stage.escalate
+        hit = (rule == "all"
+               or (rule == "flagged" and v.label is Label.RELEVANT)
+               or (rule == "better" and v.label is Label.RELEVANT and v.grade is not Grade.WORSE)
+               or (rule == "worse" and v.label is Label.RELEVANT and v.grade is Grade.WORSE)
+               or (rule == "cleared" and v.label is Label.NOT_RELEVANT))
+        if not hit and stage.uncertain is not None and v.confidence is not None:
+            lo, hi = stage.uncertain
+            hit = lo <= v.confidence <= hi
+        return hit
+
+    def _route(self, si: int, stage: StageConfig, task: JudgeTask, vs: Sequence[Verdict], audited: set[int],
+               audit_origin: dict, inst_index: int) -> tuple[int, ...]:
+        st = self.stats.stages[si]
+        keys = task_keys(task)
+        go = []
+        for c, k, v in zip(task.candidates, keys, vs):
+            if self._goes_on(stage, v):
+                go.append(c)
+            elif stage.audit_rate > 0 and _audit_draw(self.config.seed, stage.name, k) < stage.audit_rate:
+                go.append(c)
+                audited.add(c)
+                audit_origin[(inst_index, c)] = si
+                st.audited += 1
+            elif v.label is Label.NOT_RELEVANT:
+                st.cleared_unaudited += 1
+        if stage.unit == "instance" and go:
+            go = list(task.candidates)
+        st.escalated += len(go)
+        return tuple(go)
+
+    def _finish(self, inst: Instance, trails: list[list[tuple[str, Verdict]]], audited: set[int]) -> InstanceOutcome:
+        cands = []
+        fns = []
+        rule_relevant = self.config.false_negative == "relevant"
+        for c, trail in enumerate(trails):
+            if not trail:  # dry run: nothing decided
+                v = Verdict(Label.UNDECIDED, None, "none", reason="not judged (dry run)")
+                cands.append(CandidateVerdict("", v, (), False))
+                continue
+            stage, v = trail[-1]
+            cands.append(CandidateVerdict(stage, v, tuple(trail), c in audited))
+            if v.label is Label.RELEVANT and (rule_relevant or v.grade is not Grade.WORSE):
+                fns.append(c)
+            if v.label is Label.UNDECIDED:
+                self.stats.undecided_final += 1
+        cap = self.config.max_false_negatives
+        ambiguous = cap is not None and len(fns) > cap
+        s = self.stats
+        s.instances += 1
+        s.candidates += len(inst.negatives)
+        s.false_negatives += len(fns)
+        s.instances_with_fn += bool(fns)
+        s.ambiguous += ambiguous
+        return InstanceOutcome(inst, tuple(cands), tuple(fns), ambiguous)
