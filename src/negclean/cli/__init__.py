@@ -1,0 +1,1 @@
+"""The `negclean` command line (typer). Heavy imports happen inside the commands."""

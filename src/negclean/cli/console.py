@@ -1,0 +1,118 @@
+"""Terminal output shared by the commands: progress bars, summary tables, JSON, error exits."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+import typer
+
+from negclean.errors import EXIT_INTERNAL, NegcleanError
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def fail(exc: NegcleanError, *, as_json: bool) -> None:
+    """Print an actionable error (no traceback) and exit with the error's code."""
+    if as_json:
+        emit_json({"error": type(exc).__name__, "message": str(exc), "exit_code": exc.exit_code})
+    else:
+        from rich.console import Console
+
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    raise typer.Exit(exc.exit_code)
+
+
+@contextmanager
+def guarded(*, as_json: bool) -> Iterator[None]:
+    """Turn negclean errors into clean exits; unexpected errors keep their traceback (exit 1)."""
+    try:
+        yield
+    except NegcleanError as exc:
+        fail(exc, as_json=as_json)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: stored verdicts are kept; rerun to resume\n")
+        raise typer.Exit(130)
+    except OSError as exc:
+        if as_json:
+            emit_json({"error": "OSError", "message": str(exc), "exit_code": EXIT_INTERNAL})
+        else:
+            sys.stderr.write(f"error: {exc}\n")
+        raise typer.Exit(EXIT_INTERNAL)
+
+
+@contextmanager
+def progress(total: int | None, description: str, *, enabled: bool) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar with rate and ETA; yields an ``advance(n)`` callback."""
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.speed:>6.1f}/s" if total else ""), TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, transient=False, refresh_per_second=4, console=None) as bar:
+        task = bar.add_task(description, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def count_lines(path: str) -> int | None:
+    """Non-blank lines of a JSONL(.gz) file, for the progress total (None for other files or huge ones)."""
+    import gzip
+    import os
+
+    if not path.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")) or os.path.getsize(path) > 2_000_000_000:
+        return None
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def print_run_summary(summary: dict) -> None:
+    """Read counts, the cascade funnel per stage, false negatives, fix counts, money."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    read = summary.get("read", {})
+    console.print(f"[bold]input[/] {summary.get('input')} ({read.get('format')}): read {read.get('read')}, "
+                  f"ok {read.get('ok')}, rejected {read.get('rejected')}"
+                  + (f", warnings {read.get('warnings')}" if read.get("warnings") else ""))
+    cas = summary.get("cascade")
+    if cas:
+        t = Table(title="cascade funnel" + (" (dry run: estimates)" if cas.get("dry_run") else ""))
+        for col in ("stage", "judge", "candidates", "stored", "judged", "relevant (better/worse)", "not rel.",
+                    "undecided", "escalated", "tokens in/out", "cost $", "est. cost $", "s"):
+            t.add_column(col, justify="left" if col in ("stage", "judge") else "right")
+        for s in cas["stages"]:
+            t.add_row(s["name"], s["judge_id"], str(s["candidates"]), str(s["from_store"]), str(s["judged"]),
+                      f"{s['relevant']} ({s['better']}/{s['worse']})", str(s["not_relevant"]), str(s["undecided"]),
+                      str(s["escalated"]), f"{s['tokens_in']}/{s['tokens_out']}", f"{s['cost']:.4f}",
+                      f"{s['est_cost']:.4f}" if s["est_cost"] else "", f"{s['seconds']:.1f}")
+        console.print(t)
+        for s in cas["stages"]:
+            if s.get("miss_estimate"):
+                console.print("audit: " + s["miss_estimate"]["text"])
+            if s.get("undecided_reasons"):
+                top = sorted(s["undecided_reasons"].items(), key=lambda kv: -kv[1])[:3]
+                console.print(f"undecided at {s['name']}: " + "; ".join(f"{n}x {r}" for r, n in top))
+        console.print(f"[bold]false negatives[/] {cas['false_negatives']} in {cas['instances_with_fn']} of "
+                      f"{cas['instances']} instances ({cas['candidates']} candidates); ambiguous (over cap) "
+                      f"{cas['ambiguous']}; undecided at the end {cas['undecided_final']}; cost ${cas['cost']:.4f}")
+    fix = summary.get("fix")
+    if fix:
+        console.print(f"[bold]fix[/] {fix.get('operation')}: wrote {fix['written']} -> {fix.get('output')}; "
+                      f"removed {fix['dropped_removed']}, dropped ambiguous {fix['dropped_ambiguous']}, "
+                      f"changed {fix['changed']}, relabeled {fix['relabeled']}, negatives removed "
+                      f"{fix['negatives_removed']}, undecided kept {fix['undecided_kept']}")
+    if "reconciled" in summary:
+        ok = summary["reconciled"]
+        console.print(("[green]" if ok else "[red]") + f"counts reconcile: {ok}[/] "
+                      "(read = written + removed + ambiguous + rejected)")
+    if summary.get("stopped"):
+        console.print(f"[yellow]stopped:[/] {summary['stopped']}")

@@ -1,0 +1,239 @@
+"""The whole job in one call: read -> (mine) -> judge cascade -> fix -> write, with a reconciled summary.
+
+Used by `negclean judge`, `negclean fix` and `negclean run PIPELINE.yaml`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from negclean.cascade.outcome import outcome_from_row, outcome_row, read_verdict_rows
+from negclean.cascade.runner import Cascade
+from negclean.cascade.stages import CascadeConfig
+from negclean.cascade.store import JudgmentStore
+from negclean.errors import BudgetExceeded, ConfigError, InputError
+from negclean.fix.operations import FixCounts, Operation, fix_instance
+
+
+class FixConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    operation: Operation = Operation.RELABEL
+    output: str | None = Field(None, description="output file; default <output_dir>/fixed.<input suffix>")
+    format: str | None = Field(None, description="output format; default the input's")
+    drop_undecided: bool = False
+
+
+class PipelineConfig(BaseModel):
+    """A `negclean run` file. Relative paths are relative to the YAML file's folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: str | None = None
+    format: str | None = None
+    on_error: Literal["fail", "skip"] = "skip"
+    output_dir: str = "runs/latest"
+    store: str | None = Field(None, description="judgment store; default <output_dir>/judgments.sqlite")
+    mine: dict[str, Any] | None = Field(None, description="optional first step: options of `negclean mine`")
+    cascade: CascadeConfig
+    fix: FixConfig | None = FixConfig()
+
+
+def load_pipeline(path: str | Path, *, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Read and validate a pipeline YAML; errors name the file and the offending field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such pipeline file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with at least 'input' and 'cascade'")
+    base = path.resolve().parent
+    for key in ("input", "output_dir", "store"):
+        if isinstance(data.get(key), str):
+            data[key] = _resolve(base, data[key])
+    if isinstance(data.get("fix"), dict) and isinstance(data["fix"].get("output"), str):
+        data["fix"]["output"] = _resolve(base, data["fix"]["output"])
+    if isinstance(data.get("mine"), dict):
+        for key in ("beir", "input", "cache_dir"):
+            if isinstance(data["mine"].get(key), str):
+                data["mine"][key] = _resolve(base, data["mine"][key])
+    data.update(overrides or {})
+    return validate_pipeline(data, source=str(path))
+
+
+def _resolve(base: Path, value: str) -> str:
+    p = Path(os.path.expanduser(value))
+    return str(p if p.is_absolute() else base / p)
+
+
+def validate_pipeline(data: dict, *, source: str = "config") -> PipelineConfig:
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: invalid configuration:"]
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"])
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+
+
+@contextmanager
+def atomic_text(path: Path) -> Iterator[Any]:
+    """Write a text file under a temporary name; rename into place only if the block succeeds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def default_fixed_path(input_path: str, output_dir: Path) -> Path:
+    name = Path(input_path).name
+    return output_dir / f"fixed.{name}"
+
+
+def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path, store_path: str | None = None,
+              fmt: str | None = None, on_error: str = "skip", dry_run: bool = False, fix: FixConfig | None = None,
+              judges: dict | None = None, on_progress: Callable[[int], None] | None = None,
+              config_echo: dict | None = None) -> dict:
+    """Judge every instance of a file through the cascade, optionally fix, and write the run folder.
+
+    Writes ``verdicts.jsonl`` (one row per instance, input order), ``rejects.jsonl`` (unreadable lines),
+    the fixed data when ``fix`` is given, and ``summary.json``. Every file appears only when complete.
+    Returns the summary. Raises BudgetExceeded (summary written, outputs not) when --max-cost stops it.
+    """
+    from negclean.data.io import open_writer, read_instances
+
+    out_dir = Path(output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store_file = store_path or str(out_dir / "judgments.sqlite")
+    reject_path = out_dir / "rejects.jsonl"
+    t0 = time.time()
+    summary: dict[str, Any] = {"input": input_path, "output_dir": str(out_dir), "store": store_file,
+                               "dry_run": dry_run, "config": config_echo or {"cascade": cascade.model_dump(mode="json")}}
+    fix_counts = FixCounts()
+    fixed_path = None
+    with JudgmentStore(store_file) as store, ExitStack() as stack:
+        reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=str(reject_path))
+        runner = Cascade(cascade, store=store, judges=judges, dry_run=dry_run, on_progress=on_progress)
+        try:
+            if dry_run:
+                for _ in runner.run(reader):
+                    pass
+            else:
+                vfile = stack.enter_context(atomic_text(out_dir / "verdicts.jsonl"))
+                writer = None
+                if fix is not None:
+                    fixed_path = Path(fix.output) if fix.output else default_fixed_path(input_path, out_dir)
+                    writer = stack.enter_context(open_writer(str(fixed_path), fmt=fix.format, like=reader.stats.format))
+                for outcome in runner.run(reader):
+                    vfile.write(json.dumps(outcome_row(outcome), ensure_ascii=False) + "\n")
+                    if writer is not None:
+                        fixed = fix_instance(outcome, fix.operation, counts=fix_counts,
+                                             drop_undecided=fix.drop_undecided)
+                        if fixed is not None:
+                            writer.write(fixed)
+        except BudgetExceeded as exc:
+            summary.update(_summary_parts(reader, runner, None, None, t0))
+            summary["stopped"] = str(exc)
+            _write_summary(out_dir, summary)
+            raise
+        summary.update(_summary_parts(reader, runner, fix_counts if fix else None,
+                                      {"operation": fix.operation.value, "output": str(fixed_path)} if fix else None,
+                                      t0))
+    _write_summary(out_dir, summary)
+    return summary
+
+
+def _summary_parts(reader, runner: Cascade, fix_counts: FixCounts | None, fix_info: dict | None, t0: float) -> dict:
+    stats = reader.stats
+    read = {"format": stats.format, "read": stats.read, "ok": stats.ok, "rejected": stats.rejected,
+            "warnings": dict(stats.warnings)}
+    out: dict[str, Any] = {"read": read, "cascade": runner.stats.as_dict(), "seconds": round(time.time() - t0, 3)}
+    if fix_counts is not None:
+        out["fix"] = {**(fix_info or {}), **fix_counts.as_dict()}
+        out["reconciled"] = (stats.read == fix_counts.written + fix_counts.dropped_removed
+                             + fix_counts.dropped_ambiguous + stats.rejected)
+    return out
+
+
+def _write_summary(out_dir: Path, summary: dict) -> None:
+    with atomic_text(out_dir / "summary.json") as fh:
+        json.dump(summary, fh, indent=2, ensure_ascii=False)
+
+
+def run_fix(*, input_path: str, verdicts_path: str, output_path: str, operation: Operation, fmt: str | None = None,
+            out_fmt: str | None = None, on_error: str = "skip", drop_undecided: bool = False,
+            max_false_negatives: int | None = None, reject_path: str | None = None) -> dict:
+    """Apply a fix operation from a verdicts file (made by `negclean judge` from the same input)."""
+    from negclean.data.io import open_writer, read_instances
+
+    counts = FixCounts()
+    reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=reject_path)
+    rows = read_verdict_rows(verdicts_path)
+    with open_writer(output_path, fmt=out_fmt, like=None) as writer:
+        for inst in reader:
+            row = next(rows, None)
+            if row is None:
+                raise InputError(f"verdicts file ends before input line {inst.line}: was the judge run complete?",
+                                 path=verdicts_path)
+            outcome = outcome_from_row(inst, row, path=verdicts_path)
+            if max_false_negatives is not None:
+                outcome = type(outcome)(outcome.instance, outcome.candidates, outcome.false_negatives,
+                                        len(outcome.false_negatives) > max_false_negatives)
+            fixed = fix_instance(outcome, operation, counts=counts, drop_undecided=drop_undecided)
+            if fixed is not None:
+                writer.write(fixed)
+        if next(rows, None) is not None:
+            raise InputError("verdicts file has more rows than the input has readable instances: "
+                             "was it made from this input with the same --on-error?", path=verdicts_path)
+    stats = reader.stats
+    return {"input": input_path, "verdicts": verdicts_path, "output": output_path, "operation": operation.value,
+            "read": {"format": stats.format, "read": stats.read, "ok": stats.ok, "rejected": stats.rejected},
+            "fix": counts.as_dict(),
+            "reconciled": stats.read == counts.written + counts.dropped_removed + counts.dropped_ambiguous + stats.rejected}
+
+
+def run_pipeline(cfg: PipelineConfig, *, dry_run: bool = False, show_progress: bool = False,
+                 judges: dict | None = None) -> dict:
+    """`negclean run`: optional mine step, then judge + fix into ``cfg.output_dir``."""
+    out_dir = Path(cfg.output_dir)
+    input_path = cfg.input
+    mine_summary = None
+    if cfg.mine is not None:
+        from negclean.mine.mine import mine_from_options  # the mine stage's entry point for pipelines
+
+        mined = out_dir / "mined.jsonl"
+        mine_summary = mine_from_options(dict(cfg.mine), output=str(mined))
+        input_path = str(mined)
+    if not input_path:
+        raise ConfigError("pipeline has no 'input' (and no 'mine' step to make one)")
+    from negclean.cli.console import count_lines, progress
+
+    with progress(count_lines(input_path), "judging", enabled=show_progress) as advance:
+        summary = run_judge(input_path=input_path, cascade=cfg.cascade, output_dir=out_dir,
+                            store_path=cfg.store, fmt=cfg.format, on_error=cfg.on_error, dry_run=dry_run,
+                            fix=None if dry_run else cfg.fix, judges=judges, on_progress=advance,
+                            config_echo=cfg.model_dump(mode="json"))
+    if mine_summary is not None:
+        summary["mine"] = mine_summary
+        _write_summary(out_dir, summary)
+    return summary
