@@ -1,0 +1,88 @@
+"""Every fix operation on judged instances, with provenance and reconciled counts."""
+
+from __future__ import annotations
+
+import pytest
+
+from negclean.cascade.outcome import CandidateVerdict, InstanceOutcome, outcome_from_row, outcome_row
+from negclean.data.records import Instance, Passage
+from negclean.errors import InputError
+from negclean.fix.operations import FixCounts, Operation, fix_instance
+from negclean.judge.base import Grade, Label, Verdict
+
+
+def judged(labels, *, ambiguous=False):
+    """An instance with one negative per label: 'fn' (better), 'worse', 'no', 'und'."""
+    negs = tuple(Passage(f"d{i}", f"text {i}") for i in range(len(labels)))
+    inst = Instance("q", "query", (Passage("p", "positive"),), negs, line=3)
+    cands, fns = [], []
+    for i, lab in enumerate(labels):
+        v = {"fn": Verdict(Label.RELEVANT, 0.9, "j", Grade.BETTER),
+             "worse": Verdict(Label.RELEVANT, 0.6, "j", Grade.WORSE),
+             "no": Verdict(Label.NOT_RELEVANT, 0.1, "j"),
+             "und": Verdict(Label.UNDECIDED, None, "j", reason="truncated")}[lab]
+        cands.append(CandidateVerdict("llm", v, (("screen", Verdict(Label.RELEVANT, 0.8, "s", Grade.BETTER)),
+                                                 ("llm", v))))
+        if lab == "fn":
+            fns.append(i)
+    return InstanceOutcome(inst, tuple(cands), tuple(fns), ambiguous)
+
+
+def test_none_keeps_everything():
+    c = FixCounts()
+    o = judged(["fn", "no"])
+    assert fix_instance(o, Operation.NONE, counts=c) is o.instance
+    assert c.written == 1 and c.reconciles()
+
+
+def test_remove_drops_instances_with_false_negatives():
+    c = FixCounts()
+    assert fix_instance(judged(["fn", "no"]), Operation.REMOVE, counts=c) is None
+    kept = fix_instance(judged(["no", "worse"]), Operation.REMOVE, counts=c)
+    assert kept is not None and len(kept.negatives) == 2
+    assert (c.instances_in, c.written, c.dropped_removed) == (2, 1, 1) and c.reconciles()
+
+
+def test_hn_remove_drops_only_false_negatives():
+    c = FixCounts()
+    out = fix_instance(judged(["fn", "no", "worse", "fn"]), Operation.HN_REMOVE, counts=c)
+    assert [p.docid for p in out.negatives] == ["d1", "d2"]
+    assert [p.docid for p in out.positives] == ["p"]
+    assert c.negatives_removed == 2 and c.changed == 1
+
+
+def test_relabel_moves_false_negatives_with_provenance():
+    c = FixCounts()
+    out = fix_instance(judged(["no", "fn", "und"]), Operation.RELABEL, counts=c)
+    assert [p.docid for p in out.positives] == ["p", "d1"]
+    assert [p.docid for p in out.negatives] == ["d0", "d2"]
+    prov = out.positives[1].meta["negclean"]
+    assert prov["stage"] == "llm" and prov["grade"] == "better" and prov["relabeled_from"] == "negative"
+    assert prov["trail"] == ["screen:relevant/better", "llm:relevant/better"]
+    assert c.relabeled == 1 and c.undecided_kept == 1
+
+
+def test_drop_undecided_option():
+    c = FixCounts()
+    out = fix_instance(judged(["no", "und"]), Operation.RELABEL, counts=c, drop_undecided=True)
+    assert [p.docid for p in out.negatives] == ["d0"] and c.undecided_dropped == 1
+
+
+def test_ambiguous_instances_are_dropped_by_every_fixing_operation():
+    for op in (Operation.REMOVE, Operation.HN_REMOVE, Operation.RELABEL):
+        c = FixCounts()
+        assert fix_instance(judged(["fn"] * 3, ambiguous=True), op, counts=c) is None
+        assert c.dropped_ambiguous == 1 and c.reconciles()
+    c = FixCounts()
+    assert fix_instance(judged(["fn"] * 3, ambiguous=True), Operation.NONE, counts=c) is not None
+
+
+def test_verdict_rows_round_trip_and_mismatch_is_reported():
+    o = judged(["fn", "worse", "no", "und"])
+    back = outcome_from_row(o.instance, outcome_row(o))
+    assert back.false_negatives == o.false_negatives
+    assert [c.verdict for c in back.candidates] == [c.verdict for c in o.candidates]
+    assert [c.trail for c in back.candidates] == [c.trail for c in o.candidates]
+    other = o.instance.replace(query_id="other")
+    with pytest.raises(InputError, match="does not match input line 3"):
+        outcome_from_row(other, outcome_row(o), path="v.jsonl")
