@@ -69,6 +69,11 @@ def load_pipeline(path: str | Path, *, overrides: dict[str, Any] | None = None) 
         for key in ("beir", "input", "cache_dir"):
             if isinstance(data["mine"].get(key), str):
                 data["mine"][key] = _resolve(base, data["mine"][key])
+    if isinstance(data.get("cascade"), str):  # a preset name or a cascade YAML path
+        from negclean.presets import load_cascade_dict
+
+        ref = data["cascade"]
+        data["cascade"] = load_cascade_dict(_resolve(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
     data.update(overrides or {})
     return validate_pipeline(data, source=str(path))
 
