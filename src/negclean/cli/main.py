@@ -140,17 +140,23 @@ def presets():
 
 
 def _register_optional() -> None:
-    """Commands defined in their own modules (added as their stages land)."""
+    """Commands defined in their own modules: every ``negclean/cli/*_cmd.py`` with a ``COMMANDS`` mapping
+    of name -> function (a command) or typer.Typer (a group, e.g. `train retriever`). Those modules
+    must import nothing heavy at module level, so that `negclean --help` stays fast."""
     import importlib
+    import pkgutil
 
-    for module, name in (("negclean.cli.mine_cmd", "mine"),):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        app.command(name=name)(getattr(mod, f"{name}_command"))
+    import negclean.cli as pkg
+
+    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+        if not info.name.endswith("_cmd"):
+            continue
+        module = importlib.import_module(f"negclean.cli.{info.name}")
+        for name, obj in getattr(module, "COMMANDS", {}).items():
+            if isinstance(obj, typer.Typer):
+                app.add_typer(obj, name=name)
+            else:
+                app.command(name=name)(obj)
 
 
 _register_optional()
