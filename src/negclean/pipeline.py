@@ -99,6 +99,9 @@ def atomic_text(path: Path) -> Iterator[Any]:
     """Write a text file under a temporary name; rename into place only if the block succeeds."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets the usual permissions
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
@@ -148,7 +151,7 @@ def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path
                 writer = None
                 if fix is not None:
                     fixed_path = Path(fix.output) if fix.output else default_fixed_path(input_path, out_dir)
-                    writer = stack.enter_context(open_writer(str(fixed_path), fmt=fix.format, like=reader.stats.format))
+                    writer = stack.enter_context(open_writer(str(fixed_path), fmt=fix.format, like=reader))
                 for outcome in runner.run(reader):
                     vfile.write(json.dumps(outcome_row(outcome), ensure_ascii=False) + "\n")
                     if writer is not None:
@@ -194,7 +197,7 @@ def run_fix(*, input_path: str, verdicts_path: str, output_path: str, operation:
     counts = FixCounts()
     reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=reject_path)
     rows = read_verdict_rows(verdicts_path)
-    with open_writer(output_path, fmt=out_fmt, like=None) as writer:
+    with open_writer(output_path, fmt=out_fmt, like=reader) as writer:
         for inst in reader:
             row = next(rows, None)
             if row is None:

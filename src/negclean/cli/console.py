@@ -51,11 +51,16 @@ def progress(total: int | None, description: str, *, enabled: bool) -> Iterator[
     if not enabled:
         yield lambda n: None
         return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.text import Text
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-               TextColumn("{task.speed:>6.1f}/s" if total else ""), TimeElapsedColumn(), TimeRemainingColumn()]
+    class RateColumn(ProgressColumn):
+        def render(self, task):  # noqa: D401 - rich API
+            return Text(f"{task.speed:.1f}/s" if task.speed else "-/s")
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), RateColumn(),
+               TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, transient=False, refresh_per_second=4, console=None) as bar:
         task = bar.add_task(description, total=total)
         yield lambda n: bar.advance(task, n)
@@ -78,23 +83,29 @@ def print_run_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 120)
     read = summary.get("read", {})
     console.print(f"[bold]input[/] {summary.get('input')} ({read.get('format')}): read {read.get('read')}, "
                   f"ok {read.get('ok')}, rejected {read.get('rejected')}"
                   + (f", warnings {read.get('warnings')}" if read.get("warnings") else ""))
     cas = summary.get("cascade")
     if cas:
-        t = Table(title="cascade funnel" + (" (dry run: estimates)" if cas.get("dry_run") else ""))
-        for col in ("stage", "judge", "candidates", "stored", "judged", "relevant (better/worse)", "not rel.",
-                    "undecided", "escalated", "tokens in/out", "cost $", "est. cost $", "s"):
-            t.add_column(col, justify="left" if col in ("stage", "judge") else "right")
+        from rich import box
+
+        t = Table(box=box.SIMPLE_HEAD, padding=(0, 1), pad_edge=False, title="cascade funnel" + (" (dry run: estimates)" if cas.get("dry_run") else ""),
+                  caption="in: candidates reaching the stage; store: answered from the judgment store; "
+                          "rel b/w: relevant, better/worse than the positive; on: sent to the next stage")
+        for col in ("stage", "in", "store", "judged", "rel b/w", "not", "undec", "on", "tokens", "$", "sec"):
+            t.add_column(col, justify="left" if col == "stage" else "right", no_wrap=True)
         for s in cas["stages"]:
-            t.add_row(s["name"], s["judge_id"], str(s["candidates"]), str(s["from_store"]), str(s["judged"]),
-                      f"{s['relevant']} ({s['better']}/{s['worse']})", str(s["not_relevant"]), str(s["undecided"]),
-                      str(s["escalated"]), f"{s['tokens_in']}/{s['tokens_out']}", f"{s['cost']:.4f}",
-                      f"{s['est_cost']:.4f}" if s["est_cost"] else "", f"{s['seconds']:.1f}")
+            money = s["est_cost"] if cas.get("dry_run") else s["cost"]
+            tokens = (s["est_tokens_in"] + s["est_tokens_out"]) if cas.get("dry_run") else (
+                s["tokens_in"] + s["tokens_out"])
+            t.add_row(s["name"], str(s["candidates"]), str(s["from_store"]),
+                      str(s["judged"]), f"{s['relevant']} {s['better']}/{s['worse']}", str(s["not_relevant"]),
+                      str(s["undecided"]), str(s["escalated"]), f"{tokens:,}", f"{money:.4f}", f"{s['seconds']:.1f}")
         console.print(t)
+        console.print("judges: " + ", ".join(f"{s['name']}={s['judge_id']}" for s in cas["stages"]), highlight=False)
         for s in cas["stages"]:
             if s.get("miss_estimate"):
                 console.print("audit: " + s["miss_estimate"]["text"])
