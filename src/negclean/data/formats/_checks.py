@@ -1,0 +1,79 @@
+"""Checks that let a record through but are worth a warning (counted by kind in ``ReadStats.warnings``).
+
+None of them changes the record: a negative that repeats a positive is a free false negative that the
+duplicate judge handles later, so it must reach it.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+from negclean.data.hashing import normalize_text
+from negclean.data.records import Instance, Passage
+
+EMPTY_NEGATIVES = "empty_negatives"
+DUPLICATE_DOCID = "duplicate_docid"
+NEGATIVE_EQUALS_POSITIVE = "negative_equals_positive"
+EMPTY_TEXT = "empty_text"
+EMPTY_QUERY = "empty_query"
+WARNING_KINDS = (EMPTY_NEGATIVES, DUPLICATE_DOCID, NEGATIVE_EQUALS_POSITIVE, EMPTY_TEXT, EMPTY_QUERY)
+
+
+def _blank(text: str) -> bool:
+    return not text or text.isspace()
+
+
+def _first_word(text: str) -> str:
+    parts = text.split(None, 1)
+    return parts[0].lower() if parts else ""
+
+
+def _duplicates(passages: Sequence[Passage], side: str) -> Iterator[tuple[str, str]]:
+    seen: dict[str, int] = {}
+    for i, p in enumerate(passages, start=1):
+        first = seen.setdefault(p.docid, i)
+        if first != i:
+            yield DUPLICATE_DOCID, f"docid {p.docid!r} appears twice among the {side} ({first} and {i})"
+
+
+def _same_as_positive(inst: Instance) -> Iterator[tuple[str, str]]:
+    pos_ids = {p.docid: i for i, p in enumerate(inst.positives, start=1)}
+    # normalize_text costs ~9 us per passage; for ASCII texts (NFKC and casefold are no-ops there) equal
+    # normalised texts must start with the same lower-cased word, a check that costs a fraction of that.
+    ascii_pos = all(p.text.isascii() for p in inst.positives)
+    first_words = {_first_word(p.text) for p in inst.positives} if ascii_pos else set()
+    pos_norm: dict[str, int] | None = None
+    for i, n in enumerate(inst.negatives, start=1):
+        j = pos_ids.get(n.docid)
+        if j is not None:
+            yield NEGATIVE_EQUALS_POSITIVE, f"negative {i} has the docid of positive {j} ({n.docid!r}): a false negative, kept"
+            continue
+        if ascii_pos and n.text.isascii() and _first_word(n.text) not in first_words:
+            continue
+        if pos_norm is None:
+            pos_norm = {}
+            for k, p in enumerate(inst.positives, start=1):
+                pos_norm.setdefault(normalize_text(p.text), k)
+        norm = normalize_text(n.text)
+        j = pos_norm.get(norm) if norm else None
+        if j is not None:
+            yield (
+                NEGATIVE_EQUALS_POSITIVE,
+                (f"negative {i} ({n.docid!r}) has the same normalised text as positive {j}: a false negative, kept"),
+            )
+
+
+def check_instance(inst: Instance) -> list[tuple[str, str]]:
+    """(kind, message) for each warning about an instance that is otherwise valid."""
+    found: list[tuple[str, str]] = []
+    if _blank(inst.query):
+        found.append((EMPTY_QUERY, "query text is empty"))
+    if not inst.negatives:
+        found.append((EMPTY_NEGATIVES, "no negatives"))
+    for side, passages in (("positives", inst.positives), ("negatives", inst.negatives)):
+        for i, p in enumerate(passages, start=1):
+            if _blank(p.text):
+                found.append((EMPTY_TEXT, f"{side[:-1]} {i} ({p.docid!r}) has empty text"))
+        found.extend(_duplicates(passages, side))
+    found.extend(_same_as_positive(inst))
+    return found

@@ -1,0 +1,129 @@
+"""JSON Lines container, plain or gzip: lines in, decoded rows out, and rows back to lines.
+
+Reading works on bytes so that one badly encoded line is one rejected line, not a failed file. Tolerated:
+a byte-order mark (at the start of the file or of any line, as ``cat`` of several files leaves it), CRLF line
+endings, blank lines, literal control characters inside strings. Gzip is recognised by its magic bytes.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+from negclean.data.formats._base import RowError, has_lone_surrogate, type_name
+from negclean.errors import InputError
+
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_DECODER = json.JSONDecoder(strict=False)  # strict=False: allow raw tabs/newlines inside strings
+_FLUSH_BYTES = 1 << 20
+
+
+def sniff(path: Path) -> bytes:
+    """The first four bytes of a file ("" for an empty one)."""
+    with open(path, "rb") as f:
+        return f.read(4)
+
+
+def _open(path: Path) -> IO[bytes]:
+    if sniff(path).startswith(GZIP_MAGIC):
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    return open(path, "rb", buffering=1 << 20)
+
+
+def _utf16_error(path: Path) -> InputError:
+    return InputError(
+        "the file is UTF-16 encoded; negclean reads UTF-8 JSON Lines. "
+        "Convert it first, e.g. iconv -f UTF-16 -t UTF-8 in.jsonl > out.jsonl",
+        path=str(path),
+    )
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line without line ending or BOM) for every non-blank line."""
+    lineno = 0
+    with _open(path) as f:
+        try:
+            for lineno, line in enumerate(f, start=1):
+                if lineno == 1 and line.startswith(_UTF16_BOMS):
+                    raise _utf16_error(path)
+                line = line.rstrip(b"\r\n")
+                if line.startswith(BOM):
+                    line = line[3:]
+                if not line or line.isspace():
+                    continue
+                yield lineno, line
+        except (OSError, EOFError, zlib.error) as exc:
+            raise InputError(
+                f"the file is corrupt or truncated after line {lineno} ({exc}); re-create or re-download it",
+                path=str(path),
+            ) from None
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """One line as a JSON object, or RowError saying why it is not one."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad = raw[exc.start : exc.start + 4]
+        raise RowError(
+            f"invalid UTF-8 at byte {exc.start + 1} of the line ({bad!r}); "
+            "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
+        ) from None
+    try:
+        obj = _DECODER.decode(text)
+    except RecursionError:
+        raise RowError("invalid JSON: nested too deeply to read") from None
+    except json.JSONDecodeError as exc:
+        raise RowError(f"invalid JSON at column {exc.colno}: {exc.msg}") from None
+    if type(obj) is not dict:
+        hint = " (is the file one JSON array instead of JSON Lines?)" if type(obj) is list else ""
+        raise RowError(f"the line is a JSON {type_name(obj)}, not an object{hint}")
+    # A lone surrogate can only come from a \uD800-\uDFFF escape; look for one only where such escapes are.
+    if (b"\\ud" in raw or b"\\uD" in raw) and has_lone_surrogate(obj):
+        raise RowError("a string holds a lone UTF-16 surrogate escape (\\udXXX), which is not valid Unicode text")
+    return obj
+
+
+def raw_text(raw: bytes) -> str:
+    """A line as text for the reject file, bad bytes shown as \\xNN."""
+    return raw.decode("utf-8", errors="backslashreplace")
+
+
+class JsonlSink:
+    """Writes rows as JSON lines to an open binary file, gzip-compressed if asked (deterministic header)."""
+
+    def __init__(self, raw: IO[bytes], *, compresslevel: int | None, name: str):
+        self._raw = raw
+        self._out: IO[bytes] = raw
+        if compresslevel is not None:
+            self._out = gzip.GzipFile(filename=name, mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0)
+        self._buf: list[bytes] = []
+        self._size = 0
+
+    def write(self, row: dict[str, Any]) -> None:
+        try:
+            data = json.dumps(row, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("a string holds a lone UTF-16 surrogate, which UTF-8 cannot encode") from None
+        self._buf.append(data)
+        self._size += len(data)
+        if self._size >= _FLUSH_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._buf:
+            self._buf.append(b"")
+            self._out.write(b"\n".join(self._buf))
+            self._buf.clear()
+            self._size = 0
+
+    def close(self) -> None:
+        self.flush()
+        if self._out is not self._raw:
+            self._out.close()

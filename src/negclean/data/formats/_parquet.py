@@ -1,0 +1,218 @@
+"""Parquet container (pyarrow): rows streamed in record batches, written in row groups.
+
+Reading any Parquet file gives one dict per row, exactly as a JSON line would; columns of nested lists of
+structs (Tevatron passages) become lists of dicts. Memory is bounded by one record batch (and, for nested
+columns, by the file's row-group size), never the whole file.
+
+Writing uses a fixed schema, because a Parquet file has one: the format's own columns, typed, plus a string
+column ``extra`` holding the JSON object of every other field (and an ``extra`` field in each passage struct
+for the passage's other fields). The file's key-value metadata carries ``negclean`` so that a reader knows to
+unpack ``extra``; in files written by other tools every column is read as it is.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from negclean.data.formats import st, tevatron
+from negclean.data.formats._base import RowError
+from negclean.errors import ConfigError, InputError, require
+
+MARKER = b"negclean"
+LAYOUTS = ("tevatron", "st")
+_BATCH_ROWS = 1024
+_GROUP_BYTES = 64 << 20
+
+
+def _pa():
+    return require("pyarrow", extra="parquet", purpose="Reading and writing Parquet")
+
+
+def _pq():
+    return require("pyarrow.parquet", extra="parquet", purpose="Reading and writing Parquet")
+
+
+def open_file(path: Path):
+    """A ``pyarrow.parquet.ParquetFile``, or InputError saying why the file cannot be opened."""
+    pa, pq = _pa(), _pq()
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise InputError(
+            f"not a readable Parquet file ({exc}); check that the file is complete and really Parquet",
+            path=str(path),
+        ) from None
+
+
+def column_names(path: Path) -> list[str]:
+    return list(open_file(path).schema_arrow.names)
+
+
+def _load_extra(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    try:
+        extra = json.loads(value)
+    except (TypeError, ValueError):
+        raise RowError(f"{where} is not valid JSON; the file was changed by another tool") from None
+    if type(extra) is not dict:
+        raise RowError(f"{where} must hold a JSON object")
+    return extra
+
+
+def _unpack(row: dict[str, Any]) -> dict[str, Any]:
+    """Merge the JSON ``extra`` fields of a negclean-written row (and of its passages) back into it."""
+    for key in ("positive_passages", "negative_passages"):
+        passages = row.get(key)
+        if type(passages) is list:
+            for i, p in enumerate(passages):
+                if type(p) is dict and "extra" in p:
+                    for k, v in _load_extra(p.pop("extra"), f"{key}[{i}].extra").items():
+                        p.setdefault(k, v)
+    for k, v in _load_extra(row.pop("extra", None), "extra").items():
+        row.setdefault(k, v)
+    return row
+
+
+def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any], dict[str, Any] | RowError]]:
+    """(1-based row number, raw row, row or the RowError that unpacking it raised) for every row."""
+    pa = _pa()
+    pf = open_file(path)
+    ours = MARKER in (pf.schema_arrow.metadata or {})
+    rowno = 0
+    try:
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
+            for row in batch.to_pylist():
+                rowno += 1
+                raw = dict(row)
+                if ours:
+                    try:
+                        row = _unpack(row)
+                    except RowError as err:
+                        row = err
+                yield rowno, raw, row
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
+        raise InputError(
+            f"cannot read the rows after row {rowno} ({exc}); the file may be truncated or damaged",
+            path=str(path),
+        ) from None
+
+
+def raw_text(raw: dict[str, Any]) -> str:
+    return json.dumps(raw, ensure_ascii=False, default=str)
+
+
+def _passage_type(pa):
+    return pa.struct(
+        [
+            ("docid", pa.string()),
+            ("title", pa.string()),
+            ("text", pa.string()),
+            ("score", pa.float64()),
+            ("rank", pa.int64()),
+            ("extra", pa.string()),
+        ]
+    )
+
+
+def _dumps(extra: dict[str, Any]) -> str | None:
+    return json.dumps(extra, ensure_ascii=False) if extra else None
+
+
+def _pack_passages(passages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    size = 0
+    for p in passages:
+        size += len(p["text"])
+        if not p.keys() <= tevatron.PASSAGE_KEYS:
+            # pyarrow ignores dict keys that are not struct fields, so the extras can stay in the dict.
+            p["extra"] = _dumps({k: v for k, v in p.items() if k not in tevatron.PASSAGE_KEYS})
+    return passages, size
+
+
+class ParquetSink:
+    """Writes rows of one layout (tevatron or st) to a Parquet file in row groups."""
+
+    def __init__(self, path: Path, *, layout: str, row_group_size: int, negatives: int | None = None):
+        if layout not in LAYOUTS:
+            raise ValueError(f"unknown Parquet layout {layout!r}")
+        self._pa, self._pq = _pa(), _pq()
+        self._path = path
+        self._layout = layout
+        self._group_rows = row_group_size
+        self._negatives = negatives
+        self._rows: list[Any] = []
+        self._bytes = 0
+        self._writer = None
+        self._neg_columns: list[str] = []
+
+    def write(self, row: dict[str, Any]) -> None:
+        if self._layout == "tevatron":
+            pos, a = _pack_passages(row["positive_passages"])
+            neg, b = _pack_passages(row["negative_passages"])
+            extra = {k: v for k, v in row.items() if k not in tevatron.ROW_KEYS}
+            self._rows.append((row["query_id"], row["query"], pos, neg, row["subset"], _dumps(extra)))
+            self._bytes += len(row["query"]) + a + b
+        else:
+            negs = [v for k, v in row.items() if st.is_negative_column(k)]
+            limit = self._negatives if self._writer is None else len(self._neg_columns)
+            if limit is not None and len(negs) > limit:
+                raise ConfigError(
+                    f"this Parquet file has {limit} negative column(s) (fixed by negatives= or by its first row "
+                    f"group) but the row has {len(negs)} negatives; pass a larger negatives= to open_writer, "
+                    "cap the negatives first, or write JSON Lines (.jsonl), which has no such limit"
+                )
+            extra = {k: v for k, v in row.items() if not st.is_core(k)}
+            self._rows.append((row["anchor"], row["positive"], negs, _dumps(extra)))
+            self._bytes += len(row["anchor"]) + len(row["positive"]) + sum(map(len, negs))
+        if len(self._rows) >= self._group_rows or self._bytes >= _GROUP_BYTES:
+            self.flush()
+
+    def _schema(self):
+        pa = self._pa
+        meta = {MARKER: json.dumps({"layout": self._layout, "version": 1}).encode()}
+        if self._layout == "tevatron":
+            plist = pa.list_(_passage_type(pa))
+            fields = [
+                ("query_id", pa.string()),
+                ("query", pa.string()),
+                ("positive_passages", plist),
+                ("negative_passages", plist),
+                ("subset", pa.string()),
+            ]
+        else:
+            n = self._negatives
+            if n is None:
+                n = max((len(r[2]) for r in self._rows), default=0)
+            self._neg_columns = ["negative"] if n == 1 else [f"negative_{i}" for i in range(1, n + 1)]
+            fields = [("anchor", pa.string()), ("positive", pa.string())]
+            fields += [(c, pa.string()) for c in self._neg_columns]
+        return pa.schema(fields + [("extra", pa.string())], metadata=meta)
+
+    def _columns(self) -> list[list[Any]]:
+        if self._layout == "tevatron":
+            return [list(col) for col in zip(*self._rows)]
+        n = len(self._neg_columns)
+        anchors, positives, negs, extras = zip(*self._rows)
+        neg_cols = [[row_negs[i] if i < len(row_negs) else None for row_negs in negs] for i in range(n)]
+        return [list(anchors), list(positives), *neg_cols, list(extras)]
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        if self._writer is None:
+            schema = self._schema()
+            self._writer = self._pq.ParquetWriter(str(self._path), schema, compression="zstd")
+        schema = self._writer.schema
+        arrays = [self._pa.array(col, type=f.type) for col, f in zip(self._columns(), schema)]
+        table = self._pa.Table.from_arrays(arrays, schema=schema)
+        self._writer.write_table(table, row_group_size=len(self._rows))
+        self._rows.clear()
+        self._bytes = 0
+
+    def close(self) -> None:
+        self.flush()
+        if self._writer is None:  # no rows at all: still write a valid, empty file
+            self._writer = self._pq.ParquetWriter(str(self._path), self._schema(), compression="zstd")
+        self._writer.close()

@@ -1,0 +1,289 @@
+"""Reading: format detection, the streaming reader, its counts and the reject file (see ``negclean.data.io``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+from negclean.data.formats import _jsonl, _parquet
+from negclean.data.formats._base import RowError
+from negclean.data.formats._checks import check_instance
+from negclean.data.formats._registry import CODECS, EXPECTED, FORMATS, match_format, show_keys
+from negclean.data.records import Instance, Rejected
+from negclean.errors import ConfigError, InputError
+
+log = logging.getLogger("negclean.data.io")
+_DETECT_LINES = 1000
+_ON_ERROR = ("fail", "skip")
+
+
+def existing(path: str | os.PathLike[str]) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError("no such file; check the path", path=str(p))
+    if not p.is_file():
+        raise InputError("not a file (a directory?); give the path of a data file", path=str(p))
+    return p
+
+
+def is_parquet(path: Path) -> bool:
+    try:
+        head = _jsonl.sniff(path)
+    except OSError as exc:
+        raise InputError(f"cannot open the file ({exc.strerror})", path=str(path)) from None
+    if head == _jsonl.PARQUET_MAGIC:
+        return True
+    if path.name.lower().endswith(".parquet"):
+        raise InputError(
+            "the name ends in .parquet but the file does not start with Parquet's magic bytes; "
+            "it is empty, damaged, or another format under the wrong name",
+            path=str(path),
+        )
+    return False
+
+
+def detect_jsonl(path: Path) -> tuple[str, int]:
+    first: tuple[int, Any] | None = None
+    first_error: tuple[int, str] | None = None
+    for n, (lineno, raw) in enumerate(_jsonl.iter_lines(path)):
+        if n == 0 and raw.lstrip().startswith(b"["):
+            raise InputError(
+                "the file is a JSON array, not JSON Lines (one object per line); "
+                "convert it, e.g. jq -c '.[]' in.json > out.jsonl",
+                path=str(path),
+            )
+        if n >= _DETECT_LINES:
+            break
+        try:
+            row = _jsonl.decode(raw)
+        except RowError as err:
+            first_error = first_error or (lineno, err.reason)
+            continue
+        fmt = match_format(row.keys())
+        if fmt is not None:
+            return fmt, lineno
+        first = first or (lineno, row.keys())
+    if first is not None:
+        raise InputError(
+            f"cannot tell the format from the first record (line {first[0]}, keys: {show_keys(first[1])}); "
+            f"expected {EXPECTED}. Rename the fields or pass fmt=",
+            path=str(path),
+        )
+    if first_error is not None:
+        raise InputError(
+            f"cannot tell the format: no line could be read as a JSON object (line {first_error[0]}: "
+            f"{first_error[1]}); is this a JSON Lines file?",
+            path=str(path),
+        )
+    raise InputError("the file has no records, so its format cannot be detected; pass fmt= to read it", path=str(path))
+
+
+def detect_format(path: str | os.PathLike[str]) -> str:
+    """The format of a file, from its content: Parquet columns, or the keys of its first JSON record.
+
+    Raises:
+        InputError: the file is missing, empty, or its records match no format (the message lists the keys).
+    """
+    p = existing(path)
+    if not is_parquet(p):
+        return detect_jsonl(p)[0]
+    names = _parquet.column_names(p)
+    fmt = match_format(names)
+    if fmt == "tevatron":
+        return "parquet"
+    if fmt == "st":
+        return "st"
+    if fmt == "flagembedding":
+        raise InputError(
+            "Parquet with FlagEmbedding columns (pos, neg) is not supported; write it as JSON Lines", path=str(p)
+        )
+    raise InputError(
+        f"cannot tell the format from the Parquet columns ({show_keys(names)}); expected {EXPECTED}", path=str(p)
+    )
+
+
+@dataclass(frozen=True)
+class ReadStats:
+    """Counts of one pass over an input. Always ``read == ok + rejected``.
+
+    Args:
+        path: the input file.
+        format: the format it was read as (a key of ``FORMATS``).
+        read: non-blank lines (or Parquet rows) seen.
+        ok: instances produced.
+        rejected: lines that could not be read (in the reject file when there is one).
+        warnings: instances let through with a warning, by kind (``WARNING_KINDS``); an instance can count
+            under several kinds, or several times under one.
+    """
+
+    path: str
+    format: str
+    read: int = 0
+    ok: int = 0
+    rejected: int = 0
+    warnings: Counter[str] = field(default_factory=Counter)
+
+    def summary(self) -> str:
+        warned = ", ".join(f"{k} {v}" for k, v in sorted(self.warnings.items())) or "none"
+        return (
+            f"{self.path} ({self.format}): {self.read} read, {self.ok} ok, {self.rejected} rejected; warnings: {warned}"
+        )
+
+
+class _RejectFile:
+    """Rejected lines as JSON Lines {path, line, reason, raw}; written as they come, so that a failed run still
+    shows what it set aside."""
+
+    def __init__(self, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._raw = open(path, "wb")
+        self._sink = _jsonl.JsonlSink(self._raw, compresslevel=6 if path.name.endswith(".gz") else None, name="")
+
+    def write(self, rejected: Rejected) -> None:
+        self._sink.write({"path": rejected.path, "line": rejected.line, "reason": rejected.reason, "raw": rejected.raw})
+
+    def close(self) -> None:
+        try:
+            self._sink.close()
+        finally:
+            self._raw.close()
+
+
+class InstanceReader:
+    """An iterable of the instances of one file (see ``read_instances``); ``stats`` counts the current pass."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fmt: str | None = None,
+        on_error: Literal["fail", "skip"] = "fail",
+        reject_path: str | os.PathLike[str] | None = None,
+        log_limit: int = 20,
+    ):
+        if on_error not in _ON_ERROR:
+            raise ConfigError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
+        self.path = existing(path)
+        self._parquet = is_parquet(self.path)
+        self._detected_at: int | None = None
+        if fmt is None:
+            if self._parquet:
+                fmt = detect_format(self.path)
+            else:
+                fmt, self._detected_at = detect_jsonl(self.path)
+        fmt = self._check_fmt(fmt)
+        self.format: str = fmt
+        self._codec = CODECS[fmt]
+        self._family = "tevatron" if fmt == "parquet" else fmt
+        self._on_error = on_error
+        self._reject_path = Path(reject_path) if reject_path is not None else None
+        if self._reject_path is not None and self._reject_path.resolve() == self.path.resolve():
+            raise ConfigError(f"the reject file must not be the input itself ({self.path})")
+        self._log_limit = log_limit
+        self._reset()
+
+    def _check_fmt(self, fmt: str) -> str:
+        if fmt not in FORMATS:
+            raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+        if self._parquet:
+            if fmt == "tevatron":
+                return "parquet"
+            if fmt == "flagembedding":
+                raise InputError(
+                    "this is a Parquet file; flagembedding is read from JSON Lines only. "
+                    "Use fmt='parquet' (Tevatron columns) or fmt='st'",
+                    path=str(self.path),
+                )
+        elif fmt == "parquet":
+            raise InputError(
+                "fmt='parquet' was given but this is not a Parquet file; for Tevatron JSON Lines use fmt='tevatron'",
+                path=str(self.path),
+            )
+        return fmt
+
+    def _reset(self) -> None:
+        self._read = self._ok = self._rejected = 0
+        self._warnings: Counter[str] = Counter()
+        self._logged = self._unlogged = 0
+
+    @property
+    def stats(self) -> ReadStats:
+        """A snapshot of the counts so far (the whole file once iteration has ended)."""
+        return ReadStats(str(self.path), self.format, self._read, self._ok, self._rejected, Counter(self._warnings))
+
+    def __iter__(self) -> Iterator[Instance]:
+        return self._iterate()
+
+    def _rows(self) -> Iterator[tuple[int, Any, dict[str, Any] | RowError]]:
+        if self._parquet:
+            yield from _parquet.iter_rows(self.path)
+            return
+        for lineno, raw in _jsonl.iter_lines(self.path):
+            try:
+                yield lineno, raw, _jsonl.decode(raw)
+            except RowError as err:
+                yield lineno, raw, err
+
+    def _iterate(self) -> Iterator[Instance]:
+        self._reset()
+        rejects = _RejectFile(self._reject_path) if self._reject_path is not None else None
+        try:
+            for lineno, raw, row in self._rows():
+                self._read += 1
+                try:
+                    if isinstance(row, RowError):
+                        raise row
+                    inst = self._codec.parse(row, line=lineno)
+                except RowError as err:
+                    self._reject(lineno, raw, self._reason(err, row), rejects)
+                    continue
+                for kind, message in check_instance(inst):
+                    self._warnings[kind] += 1
+                    self._log(lineno, message)
+                self._ok += 1
+                yield inst
+        finally:
+            if rejects is not None:
+                rejects.close()
+            if self._unlogged:
+                log.warning(
+                    "%s: %d more warnings and rejections not shown; %s", self.path, self._unlogged, self.stats.summary()
+                )
+
+    def _reason(self, err: RowError, row: Any) -> str:
+        """The error's reason, or, for a row of another format, a reason that says so."""
+        if isinstance(row, dict) and not self._codec.matches(row.keys()):
+            other = match_format(row.keys())
+            if other is not None and other != self._family:
+                where = f", detected from line {self._detected_at}" if self._detected_at else ""
+                return (
+                    f"the row is {other} (keys: {show_keys(row.keys())}) but the file is read as "
+                    f"{self.format}{where}; one file must hold one format: split or convert the other rows"
+                )
+        return err.reason
+
+    def _reject(self, lineno: int, raw: Any, reason: str, rejects: _RejectFile | None) -> None:
+        self._rejected += 1
+        if rejects is not None:
+            text = _parquet.raw_text(raw) if self._parquet else _jsonl.raw_text(raw)
+            rejects.write(Rejected(str(self.path), lineno, reason, text))
+        if self._on_error == "fail":
+            what = "row" if self._parquet else "line"
+            raise InputError(
+                f"{reason}. Fix or remove this {what}, or read with on_error='skip' to set bad "
+                "lines aside in a reject file",
+                path=str(self.path),
+                line=lineno,
+            )
+        self._log(lineno, f"rejected: {reason}")
+
+    def _log(self, lineno: int, message: str) -> None:
+        if self._logged < self._log_limit:
+            self._logged += 1
+            log.warning("%s:%d: %s", self.path, lineno, message)
+        else:
+            self._unlogged += 1

@@ -1,0 +1,192 @@
+"""Writing: the atomic instance writer and the choice of output format (see ``negclean.data.io``)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import weakref
+from pathlib import Path
+from typing import IO, Any
+
+from negclean.data.formats import _jsonl, _parquet, st
+from negclean.data.formats._registry import CODECS, FORMATS
+from negclean.data.records import Instance
+from negclean.errors import ConfigError
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _fsync(path: str | Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class InstanceWriter:
+    """Writes instances to a temporary file next to ``path`` and moves it into place on ``close()``.
+
+    Use it as a context manager: on an exception the temporary file is removed and nothing appears under
+    ``path`` (an earlier file of that name is left as it was). ``count`` is the number of instances written,
+    ``rows`` the number of rows (more than ``count`` only for ``st`` with several positives per instance).
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        fmt: str,
+        multi_positive: str,
+        row_group_size: int,
+        negatives: int | None,
+        compresslevel: int,
+    ):
+        self.path = path
+        self.format = fmt
+        self.count = 0
+        self.rows = 0
+        self._codec = CODECS[fmt]
+        self._multi_positive = multi_positive
+        self._closed = False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        self._tmp = tmp
+        self._cleanup = weakref.finalize(self, _remove, tmp)  # a writer dropped without close() leaves nothing
+        self._raw: IO[bytes] | None = None
+        try:
+            if is_parquet_name(path):
+                os.close(fd)
+                layout = "st" if fmt == "st" else "tevatron"
+                self._sink: Any = _parquet.ParquetSink(
+                    Path(tmp), layout=layout, row_group_size=row_group_size, negatives=negatives
+                )
+            else:
+                self._raw = os.fdopen(fd, "wb", buffering=1 << 20)
+                gz = path.name.lower().endswith(".gz")
+                self._sink = _jsonl.JsonlSink(
+                    self._raw, compresslevel=compresslevel if gz else None, name=path.name[:-3] if gz else path.name
+                )
+        except BaseException:
+            self._cleanup()
+            raise
+
+    def write(self, inst: Instance) -> None:
+        """Write one instance (one row; for ``st``, one row per positive unless multi_positive="first")."""
+        if self._closed:
+            raise ValueError(f"the writer of {self.path} is closed")
+        if not inst.positives:
+            raise ValueError(
+                f"instance {inst.query_id!r} (input line {inst.line}) has no positives; a reader "
+                "would reject it, so it is not written. Drop such instances before writing"
+            )
+        if self._codec is st:
+            rows = st.to_rows(inst, multi_positive=self._multi_positive)
+        else:
+            rows = self._codec.to_rows(inst)
+        try:
+            for row in rows:
+                self._sink.write(row)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(
+                f"cannot write instance {inst.query_id!r} (input line {inst.line}) to {self.path}: {exc}"
+            ) from exc
+        except ConfigError as exc:
+            raise ConfigError(
+                f"cannot write instance {inst.query_id!r} (input line {inst.line}) to {self.path}: {exc}"
+            ) from exc
+        self.count += 1
+        self.rows += len(rows)
+
+    def close(self) -> None:
+        """Finish the file and move it into place (atomic rename); on failure nothing is left behind."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._sink.close()
+            if self._raw is not None:
+                self._raw.close()
+            _fsync(self._tmp)
+            os.chmod(self._tmp, 0o666 & ~_umask())
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self._cleanup()
+            raise
+        self._cleanup.detach()
+        _fsync(self.path.parent)
+
+    def abort(self) -> None:
+        """Drop everything written so far; nothing appears under ``path``."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            if self._raw is not None:
+                self._raw.close()
+        except OSError:
+            pass
+        finally:
+            self._cleanup()
+
+    def __enter__(self) -> "InstanceWriter":
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"InstanceWriter({str(self.path)!r}, fmt={self.format!r}, count={self.count}, {state})"
+
+
+def is_parquet_name(path: Path) -> bool:
+    return path.name.lower().endswith(".parquet")
+
+
+def write_format(path: Path, fmt: str | None, like: Any) -> str:
+    parquet = is_parquet_name(path)
+    if fmt is None and like is not None:
+        like_fmt = like if isinstance(like, str) else getattr(like, "format", None)
+        if like_fmt not in FORMATS:
+            raise ConfigError(f"like= must be a format name, a reader or its stats, not {like!r}")
+        fmt = ("parquet" if parquet else "tevatron") if like_fmt in ("tevatron", "parquet") else like_fmt
+    if fmt is None:
+        if parquet:
+            return "parquet"
+        raise ConfigError(f"say which format to write {path} in: fmt= (one of {', '.join(FORMATS)}) or like=")
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    if fmt == "parquet" and not parquet:
+        raise ConfigError(
+            f"fmt='parquet' writes a Parquet file; name it *.parquet (not {path.name}), "
+            "or use fmt='tevatron' for JSON Lines"
+        )
+    if parquet and fmt in ("tevatron", "flagembedding"):
+        hint = "use fmt='parquet' for Tevatron columns in Parquet" if fmt == "tevatron" else "name it *.jsonl[.gz]"
+        raise ConfigError(f"fmt={fmt!r} writes JSON Lines, but {path.name} ends in .parquet; {hint}")
+    return fmt

@@ -1,0 +1,117 @@
+"""Read and write training instances in every supported format, streaming, plain or gzip.
+
+    from negclean.data.io import read_instances, open_writer
+
+    reader = read_instances("train.jsonl.gz", on_error="skip", reject_path="rejects.jsonl")
+    with open_writer("fixed.jsonl.gz", like=reader) as w:
+        for inst in reader:
+            w.write(inst)
+    print(reader.stats.summary(), w.count)
+
+Formats (``FORMATS``): ``tevatron`` (also RLHN) and ``flagembedding`` JSON Lines, ``st`` (sentence-transformers
+columns, JSON Lines or Parquet) and ``parquet`` (Tevatron columns in Parquet). JSON Lines files are gzip-compressed
+when their name ends in ``.gz`` (on reading, gzip is recognised by content). The format of an input is detected
+from its first record (``detect_format``) unless ``fmt=`` says it. What each format keeps and loses is described
+in the docstring of its module in ``negclean.data.formats``.
+
+A line that cannot be read is an ``InputError`` naming file and line (``on_error="fail"``) or is set aside in the
+reject file (``on_error="skip"``); either way ``stats.read == stats.ok + stats.rejected``. Writers are atomic:
+the output appears under its name only when the writer closes without error.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from negclean.data.formats import st
+from negclean.data.formats._checks import WARNING_KINDS
+from negclean.data.formats._reader import InstanceReader, ReadStats, detect_format
+from negclean.data.formats._registry import FORMATS, FormatInfo
+from negclean.data.formats._writer import InstanceWriter, write_format
+from negclean.errors import ConfigError
+
+__all__ = [
+    "FORMATS",
+    "WARNING_KINDS",
+    "FormatInfo",
+    "InstanceReader",
+    "InstanceWriter",
+    "ReadStats",
+    "detect_format",
+    "open_writer",
+    "read_instances",
+]
+
+
+def read_instances(
+    path: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    on_error: Literal["fail", "skip"] = "fail",
+    reject_path: str | os.PathLike[str] | None = None,
+    log_limit: int = 20,
+) -> InstanceReader:
+    """Stream the instances of a file.
+
+    Args:
+        path: input file (JSON Lines, plain or gzip, or Parquet).
+        fmt: a key of ``FORMATS``; detected from the content when None (``tevatron`` on a Parquet file means
+            ``parquet``).
+        on_error: "fail" raises InputError at the first bad line; "skip" sets it aside and goes on.
+        reject_path: where rejected lines go, as JSON Lines {path, line, reason, raw} (gzip if ``.gz``);
+            created (empty) even when nothing is rejected, so a rerun never leaves a stale one.
+        log_limit: how many warnings and rejections are logged one by one (all are counted).
+
+    Returns:
+        An iterable of ``Instance`` (each with ``line`` set) with a ``stats`` property (``ReadStats``).
+        Each iteration reads the file again and restarts the counts.
+
+    Raises:
+        InputError: missing or undetectable file (at once); a bad line with on_error="fail", or a damaged
+            gzip/Parquet stream (while iterating).
+    """
+    return InstanceReader(path, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit)
+
+
+def open_writer(
+    path: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    like: Any = None,
+    multi_positive: Literal["expand", "first"] = "expand",
+    row_group_size: int = 5000,
+    negatives: int | None = None,
+    compresslevel: int = 6,
+) -> InstanceWriter:
+    """Open an atomic writer of instances.
+
+    Args:
+        path: output file; ``.gz`` compresses JSON Lines; ``.parquet`` writes Parquet.
+        fmt: a key of ``FORMATS``. When None, the format of ``like``; when both are None, ``parquet`` for a
+            ``.parquet`` path (otherwise a ConfigError).
+        like: the input's format (a name, a reader or its ``ReadStats``), so that the output keeps it;
+            Tevatron data stays Tevatron whether the new path is JSON Lines or Parquet.
+        multi_positive: for ``st`` (one positive per row): "expand" writes one row per positive, "first" only
+            the first positive.
+        row_group_size: instances per Parquet row group (groups are also cut at ~64 MB of text).
+        negatives: for ``st`` Parquet, the number of negative columns (default: the most in the first row group).
+        compresslevel: gzip level (1 fastest .. 9 smallest).
+    """
+    p = Path(path)
+    fmt = write_format(p, fmt, like)
+    if multi_positive not in st.MULTI_POSITIVE:
+        raise ConfigError(f"multi_positive must be one of {st.MULTI_POSITIVE}, not {multi_positive!r}")
+    if row_group_size < 1:
+        raise ConfigError(f"row_group_size must be at least 1, not {row_group_size}")
+    if not 0 <= compresslevel <= 9:
+        raise ConfigError(f"compresslevel must be 0..9, not {compresslevel}")
+    return InstanceWriter(
+        p,
+        fmt=fmt,
+        multi_positive=multi_positive,
+        row_group_size=row_group_size,
+        negatives=negatives,
+        compresslevel=compresslevel,
+    )
