@@ -92,7 +92,7 @@ class OpenAIJudgeConfig(_JudgeConfig):
 
     implementation: ClassVar = ("negclean.judge.openai_chat", "OpenAIJudge")
     operational: ClassVar = frozenset({"base_url", "api_key_env", "concurrency", "timeout", "max_retries",
-                                       "azure_api_version", "max_backoff"})
+                                       "azure_api_version", "max_backoff", "backoff_base"})
     backend: Literal["openai"] = "openai"
     model: str
     mode: Literal["listwise", "pointwise"] = "listwise"
@@ -108,7 +108,8 @@ class OpenAIJudgeConfig(_JudgeConfig):
     concurrency: int = Field(16, ge=1)
     timeout: float = Field(120.0, gt=0)
     max_retries: int = Field(6, ge=0)
-    max_backoff: float = Field(60.0, gt=0)
+    max_backoff: float = Field(60.0, gt=0, description="cap on any wait between attempts, Retry-After included")
+    backoff_base: float = Field(0.5, gt=0, description="first retry waits about this long (seconds), then doubling")
 
     def prompt_names(self) -> tuple[str, ...]:
         return (self.mode if self.mode == "pointwise" else ("listwise" if self.reasoning else "listwise_brief"),)
