@@ -87,11 +87,11 @@ def child_rerun(n: int, delay: float, concurrency: int, workdir: Path) -> dict:
         t0 = time.perf_counter()
         first = run_judge(input_path=str(inp), cascade=cfg, output_dir=out)
         first_s = time.perf_counter() - t0
-        calls_first = srv.request_count
+        calls_first = srv.requests.count
         t0 = time.perf_counter()
         second = run_judge(input_path=str(inp), cascade=cfg, output_dir=out)
         second_s = time.perf_counter() - t0
-        calls_second = srv.request_count - calls_first
+        calls_second = srv.requests.count - calls_first
     st1, st2 = first["cascade"]["stages"][0], second["cascade"]["stages"][0]
     return {"part": "rerun", "instances": n, "candidates": n * 25, "service_time_s": delay,
             "concurrency": concurrency, "first_run_s": round(first_s, 2), "first_run_requests": calls_first,
