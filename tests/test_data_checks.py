@@ -36,7 +36,7 @@ def test_each_kind():
     dup = Instance("q", "q", (Passage("p", "a"),), (Passage("n", "b"), Passage("n", "c")))
     assert kinds(dup) == ["duplicate_docid"]
     same_id = Instance("q", "q", (Passage("p", "a"),), (Passage("p", "zzz"),))
-    (kind, message), = check_instance(same_id)
+    ((kind, message),) = check_instance(same_id)
     assert kind == "negative_equals_positive" and "docid of positive 1" in message
 
 

@@ -14,8 +14,12 @@ from negclean.errors import ConfigError, InputError
 pytest.importorskip("pyarrow")
 
 ROWS = {
-    "tevatron": {"query_id": "1", "query": "q", "positive_passages": [{"docid": "p", "title": "", "text": "p"}],
-                 "negative_passages": []},
+    "tevatron": {
+        "query_id": "1",
+        "query": "q",
+        "positive_passages": [{"docid": "p", "title": "", "text": "p"}],
+        "negative_passages": [],
+    },
     "flagembedding": {"query": "q", "pos": ["p"], "neg": ["n"]},
     "st": {"anchor": "q", "positive": "p", "negative_1": "n"},
 }

@@ -160,8 +160,15 @@ def test_foreign_parquet_columns_become_meta(tmp_path):
 
 def fe_rows() -> list[dict]:
     return [
-        {"query": "q1", "pos": ["p1", "p1b"], "neg": ["n1", "n2"], "pos_scores": [0.9, 0.8], "neg_scores": [0.1, 0.95],
-         "prompt": "Represent this: ", "type": "normal"},
+        {
+            "query": "q1",
+            "pos": ["p1", "p1b"],
+            "neg": ["n1", "n2"],
+            "pos_scores": [0.9, 0.8],
+            "neg_scores": [0.1, 0.95],
+            "prompt": "Represent this: ",
+            "type": "normal",
+        },
         {"query": "q2", "pos": ["p2"], "neg": [], "subset": "nq", "negclean": {"fixed": True}},
     ]
 

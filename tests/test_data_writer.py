@@ -17,8 +17,9 @@ pytest.importorskip("pyarrow")
 
 
 def inst(i: int, **meta) -> Instance:
-    return Instance(f"q{i}", f"query {i}", (Passage(f"p{i}", "positive"),), (Passage(f"n{i}", "negative"),),
-                    meta=meta, line=i)
+    return Instance(
+        f"q{i}", f"query {i}", (Passage(f"p{i}", "positive"),), (Passage(f"n{i}", "negative"),), meta=meta, line=i
+    )
 
 
 class Boom(Exception):
@@ -105,10 +106,18 @@ def test_parent_directories_are_created(tmp_path):
     assert (tmp_path / "a" / "b" / "out.jsonl").is_file()
 
 
-@pytest.mark.parametrize("name,fmt", [("e.jsonl", "tevatron"), ("e.jsonl.gz", "flagembedding"),
-                                      ("e.parquet", "parquet"), ("e.parquet", "st"), ("e.jsonl", "st")])
+@pytest.mark.parametrize(
+    "name,fmt",
+    [
+        ("e.jsonl", "tevatron"),
+        ("e.jsonl.gz", "flagembedding"),
+        ("e.parquet", "parquet"),
+        ("e.parquet", "st"),
+        ("e.jsonl", "st"),
+    ],
+)
 def test_empty_output_is_a_valid_empty_file(tmp_path, name, fmt):
-    with open_writer(tmp_path / name, fmt=fmt) as w:
+    with open_writer(tmp_path / name, fmt=fmt):
         pass
     reader = read_instances(tmp_path / name, fmt=fmt)
     assert list(reader) == [] and reader.stats.read == 0

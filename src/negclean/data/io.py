@@ -61,7 +61,8 @@ def read_instances(
             ``parquet``).
         on_error: "fail" raises InputError at the first bad line; "skip" sets it aside and goes on.
         reject_path: where rejected lines go, as JSON Lines {path, line, reason, raw} (gzip if ``.gz``);
-            created (empty) even when nothing is rejected, so a rerun never leaves a stale one.
+            created (empty) even when nothing is rejected, so a rerun never leaves a stale one. Written as
+            lines are rejected (not atomically), so it also holds the line that stopped an on_error="fail" run.
         log_limit: how many warnings and rejections are logged one by one (all are counted).
 
     Returns:

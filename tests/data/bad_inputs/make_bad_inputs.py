@@ -18,11 +18,15 @@ def tev(qid: str, *, pos=None, neg=None, **extra) -> dict:
     row = {
         "query_id": qid,
         "query": f"what is item {qid}",
-        "positive_passages": pos if pos is not None else [{"docid": f"p{qid}", "title": "", "text": f"Item {qid} is a thing."}],
+        "positive_passages": pos
+        if pos is not None
+        else [{"docid": f"p{qid}", "title": "", "text": f"Item {qid} is a thing."}],
         "negative_passages": neg
         if neg is not None
-        else [{"docid": f"n{qid}a", "title": "", "text": "Unrelated text one."},
-              {"docid": f"n{qid}b", "title": "", "text": "Unrelated text two."}],
+        else [
+            {"docid": f"n{qid}a", "title": "", "text": "Unrelated text one."},
+            {"docid": f"n{qid}b", "title": "", "text": "Unrelated text two."},
+        ],
         "subset": "toy",
     }
     row.update(extra)
@@ -102,18 +106,35 @@ def main() -> None:
     write(
         "negative_equals_positive.jsonl",
         [
-            line(tev("1", pos=[{"docid": "d1", "title": "", "text": "The Positive  Text."}],
-                     neg=[{"docid": "d1", "title": "", "text": "other"},
-                          {"docid": "d9", "title": "", "text": "  the positive text. "},
-                          {"docid": "d8", "title": "", "text": "something else"}])),
+            line(
+                tev(
+                    "1",
+                    pos=[{"docid": "d1", "title": "", "text": "The Positive  Text."}],
+                    neg=[
+                        {"docid": "d1", "title": "", "text": "other"},
+                        {"docid": "d9", "title": "", "text": "  the positive text. "},
+                        {"docid": "d8", "title": "", "text": "something else"},
+                    ],
+                )
+            ),
             ok2,
         ],
     )
-    write("negative_equals_positive_flagembedding.jsonl", [line(fe("q1", ["Ｃafé au lait"], ["café  AU\tlait", "tea", "Ｃafé au lait"]))])
+    write(
+        "negative_equals_positive_flagembedding.jsonl",
+        [line(fe("q1", ["Ｃafé au lait"], ["café  AU\tlait", "tea", "Ｃafé au lait"]))],
+    )
     write(
         "empty_text.jsonl",
-        [line(tev("1", pos=[{"docid": "p1", "title": "", "text": "   "}],
-                  neg=[{"docid": "n1", "title": "", "text": ""}, {"docid": "n2", "title": "", "text": "ok"}]))],
+        [
+            line(
+                tev(
+                    "1",
+                    pos=[{"docid": "p1", "title": "", "text": "   "}],
+                    neg=[{"docid": "n1", "title": "", "text": ""}, {"docid": "n2", "title": "", "text": "ok"}],
+                )
+            )
+        ],
     )
     write("invalid_utf8.jsonl", [ok1, line(tev("2")).replace("thing".encode(), b"th\xe9ng\xff", 1), ok3])
     write("bom.jsonl", [ok1, ok2], head=b"\xef\xbb\xbf")
@@ -126,21 +147,30 @@ def main() -> None:
     (HERE / "empty.jsonl").write_bytes(b"")
     (HERE / "only_blank_lines.jsonl").write_bytes(b"\n\n  \n\r\n")
     huge = ("lorem ipsum dolor sit amet " * 160_000).strip()  # ~4.3 MB of text in one passage
-    (HERE / "huge_text.jsonl.gz").write_bytes(gz(line(tev("1", neg=[{"docid": "big", "title": "", "text": huge}])) + b"\n" + ok2 + b"\n"))
+    (HERE / "huge_text.jsonl.gz").write_bytes(
+        gz(line(tev("1", neg=[{"docid": "big", "title": "", "text": huge}])) + b"\n" + ok2 + b"\n")
+    )
     (HERE / "json_array.json").write_bytes(b"[\n" + b",\n".join([ok1, ok2]) + b"\n]\n")
     write("not_an_object.jsonl", [ok1, b'"just a string"', b"42", b"null", b"[1, 2]", ok2])
     (HERE / "utf16.jsonl").write_bytes((ok1.decode() + "\n").encode("utf-16"))
+    (HERE / "utf16_no_bom.jsonl").write_bytes((ok1.decode() + "\n").encode("utf-16-le"))
     full = gz(b"\n".join(line(tev(str(i))) for i in range(1, 200)) + b"\n")
     (HERE / "truncated.jsonl.gz").write_bytes(full[: len(full) * 2 // 3])
     write(
         "lone_surrogate.jsonl",
-        [ok1, line(tev("2")).replace(b"a thing", b"a thing \\ud800", 1),
-         line(tev("3")).replace(b"a thing", b"a thing \\ud83d\\ude00", 1)],
+        [
+            ok1,
+            line(tev("2")).replace(b"a thing", b"a thing \\ud800", 1),
+            line(tev("3")).replace(b"a thing", b"a thing \\ud83d\\ude00", 1),
+        ],
     )
     (HERE / "deep_nesting.jsonl.gz").write_bytes(
         gz(ok1 + b"\n" + line(tev("2"))[:-1] + b', "deep": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n")
     )
-    write("nan_score.jsonl", [ok1, line(tev("2")).replace(b'"text": "Unrelated text one."', b'"text": "x", "score": NaN', 1)])
+    write(
+        "nan_score.jsonl",
+        [ok1, line(tev("2")).replace(b'"text": "Unrelated text one."', b'"text": "x", "score": NaN', 1)],
+    )
     write("undetectable.jsonl", [line({"question": "q", "answer": "a"}), line({"question": "q2", "answer": "b"})])
     write(
         "null_fields.jsonl",
@@ -152,14 +182,20 @@ def main() -> None:
     )
     write("control_chars.jsonl", [line(tev("1")).replace(b"a thing", b"a\tthing", 1)])
     write("garbage_first_line.jsonl", [b"this is not json", ok1, ok2])
-    write("st_bad_rows.jsonl", [
-        line({"anchor": "q1", "positive": "p1", "negative_1": "n1", "negative_2": "n2"}),
-        line({"anchor": "q2", "positive": ["p2"], "negative": "n2"}),
-        line({"anchor": "q3", "positive": "p3", "negative_1": "n1", "negative_2": 5}),
-        line({"anchor": "q4", "negative": "n4"}),
-        line({"anchor": "q5", "positive": "", "negative": "n5"}),
-    ])
-    write("ids_as_integers.jsonl", [line(tev("1", pos=[{"docid": 101, "title": "", "text": "Item 1."}]) | {"query_id": 1})])
+    write(
+        "st_bad_rows.jsonl",
+        [
+            line({"anchor": "q1", "positive": "p1", "negative_1": "n1", "negative_2": "n2"}),
+            line({"anchor": "q2", "positive": ["p2"], "negative": "n2"}),
+            line({"anchor": "q3", "positive": "p3", "negative_1": "n1", "negative_2": 5}),
+            line({"anchor": "q4", "negative": "n4"}),
+            line({"anchor": "q5", "positive": "", "negative": "n5"}),
+        ],
+    )
+    write(
+        "ids_as_integers.jsonl",
+        [line(tev("1", pos=[{"docid": 101, "title": "", "text": "Item 1."}]) | {"query_id": 1})],
+    )
     (HERE / "not_parquet.parquet").write_text('{"query": "this is JSON under a Parquet name"}\n')
     _parquet_cases()
 
@@ -172,21 +208,41 @@ def _parquet_cases() -> None:
     rows = [tev(str(i)) for i in range(1, 41)]
     for r in rows:
         del r["subset"]
-    table = pa.Table.from_pylist(rows, schema=pa.schema([
-        ("query_id", pa.string()), ("query", pa.string()),
-        ("positive_passages", pa.list_(passage)), ("negative_passages", pa.list_(passage)),
-    ]))
+    table = pa.Table.from_pylist(
+        rows,
+        schema=pa.schema(
+            [
+                ("query_id", pa.string()),
+                ("query", pa.string()),
+                ("positive_passages", pa.list_(passage)),
+                ("negative_passages", pa.list_(passage)),
+            ]
+        ),
+    )
     buf = io.BytesIO()
     pq.write_table(table, buf, row_group_size=10)
     data = buf.getvalue()
     (HERE / "truncated.parquet").write_bytes(data[: len(data) // 2])
-    bad = pa.table({
-        "query_id": ["1", "2", "3"],
-        "query": ["q1", "q2", "q3"],
-        "positive_passages": [[{"docid": "p1", "title": "", "text": "t"}], [], [{"docid": "p3", "title": "", "text": None}]],
-        "negative_passages": [[], [], []],
-    }, schema=pa.schema([("query_id", pa.string()), ("query", pa.string()),
-                         ("positive_passages", pa.list_(passage)), ("negative_passages", pa.list_(passage))]))
+    bad = pa.table(
+        {
+            "query_id": ["1", "2", "3"],
+            "query": ["q1", "q2", "q3"],
+            "positive_passages": [
+                [{"docid": "p1", "title": "", "text": "t"}],
+                [],
+                [{"docid": "p3", "title": "", "text": None}],
+            ],
+            "negative_passages": [[], [], []],
+        },
+        schema=pa.schema(
+            [
+                ("query_id", pa.string()),
+                ("query", pa.string()),
+                ("positive_passages", pa.list_(passage)),
+                ("negative_passages", pa.list_(passage)),
+            ]
+        ),
+    )
     pq.write_table(bad, HERE / "bad_rows.parquet")
 
 

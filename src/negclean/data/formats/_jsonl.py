@@ -75,12 +75,20 @@ def decode(raw: bytes) -> dict[str, Any]:
             f"invalid UTF-8 at byte {exc.start + 1} of the line ({bad!r}); "
             "re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8)"
         ) from None
+    body = text.lstrip()  # the same object when there is nothing to strip
     try:
-        obj = _DECODER.decode(text)
+        # raw_decode and a check of the tail do what JSONDecoder.decode does, minus two regex calls.
+        obj, end = _DECODER.raw_decode(body)
+        if end != len(body):
+            tail = body[end:]
+            if not tail.isspace():
+                raise json.JSONDecodeError("Extra data", body, end + len(tail) - len(tail.lstrip()))
     except RecursionError:
         raise RowError("invalid JSON: nested too deeply to read") from None
     except json.JSONDecodeError as exc:
-        raise RowError(f"invalid JSON at column {exc.colno}: {exc.msg}") from None
+        column = exc.pos + 1 + len(text) - len(body)
+        hint = "; the line holds NUL bytes: is the file UTF-16 or UTF-32 encoded?" if "\x00" in text else ""
+        raise RowError(f"invalid JSON at column {column}: {exc.msg}{hint}") from None
     if type(obj) is not dict:
         hint = " (is the file one JSON array instead of JSON Lines?)" if type(obj) is list else ""
         raise RowError(f"the line is a JSON {type_name(obj)}, not an object{hint}")

@@ -1,8 +1,8 @@
 """Parquet container (pyarrow): rows streamed in record batches, written in row groups.
 
 Reading any Parquet file gives one dict per row, exactly as a JSON line would; columns of nested lists of
-structs (Tevatron passages) become lists of dicts. Memory is bounded by one record batch (and, for nested
-columns, by the file's row-group size), never the whole file.
+structs (Tevatron passages) become lists of dicts. Memory is bounded by one record batch and the file's
+row-group size, never the whole file.
 
 Writing uses a fixed schema, because a Parquet file has one: the format's own columns, typed, plus a string
 column ``extra`` holding the JSON object of every other field (and an ``extra`` field in each passage struct
@@ -38,7 +38,9 @@ def open_file(path: Path):
     """A ``pyarrow.parquet.ParquetFile``, or InputError saying why the file cannot be opened."""
     pa, pq = _pa(), _pq()
     try:
-        return pq.ParquetFile(path)
+        # pre_buffer=False: the default read cache keeps the buffers of every row group read so far, so memory
+        # grew with the file (measured: +30 MB per 5,000-row group); now it stays at one group.
+        return pq.ParquetFile(path, pre_buffer=False, buffer_size=1 << 20)
     except (pa.ArrowException, OSError) as exc:
         raise InputError(
             f"not a readable Parquet file ({exc}); check that the file is complete and really Parquet",
@@ -83,7 +85,7 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any], dict[str, Any] 
     ours = MARKER in (pf.schema_arrow.metadata or {})
     rowno = 0
     try:
-        for batch in pf.iter_batches(batch_size=_BATCH_ROWS):
+        for batch in pf.iter_batches(batch_size=_BATCH_ROWS, use_threads=False):
             for row in batch.to_pylist():
                 rowno += 1
                 raw = dict(row)

@@ -278,7 +278,7 @@ class InstanceReader:
                 "lines aside in a reject file",
                 path=str(self.path),
                 line=lineno,
-            )
+            ) from None
         self._log(lineno, f"rejected: {reason}")
 
     def _log(self, lineno: int, message: str) -> None:

@@ -15,6 +15,7 @@ from negclean.errors import ConfigError
 
 
 def _umask() -> int:
+    """The process umask, read without os.umask(), which would have to change it (racing other threads)."""
     try:
         with open("/proc/self/status") as f:
             for line in f:
