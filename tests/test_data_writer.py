@@ -201,3 +201,21 @@ def test_lone_surrogate_cannot_be_written(tmp_path):
         with open_writer(tmp_path / "o.jsonl", fmt="tevatron") as w:
             w.write(inst(1).replace(query="bad \ud800"))
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write to read-only directories")
+def test_unwritable_location_is_a_config_error(tmp_path):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        with pytest.raises(ConfigError, match="cannot create the output"):
+            open_writer(locked / "out.jsonl", fmt="tevatron")
+    finally:
+        locked.chmod(0o700)
+
+
+def test_output_under_a_file_is_a_config_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="cannot create the output"):
+        open_writer(tmp_path / "file" / "out.jsonl", fmt="tevatron")

@@ -171,6 +171,7 @@ def main() -> None:
         "nan_score.jsonl",
         [ok1, line(tev("2")).replace(b'"text": "Unrelated text one."', b'"text": "x", "score": NaN', 1)],
     )
+    write("huge_integer.jsonl", [ok1, line(tev("2"))[:-1] + b', "n": ' + b"9" * 5000 + b"}"])
     write("undetectable.jsonl", [line({"question": "q", "answer": "a"}), line({"question": "q2", "answer": "b"})])
     write(
         "null_fields.jsonl",

@@ -89,6 +89,8 @@ def decode(raw: bytes) -> dict[str, Any]:
         column = exc.pos + 1 + len(text) - len(body)
         hint = "; the line holds NUL bytes: is the file UTF-16 or UTF-32 encoded?" if "\x00" in text else ""
         raise RowError(f"invalid JSON at column {column}: {exc.msg}{hint}") from None
+    except ValueError as exc:  # e.g. an integer of more than 4300 digits
+        raise RowError(f"invalid JSON: {exc}") from None
     if type(obj) is not dict:
         hint = " (is the file one JSON array instead of JSON Lines?)" if type(obj) is list else ""
         raise RowError(f"the line is a JSON {type_name(obj)}, not an object{hint}")

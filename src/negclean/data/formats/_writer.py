@@ -71,8 +71,11 @@ class InstanceWriter:
         self._codec = CODECS[fmt]
         self._multi_positive = multi_positive
         self._closed = False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise ConfigError(f"cannot create the output {path} ({exc.strerror}); choose a writable location") from None
         self._tmp = tmp
         self._cleanup = weakref.finalize(self, _remove, tmp)  # a writer dropped without close() leaves nothing
         self._raw: IO[bytes] | None = None
