@@ -137,13 +137,18 @@ def test_retry_after_http_date():
         assert second.started - first.finished >= 0.45
 
 
+TRANSPORTS = ["httpx", pytest.param("aiohttp", marks=pytest.mark.skipif(
+    not hasattr(__import__("openai"), "DefaultAioHttpClient"), reason="openai client without aiohttp support"))]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("fault,kind", [("server_error", "server_error"), ("unavailable", "server_error"),
                                         ("reset", "connection"), ("timeout", "timeout"),
                                         ("bad_json", "bad_response")])
-def test_transient_faults_are_retried(fault, kind):
+def test_transient_faults_are_retried(fault, kind, transport):
     plan = FaultPlan(script=(fault, fault), hang_s=3.0, retry_after=0.05)
     with OpenAITestServer(responder=TableResponder(TABLE), faults=plan) as srv, \
-            make_judge(srv, timeout=0.5) as judge:
+            make_judge(srv, timeout=0.5, transport=transport) as judge:
         [result] = judge.judge([make_task()])
         assert labels(result) == EXPECTED
         assert srv.requests.count == 3
@@ -243,10 +248,11 @@ def test_sync_judge_works_inside_a_running_event_loop():
         assert labels(result) == EXPECTED
 
 
-def test_wrong_key_raises_backend_error_without_the_key(monkeypatch, caplog):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_wrong_key_raises_backend_error_without_the_key(monkeypatch, caplog, transport):
     monkeypatch.setenv(KEY_ENV, SECRET)
     caplog.set_level(logging.DEBUG)  # every logger, the openai client's and the HTTP library's included
-    with OpenAITestServer(require_key="sk-the-right-one") as srv, make_judge(srv) as judge:
+    with OpenAITestServer(require_key="sk-the-right-one") as srv, make_judge(srv, transport=transport) as judge:
         with pytest.raises(BackendError) as info:
             judge.judge([make_task()])
         assert srv.requests.statuses()[401] == 1  # not retried
@@ -294,11 +300,12 @@ def test_loopback_endpoint_needs_no_key():
         assert labels(result) == EXPECTED
 
 
-def test_azure_client_path(monkeypatch):
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_azure_client_path(monkeypatch, transport):
     monkeypatch.setenv(KEY_ENV, SECRET)
     with OpenAITestServer(responder=TableResponder(TABLE), require_key=SECRET) as srv, \
             make_judge(srv, model="my-deployment", base_url=srv.azure_endpoint,
-                       azure_api_version="2024-06-01") as judge:
+                       azure_api_version="2024-06-01", transport=transport) as judge:
         [result] = judge.judge([make_task()])
         assert labels(result) == EXPECTED
         [record] = srv.requests.records
@@ -366,3 +373,16 @@ def test_config_error_stops_the_whole_batch():
             judge.judge(tasks)
         time.sleep(0.1)
         assert srv.requests.count <= 4  # the other calls were cancelled, not sent
+
+
+def test_transport_auto_prefers_aiohttp():
+    openai = pytest.importorskip("openai")
+    if not hasattr(openai, "DefaultAioHttpClient"):
+        pytest.skip("openai client without aiohttp support")
+    with OpenAITestServer(responder=TableResponder(TABLE)) as srv:
+        for transport, aiohttp_expected in (("auto", True), ("httpx", False)):
+            with make_judge(srv, transport=transport) as judge:
+                judge.judge([make_task()])
+                [state] = judge._states.values()
+                http_client = state.client._client  # the openai client's HTTP layer
+                assert isinstance(http_client, openai.DefaultAioHttpClient) is aiohttp_expected

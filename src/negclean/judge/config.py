@@ -92,7 +92,7 @@ class OpenAIJudgeConfig(_JudgeConfig):
 
     implementation: ClassVar = ("negclean.judge.openai_chat", "OpenAIJudge")
     operational: ClassVar = frozenset({"base_url", "api_key_env", "concurrency", "timeout", "max_retries",
-                                       "azure_api_version", "max_backoff", "backoff_base"})
+                                       "azure_api_version", "max_backoff", "backoff_base", "transport"})
     backend: Literal["openai"] = "openai"
     model: str
     mode: Literal["listwise", "pointwise"] = "listwise"
@@ -110,6 +110,9 @@ class OpenAIJudgeConfig(_JudgeConfig):
     max_retries: int = Field(6, ge=0)
     max_backoff: float = Field(60.0, gt=0, description="cap on any wait between attempts, Retry-After included")
     backoff_base: float = Field(0.5, gt=0, description="first retry waits about this long (seconds), then doubling")
+    transport: Literal["auto", "aiohttp", "httpx"] = Field(
+        "auto", description="HTTP layer under the openai client: aiohttp (about half the CPU per call; "
+        "needs openai[aiohttp]), httpx, or auto (aiohttp when installed)")
 
     def prompt_names(self) -> tuple[str, ...]:
         return (self.mode if self.mode == "pointwise" else ("listwise" if self.reasoning else "listwise_brief"),)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import ipaddress
 import json
 import logging
 import math
@@ -22,18 +21,15 @@ import os
 import random
 import re
 import threading
-import time
 import weakref
-from collections import Counter
-from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
+from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from negclean.errors import BackendError, require
 from negclean.judge.base import JudgeTask, TaskResult
 from negclean.judge.config import OpenAIJudgeConfig
 from negclean.judge.listwise import CallOutput, assemble, chunk_calls
+from negclean.judge.openai_retry import OpenAIStats, backoff_delay, is_loopback, parse_retry_after, safe_url
 from negclean.judge.parse import ParseFailure, p_yes_from_logprobs
 from negclean.judge.tokens import count_message_tokens, count_tokens, estimate_tokens
 
@@ -44,47 +40,6 @@ LOCAL_DUMMY_KEY = "EMPTY"
 #: pointwise: least probability the first token must put on yes/no for P(yes) to be used
 MIN_YES_NO_MASS = 0.5
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{2})[A-Za-z0-9_*\-]+")
-
-
-@dataclass
-class OpenAIStats:
-    """Counters of one judge, over all its batches; read them (or ``as_dict()``) to report a run.
-
-    ``calls`` are logical calls (one per chunk of candidates), ``requests`` the HTTP attempts they
-    took; ``errors`` counts failed attempts by kind (rate_limited, server_error, connection, timeout,
-    bad_response, bad_request); ``failed`` counts calls that gave up (their candidates are undecided).
-    Tokens are the server's ``usage``, or our count where a response had none (``usage_missing``).
-    """
-
-    calls: int = 0
-    requests: int = 0
-    retries: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    truncated: int = 0
-    usage_missing: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    backoff_s: float = 0.0
-    errors: Counter = field(default_factory=Counter)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **amounts: float) -> None:
-        with self._lock:
-            for name, amount in amounts.items():
-                setattr(self, name, getattr(self, name) + amount)
-
-    def error(self, kind: str) -> None:
-        with self._lock:
-            self.errors[kind] += 1
-
-    def as_dict(self) -> dict[str, Any]:
-        with self._lock:
-            return {"calls": self.calls, "requests": self.requests, "retries": self.retries,
-                    "succeeded": self.succeeded, "failed": self.failed, "truncated": self.truncated,
-                    "usage_missing": self.usage_missing, "tokens_in": self.tokens_in,
-                    "tokens_out": self.tokens_out, "backoff_s": round(self.backoff_s, 3),
-                    "errors": dict(self.errors)}
 
 
 @dataclass(frozen=True)
@@ -114,63 +69,6 @@ def call_id(fingerprint: str, messages: Sequence[Mapping[str, Any]]) -> str:
     blob = json.dumps({"fingerprint": fingerprint, "messages": list(messages)}, sort_keys=True,
                       ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
-def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date); None if absent."""
-    if not headers:
-        return None
-    value = headers.get("retry-after-ms")
-    if value is not None:
-        try:
-            return max(0.0, float(value) / 1000.0)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None,
-                  rng: random.Random) -> float:
-    """Wait before retry number ``attempt + 1``: Retry-After plus up to 10% jitter when the server gave
-    one, else exponential ``base * 2**attempt`` with equal jitter (half fixed, half random); never above ``cap``."""
-    if retry_after is not None:
-        return min(cap, retry_after * (1.0 + 0.1 * rng.random()))
-    step = min(cap, base * (2 ** attempt))
-    return step / 2 + rng.uniform(0, step / 2)
-
-
-def _is_loopback(url: str | None) -> bool:
-    host = urlsplit(url).hostname if url else None
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _safe_url(url: str) -> str:
-    """The URL without user info or query (either could hold a secret)."""
-    parts = urlsplit(url)
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc += f":{parts.port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
 
 
 class OpenAIJudge:
@@ -283,10 +181,10 @@ class OpenAIJudge:
         key = os.environ.get(env, "").strip()
         if key:
             return key
-        if _is_loopback(self._endpoint()):
+        if is_loopback(self._endpoint()):
             return LOCAL_DUMMY_KEY
         raise BackendError(
-            f"No API key for {_safe_url(self._endpoint())}: the environment variable {env} is not set. "
+            f"No API key for {safe_url(self._endpoint())}: the environment variable {env} is not set. "
             f"Set it (export {env}=...), or point api_key_env in the judge config at the variable that holds "
             "your key. Endpoints on localhost need no key.")
 
@@ -294,6 +192,9 @@ class OpenAIJudge:
         openai = require("openai", extra="openai", purpose="The 'openai' judge backend")
         cfg = self.config
         common = {"api_key": self._api_key(), "max_retries": 0, "timeout": cfg.timeout}
+        http_client = self._aiohttp_client(openai) if cfg.transport != "httpx" else None
+        if http_client is not None:
+            common["http_client"] = http_client
         if cfg.azure_api_version:
             endpoint = self._endpoint()
             if not endpoint:
@@ -301,6 +202,19 @@ class OpenAIJudge:
                                    "(https://<resource>.openai.azure.com) or the AZURE_OPENAI_ENDPOINT variable.")
             return openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=cfg.azure_api_version, **common)
         return openai.AsyncOpenAI(base_url=cfg.base_url, **common)
+
+    def _aiohttp_client(self, openai: Any) -> Any:
+        """openai's aiohttp-based HTTP client (about half the CPU per call of httpx), or None for httpx."""
+        factory = getattr(openai, "DefaultAioHttpClient", None)  # openai >= 1.9x
+        try:
+            import aiohttp  # noqa: F401
+
+            return factory(timeout=self.config.timeout) if factory is not None else None
+        except (ImportError, RuntimeError):
+            if self.config.transport == "aiohttp":
+                raise BackendError("transport 'aiohttp' needs aiohttp and an openai client that supports it: "
+                                   "pip install -U 'openai[aiohttp]', or set transport: httpx") from None
+            return None
 
     def _redact(self, text: str) -> str:
         key = os.environ.get(self.config.api_key_env, "").strip()
@@ -382,11 +296,13 @@ class OpenAIJudge:
 
     def _classify(self, exc: Exception, state: _LoopState) -> _Failure:
         openai = require("openai", extra="openai", purpose="The 'openai' judge backend")
-        if isinstance(exc, openai.APITimeoutError):
+        root = _root_cause(exc)
+        # openai's aiohttp transport reports a dropped connection as a timeout: look at the root cause
+        dropped = type(root).__module__.startswith("aiohttp") and not isinstance(root, TimeoutError)
+        if isinstance(exc, openai.APITimeoutError) and not dropped:
             return _Failure("timeout", f"no answer within {self.config.timeout:g} s (timeout)", True)
         if isinstance(exc, openai.APIConnectionError):
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else "connection error"
-            return _Failure("connection", f"connection failed ({cause})", True)
+            return _Failure("connection", f"connection failed ({type(root).__name__})", True)
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
             if status in (401, 403, 404):
@@ -406,7 +322,7 @@ class OpenAIJudge:
         raise exc
 
     def _config_error(self, exc: Any, url: str) -> BackendError:
-        cfg, status, where = self.config, exc.status_code, _safe_url(url)
+        cfg, status, where = self.config, exc.status_code, safe_url(url)
         if status == 401:
             # the server's message is left out on purpose: OpenAI's repeats part of the key
             return BackendError(
@@ -468,6 +384,14 @@ class OpenAIJudge:
             return p_yes_from_logprobs(top)
         except ParseFailure:
             return None
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = {id(exc)}
+    while exc.__cause__ is not None and id(exc.__cause__) not in seen:
+        exc = exc.__cause__
+        seen.add(id(exc))
+    return exc
 
 
 def _server_message(exc: Any) -> str:
