@@ -1,0 +1,1 @@
+"""Human annotation of judged candidates and agreement with the judges (`negclean annotate`)."""

@@ -1,0 +1,1 @@
+"""Helpers for the browser tests: headless Debian Chromium driven by Playwright (no browser download)."""
