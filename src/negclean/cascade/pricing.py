@@ -21,6 +21,10 @@ class Price:
 
 FREE = Price(0.0, 0.0)
 
+#: Backends billed at a fraction of the online price of the same model (OpenAI's and Azure's Batch APIs: 50%).
+#: Prices in the table and under ``prices:`` are online prices; the factor is applied on top.
+PRICE_FACTORS = {"openai-batch": 0.5}
+
 
 @lru_cache(maxsize=1)
 def default_prices() -> dict[str, Price]:
@@ -34,17 +38,19 @@ def price_for(backend: str, model: str | None, overrides: Mapping[str, Mapping[s
     An unknown hosted model is priced as unknown (None cost) by the caller: here it raises KeyError
     with a message saying how to add it.
     """
-    if backend in ("duplicate", "similarity", "qrels", "llamacpp", "learned"):
+    if backend in ("duplicate", "similarity", "qrels", "llamacpp", "learned", "vllm"):
         return FREE
+    factor = PRICE_FACTORS.get(backend, 1.0)
     if overrides and model in overrides:
         p = overrides[model]
-        return Price(float(p["input"]), float(p["output"]))
+        return Price(float(p["input"]) * factor, float(p["output"]) * factor)
     table = default_prices()
-    if model in table:
-        return table[model]
+    found = table.get(model)  # type: ignore[arg-type]
     for name, price in table.items():  # dated snapshots: gpt-4o-mini-2024-07-18 -> gpt-4o-mini
-        if model and model.startswith(name + "-"):
-            return price
+        if found is None and model and model.startswith(name + "-"):
+            found = price
+    if found is not None:
+        return Price(found.input_per_m * factor, found.output_per_m * factor)
     raise KeyError(f"no price for model '{model}': add it under 'prices:' in the config "
                    f"(USD per million tokens, e.g. {{'{model}': {{'input': 0.15, 'output': 0.6}}}}) "
                    f"or set both to 0 for a self-hosted model")
