@@ -148,8 +148,96 @@ class LlamaCppJudgeConfig(_JudgeConfig):
         return f"llamacpp:{self.model.rsplit('/', 1)[-1]}/{self.mode}"
 
 
+class OpenAIBatchJudgeConfig(_JudgeConfig):
+    """The OpenAI (or Azure OpenAI) Batch API: the same requests as ``openai``, submitted as batch files.
+
+    Verdict fields are those of ``openai``, and so is the fingerprint: a batch verdict and an online
+    verdict of the same model, prompt and parameters are interchangeable, so either run reuses the other's.
+    Billed at ``price_factor`` of the online price (50% at OpenAI and Azure).
+    """
+
+    implementation: ClassVar = ("negclean.judge.openai_batch", "OpenAIBatchJudge")
+    operational: ClassVar = frozenset({"base_url", "api_key_env", "azure_api_version", "state_dir",
+                                       "completion_window", "max_requests_per_file", "max_bytes_per_file",
+                                       "poll_interval", "max_poll_interval", "max_wait", "max_rounds", "timeout"})
+    backend: Literal["openai-batch"] = "openai-batch"
+    model: str
+    mode: Literal["listwise", "pointwise"] = "listwise"
+    reasoning: bool = True
+    temperature: float = 0.1
+    max_tokens: int = 4096
+    max_candidates: int = Field(25, ge=1)
+    include_titles: bool = False
+    yes_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    base_url: str | None = Field(None, description="endpoint; default the OpenAI API (or OPENAI_BASE_URL)")
+    api_key_env: str = "OPENAI_API_KEY"
+    azure_api_version: str | None = None
+    state_dir: str | None = Field(None, description="where submitted batch ids are kept for resuming; default "
+                                  "$NEGCLEAN_BATCH_DIR or ~/.cache/negclean/batches")
+    completion_window: str = "24h"
+    max_requests_per_file: int = Field(50_000, ge=1, le=50_000, description="the API allows 50,000")
+    max_bytes_per_file: int = Field(190_000_000, ge=1024, le=200_000_000,
+                                    description="the API allows 200 MB; a margin is kept")
+    poll_interval: float = Field(10.0, gt=0, description="first wait between status checks (seconds), then x1.5")
+    max_poll_interval: float = Field(300.0, gt=0)
+    max_wait: float = Field(26 * 3600.0, gt=0, description="give up waiting after this long (seconds); the batch "
+                            "keeps running and a rerun picks it up")
+    max_rounds: int = Field(3, ge=1, description="submissions per request: missing or failed rows are resubmitted")
+    timeout: float = Field(600.0, gt=0, description="HTTP timeout of one upload or download")
+
+    def prompt_names(self) -> tuple[str, ...]:
+        return (self.mode if self.mode == "pointwise" else ("listwise" if self.reasoning else "listwise_brief"),)
+
+    def online(self) -> OpenAIJudgeConfig:
+        """The online config making the same requests (same fingerprint)."""
+        shared = {k: getattr(self, k) for k in ("model", "mode", "reasoning", "temperature", "max_tokens",
+                                                "max_candidates", "include_titles", "yes_threshold", "base_url",
+                                                "api_key_env", "azure_api_version", "timeout")}
+        return OpenAIJudgeConfig(**shared)
+
+    def canonical(self) -> dict[str, Any]:
+        return self.online().canonical()
+
+    def default_id(self) -> str:
+        return f"openai-batch:{self.model}/{self.mode}"
+
+
+class VLLMJudgeConfig(_JudgeConfig):
+    """A model on this machine's GPU(s) through vLLM's offline engine (``vllm.LLM``)."""
+
+    implementation: ClassVar = ("negclean.judge.vllm_offline", "VLLMJudge")
+    operational: ClassVar = frozenset({"tensor_parallel_size", "gpu_memory_utilization", "max_model_len",
+                                       "enable_prefix_caching", "download_dir", "batch_size"})
+    backend: Literal["vllm"] = "vllm"
+    model: str = Field(..., description="Hugging Face model name or local path")
+    mode: Literal["listwise", "pointwise"] = "listwise"
+    reasoning: bool = True
+    temperature: float = 0.1
+    max_tokens: int = 4096
+    max_candidates: int = Field(25, ge=1)
+    include_titles: bool = False
+    yes_threshold: float = Field(0.5, ge=0.0, le=1.0)
+    structured_output: bool = Field(True, description="constrain the output to the verdict format (no parse failures "
+                                    "from format; numbers limited to 1..n)")
+    dtype: str = "auto"
+    seed: int = 0
+    tensor_parallel_size: int = Field(1, ge=1)
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    max_model_len: int | None = None
+    enable_prefix_caching: bool = True
+    download_dir: str | None = None
+    batch_size: int = Field(1024, ge=1, description="calls handed to the engine at once")
+
+    def prompt_names(self) -> tuple[str, ...]:
+        return (self.mode if self.mode == "pointwise" else ("listwise" if self.reasoning else "listwise_brief"),)
+
+    def default_id(self) -> str:
+        return f"vllm:{self.model.rsplit('/', 1)[-1]}/{self.mode}"
+
+
 JudgeConfig = Annotated[
-    Union[DuplicateJudgeConfig, SimilarityJudgeConfig, QrelsJudgeConfig, OpenAIJudgeConfig, LlamaCppJudgeConfig],
+    Union[DuplicateJudgeConfig, SimilarityJudgeConfig, QrelsJudgeConfig, OpenAIJudgeConfig, LlamaCppJudgeConfig,
+          OpenAIBatchJudgeConfig, VLLMJudgeConfig],
     Field(discriminator="backend"),
 ]
 
