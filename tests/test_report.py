@@ -192,3 +192,47 @@ def test_generic_tables_read_records_mappings_and_scalars():
     assert tables[0].rows == (("model", "m"),)
     assert tables[1].rows == (("a", "0.5"), ("b", "0.6")) and "<svg" in tables[1].chart
     assert tables[2].headers == ("name", "p") and tables[2].rows == (("x", "1"), ("y", "2"))
+
+
+def test_a_paid_stage_with_undecided_verdicts_and_an_audit(tmp_path):
+    """A three-stage run whose last stage is a scripted stand-in for a paid LLM: the report shows its tokens and
+    cost, its undecided reasons, and the screen's audit estimate."""
+    from negclean.cascade.stages import CascadeConfig
+    from negclean.judge.base import Grade, Label, TaskResult, Verdict
+    from negclean.pipeline import run_judge
+    from negclean.presets import load_cascade_dict
+
+    class ScriptedLLM:
+        judge_id, fingerprint, listwise = "openai:gpt-4o-mini", "scripted-llm-v1", True
+
+        def estimate_tokens(self, task):
+            return 100 * len(task.candidates), 20
+
+        def judge(self, tasks):
+            out = []
+            for t in tasks:
+                vs = tuple(Verdict(Label.UNDECIDED, None, self.judge_id, reason="output cut off (max_tokens)")
+                           if c % 5 == 0 else Verdict(Label.RELEVANT if c % 2 else Label.NOT_RELEVANT, None,
+                                                      self.judge_id, Grade.BETTER if c % 2 else None)
+                           for c in t.candidates)
+                out.append(TaskResult(vs, raw="{}", tokens_in=100 * len(vs), tokens_out=20, call_id=f"c{t.instance.line}"))
+            return out
+
+    data = load_cascade_dict("screen")
+    data["stages"][1] = {**data["stages"][1], "escalate": "flagged", "audit_rate": 0.3}
+    data["stages"].append({"name": "llm", "judge": {"backend": "openai", "model": "gpt-4o-mini"}})
+    from browser.runs import EXAMPLE
+
+    run_judge(input_path=str(EXAMPLE), cascade=CascadeConfig.model_validate(data), output_dir=tmp_path / "run",
+              judges={"llm": ScriptedLLM()})
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    llm = summary["cascade"]["stages"][2]
+    assert llm["cost"] > 0 and llm["undecided"] > 0 and summary["cascade"]["stages"][1]["audited"] > 0
+    build_report(tmp_path / "run", output=tmp_path / "r.html")
+    page = (tmp_path / "r.html").read_text()
+    assert f"{llm['undecided']}× output cut off (max_tokens)" in page
+    assert f"${llm['cost']:.4f}" in page and f"{llm['tokens_in']:,}" in page
+    assert "Every stage of this run was free" not in page
+    m = summary["cascade"]["stages"][1]["miss_estimate"]
+    assert f"~{m['missed']:.0f} ({m['low']:.0f}–{m['high']:.0f})" in page
+    assert '<span class="v undecided">undecided</span>' in page
