@@ -46,6 +46,8 @@ class StageStats:
     est_cost: float = 0.0
     seconds: float = 0.0
     undecided_reasons: dict[str, int] = field(default_factory=dict)
+    #: the judge's own counters (requests, retries, failed calls, errors by kind) where it keeps them
+    backend: dict | None = None
 
     def miss_estimate(self) -> MissEstimate | None:
         if not self.audited:
@@ -219,6 +221,9 @@ class Cascade:
                         "Everything judged so far is stored: rerun with a higher --max-cost to resume.")
             judge = self.judge_for(stage)
             results = judge.judge(pending)
+            backend_stats = getattr(judge, "stats", None)
+            if hasattr(backend_stats, "as_dict"):
+                st.backend = backend_stats.as_dict()
             if len(results) != len(pending):
                 raise RuntimeError(f"judge {judge.judge_id} returned {len(results)} results for {len(pending)} tasks")
             for t, r in zip(pending, results):

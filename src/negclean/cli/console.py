@@ -107,6 +107,12 @@ def print_run_summary(summary: dict) -> None:
         console.print(t)
         console.print("judges: " + ", ".join(f"{s['name']}={s['judge_id']}" for s in cas["stages"]), highlight=False)
         for s in cas["stages"]:
+            b = s.get("backend") or {}
+            if b.get("requests"):
+                errors = ", ".join(f"{n} {k}" for k, n in sorted(b.get("errors", {}).items()))
+                console.print(f"calls at {s['name']}: {b.get('calls', 0)} calls, {b['requests']} requests "
+                              f"({b.get('retries', 0)} retries), {b.get('failed', 0)} failed after retries"
+                              + (f"; errors: {errors}" if errors else ""), highlight=False)
             if s.get("miss_estimate"):
                 console.print("audit: " + s["miss_estimate"]["text"])
             if s.get("undecided_reasons"):
