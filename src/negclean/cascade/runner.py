@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -91,6 +92,14 @@ class CascadeStats:
 
 
 _MODEL_BACKENDS = frozenset({"openai", "llamacpp", "openai-batch", "vllm"})
+
+
+def _takes_on_call(judge: Judge) -> bool:
+    """Whether ``judge.judge`` accepts ``on_call`` (hands over each call's verdicts as it finishes)."""
+    try:
+        return "on_call" in inspect.signature(judge.judge).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _audit_draw(seed: int, stage: str, key: tuple[str, str, str]) -> float:
@@ -220,7 +229,11 @@ class Cascade:
                         f"instance(s), which passes --max-cost ${limit:.4f} (spent ${self.stats.cost:.4f} so far). "
                         "Everything judged so far is stored: rerun with a higher --max-cost to resume.")
             judge = self.judge_for(stage)
-            results = judge.judge(pending)
+            streamed = _takes_on_call(judge)
+            if streamed:  # each call's verdicts are stored as it finishes: a crash loses only calls in flight
+                results = judge.judge(pending, on_call=lambda part, result: self.store.put(fp, part, result))
+            else:
+                results = judge.judge(pending)
             backend_stats = getattr(judge, "stats", None)
             if hasattr(backend_stats, "as_dict"):
                 st.backend = backend_stats.as_dict()
@@ -230,7 +243,8 @@ class Cascade:
                 if len(r.verdicts) != len(t.candidates):
                     raise RuntimeError(f"judge {judge.judge_id} returned {len(r.verdicts)} verdicts "
                                        f"for {len(t.candidates)} candidates")
-                self.store.put(fp, t, r)
+                if not streamed:
+                    self.store.put(fp, t, r)
                 st.judged += len(t.candidates)
                 st.tokens_in += r.tokens_in
                 st.tokens_out += r.tokens_out

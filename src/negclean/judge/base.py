@@ -106,7 +106,12 @@ class Judge(Protocol):
     listwise: bool
 
     def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
-        """Return one TaskResult per task, in order. Must not raise for bad model output."""
+        """Return one TaskResult per task, in order. Must not raise for bad model output.
+
+        A judge that makes slow or paid calls may also accept ``on_call=callback`` (keyword): it then
+        calls ``callback(part, result)`` as each call finishes, with the part of a task (a JudgeTask of
+        the candidates that call covered) and its verdicts, and the cascade stores them at once, so a
+        crash loses only the calls in flight rather than the whole batch."""
         ...
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:

@@ -78,12 +78,46 @@ class CallOutput:
     error: str | None = None  # transport failure after retries -> undecided
 
 
+def call_verdicts(call: Call, out: CallOutput, *, template: str, judge_id: str, call_id: str | None,
+                  yes_threshold: float = 0.5) -> list[Verdict]:
+    """Verdicts for the candidates one call covers, from its output."""
+    from negclean.judge.parse import parse_yes_no
+
+    if out.error is not None:
+        return [Verdict(Label.UNDECIDED, None, judge_id, reason=out.error, call_id=call_id, retryable=True)
+                for _ in call.positions]
+    if template == "pointwise":
+        answer, failure = None, ""
+        try:
+            answer = parse_yes_no(out.text or "", finish_reason=out.finish_reason)
+        except ParseFailure as exc:
+            failure = str(exc)
+        return [pointwise_verdict(out.p_yes, answer, threshold=yes_threshold, judge_id=judge_id,
+                                  call_id=call_id, failure=failure)]
+    try:
+        parsed: ListwiseVerdict | ParseFailure = parse_listwise(
+            out.text or "", len(call.positions), finish_reason=out.finish_reason)
+    except ParseFailure as exc:
+        parsed = exc
+    return listwise_verdicts(parsed, len(call.positions), judge_id, call_id)
+
+
+def call_result(tasks: Sequence[JudgeTask], call: Call, out: CallOutput, *, template: str, judge_id: str,
+                call_id: str | None, yes_threshold: float = 0.5) -> tuple[JudgeTask, TaskResult]:
+    """The part of a task that one call covers, with its verdicts: what a judge hands over (to be stored)
+    as soon as that call is done, so that a crash loses at most the calls still in flight."""
+    task = tasks[call.task_index]
+    part = JudgeTask(task.instance, tuple(task.candidates[p] for p in call.positions))
+    verdicts = call_verdicts(call, out, template=template, judge_id=judge_id, call_id=call_id,
+                             yes_threshold=yes_threshold)
+    return part, TaskResult(tuple(verdicts), raw=out.text, tokens_in=out.tokens_in, tokens_out=out.tokens_out,
+                            call_id=call_id)
+
+
 def assemble(tasks: Sequence[JudgeTask], calls: Sequence[Call], outputs: Sequence[CallOutput], *,
              template: str, judge_id: str, call_ids: Sequence[str | None], yes_threshold: float = 0.5
              ) -> list[TaskResult]:
     """Combine per-call outputs into one TaskResult per task (raw outputs joined per task)."""
-    from negclean.judge.parse import parse_yes_no
-
     verdicts: list[list[Verdict | None]] = [[None] * len(t.candidates) for t in tasks]
     raws: list[list[str]] = [[] for _ in tasks]
     tokens = [[0, 0] for _ in tasks]
@@ -95,24 +129,7 @@ def assemble(tasks: Sequence[JudgeTask], calls: Sequence[Call], outputs: Sequenc
         first_call[ti] = first_call[ti] or cid
         if out.text is not None:
             raws[ti].append(out.text)
-        if out.error is not None:
-            vs = [Verdict(Label.UNDECIDED, None, judge_id, reason=out.error, call_id=cid, retryable=True)
-                  for _ in call.positions]
-        elif template == "pointwise":
-            answer, failure = None, ""
-            try:
-                answer = parse_yes_no(out.text or "", finish_reason=out.finish_reason)
-            except ParseFailure as exc:
-                failure = str(exc)
-            vs = [pointwise_verdict(out.p_yes, answer, threshold=yes_threshold, judge_id=judge_id,
-                                    call_id=cid, failure=failure)]
-        else:
-            try:
-                parsed: ListwiseVerdict | ParseFailure = parse_listwise(
-                    out.text or "", len(call.positions), finish_reason=out.finish_reason)
-            except ParseFailure as exc:
-                parsed = exc
-            vs = listwise_verdicts(parsed, len(call.positions), judge_id, cid)
+        vs = call_verdicts(call, out, template=template, judge_id=judge_id, call_id=cid, yes_threshold=yes_threshold)
         for pos, v in zip(call.positions, vs):
             verdicts[ti][pos] = v
     results = []

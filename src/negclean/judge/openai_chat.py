@@ -23,12 +23,12 @@ import re
 import threading
 import weakref
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from negclean.errors import BackendError, require
 from negclean.judge.base import JudgeTask, TaskResult
 from negclean.judge.config import OpenAIJudgeConfig
-from negclean.judge.listwise import CallOutput, assemble, chunk_calls
+from negclean.judge.listwise import CallOutput, assemble, call_result, chunk_calls
 from negclean.judge.openai_retry import OpenAIStats, backoff_delay, is_loopback, parse_retry_after, safe_url
 from negclean.judge.parse import ParseFailure, p_yes_from_logprobs
 from negclean.judge.tokens import count_message_tokens, count_tokens, estimate_tokens
@@ -40,6 +40,10 @@ LOCAL_DUMMY_KEY = "EMPTY"
 #: pointwise: least probability the first token must put on yes/no for P(yes) to be used
 MIN_YES_NO_MASS = 0.5
 _KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{2})[A-Za-z0-9_*\-]+")
+
+
+#: called with (the part of a task one call covered, its verdicts) as soon as that call is done
+OnCall = Callable[[JudgeTask, TaskResult], None]
 
 
 @dataclass(frozen=True)
@@ -92,29 +96,38 @@ class OpenAIJudge:
         self._finalizer: weakref.finalize | None = None
 
     # ---- Judge protocol
-    def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
-        """Judge a batch; runs on the judge's own event-loop thread (so it also works inside Jupyter)."""
+    def judge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None) -> list[TaskResult]:
+        """Judge a batch; runs on the judge's own event-loop thread (so it also works inside Jupyter).
+
+        ``on_call(part, result)``, when given, is called (on that thread) as each call finishes, with the
+        part of a task the call covered and its verdicts: the cascade stores them at once, so that a
+        crash loses only the calls in flight, not the whole batch."""
         tasks = list(tasks)
         if not tasks:
             return []
-        future = asyncio.run_coroutine_threadsafe(self.ajudge(tasks), self._runner_loop())
+        future = asyncio.run_coroutine_threadsafe(self.ajudge(tasks, on_call=on_call), self._runner_loop())
         try:
             return future.result()
         except BaseException:
             future.cancel()
             raise
 
-    async def ajudge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
-        """Judge a batch in the running event loop."""
+    async def ajudge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None) -> list[TaskResult]:
+        """Judge a batch in the running event loop (``on_call``: see ``judge``)."""
         tasks = list(tasks)
         if not tasks:
             return []
         calls = chunk_calls(tasks, template=self.template, max_candidates=self.config.max_candidates,
                             include_titles=self.config.include_titles)
+        ids = [call_id(self.fingerprint, c.messages) for c in calls]
+        done = None
+        if on_call is not None:
+            def done(i: int, output: CallOutput) -> None:
+                on_call(*call_result(tasks, calls[i], output, template=self.template, judge_id=self.judge_id,
+                                     call_id=ids[i], yes_threshold=self.config.yes_threshold))
         state = self._state()
-        outputs = await self._run_calls(state, [c.messages for c in calls])
-        return assemble(tasks, calls, outputs, template=self.template, judge_id=self.judge_id,
-                        call_ids=[call_id(self.fingerprint, c.messages) for c in calls],
+        outputs = await self._run_calls(state, [c.messages for c in calls], on_output=done)
+        return assemble(tasks, calls, outputs, template=self.template, judge_id=self.judge_id, call_ids=ids,
                         yes_threshold=self.config.yes_threshold)
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
@@ -223,7 +236,8 @@ class OpenAIJudge:
         return _KEY_PATTERN.sub(r"\1***", text)
 
     # ---- calls
-    async def _run_calls(self, state: _LoopState, messages: Sequence[Sequence[dict]]) -> list[CallOutput]:
+    async def _run_calls(self, state: _LoopState, messages: Sequence[Sequence[dict]], *,
+                         on_output: Callable[[int, CallOutput], None] | None = None) -> list[CallOutput]:
         """Run every call. At most 4x concurrency calls exist at once (bounded memory for large batches)
         while the semaphore bounds requests in flight, so calls waiting out a backoff leave their slot."""
         outputs: list[CallOutput | None] = [None] * len(messages)
@@ -232,6 +246,8 @@ class OpenAIJudge:
         async def run(i: int) -> None:
             try:
                 outputs[i] = await self._call(state, messages[i])
+                if on_output is not None:
+                    on_output(i, outputs[i])
             finally:
                 window.release()
 
