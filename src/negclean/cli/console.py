@@ -67,15 +67,23 @@ def progress(total: int | None, description: str, *, enabled: bool) -> Iterator[
 
 
 def count_lines(path: str) -> int | None:
-    """Non-blank lines of a JSONL(.gz) file, for the progress total (None for other files or huge ones)."""
+    """Non-blank lines of a JSONL(.gz) file, for the progress total (None for other files or huge ones).
+
+    None too when the file cannot be read (missing, truncated gzip): the reader then reports that with
+    file and line (exit 3); an exception here would be a bare OSError (exit 1) or, for EOFError, click's
+    "Aborted!"."""
     import gzip
     import os
+    import zlib
 
-    if not path.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")) or os.path.getsize(path) > 2_000_000_000:
+    try:
+        if not path.endswith((".jsonl", ".jsonl.gz", ".json", ".json.gz")) or os.path.getsize(path) > 2_000_000_000:
+            return None
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except (OSError, EOFError, zlib.error):
         return None
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:
-        return sum(1 for line in fh if line.strip())
 
 
 def print_run_summary(summary: dict) -> None:
