@@ -8,17 +8,19 @@ achieved to possible call throughput (goal >= 0.95).
     python benchmarks/bench_openai.py --candidates 2000 --listwise-candidates 10000 --delay 0.05 --capacity 4 8 16
 
 Texts: the MS MARCO FlagEmbedding sample from ../shared/data when present (real passage lengths),
-else synthetic passages. The server reports usage with a cheap approximation
-(prompt characters / 4: exact counting costs ~7 ms of CPU per 25-passage prompt, which would make the
-server the bottleneck); input tokens per candidate are counted exactly (o200k_base) outside the clock.
-Output tokens are the oracle's short answers, not a real model's. By default the server runs in its own process (as a real server would);
-``--in-process`` runs it in a thread of the benchmark process instead (it then competes for the GIL).
+else synthetic passages. The server reports usage with a cheap approximation (prompt characters / 4:
+exact counting costs ~7 ms of CPU per 25-passage prompt, which would make the server the bottleneck);
+input tokens per candidate are counted exactly (o200k_base) outside the clock. Output tokens are the
+oracle's short answers, not a real model's. The server runs in its own process, as a real server
+would (``--in-process``: in a thread of this process, where it competes for the GIL). ``bare_ratio``
+is the same ratio for a bare aiohttp client sending the same requests: what the machine allows.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import platform
@@ -79,7 +81,8 @@ class Server:
         else:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "negclean.testing.openai_server", "--delay", str(delay),
-                 "--max-concurrency", str(capacity), "--usage", "approx"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                 "--max-concurrency", str(capacity), "--usage", "approx"],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             self.base_url = self.proc.stdout.readline().strip()
             if not self.base_url.startswith("http"):
                 raise RuntimeError("the server process did not start")
@@ -118,11 +121,12 @@ def request_bodies(tasks: list[JudgeTask], mode: str, reasoning: bool) -> list[d
 
 
 def bench(mode: str, tasks: list[JudgeTask], *, delay: float, capacity: int, in_process: bool,
-          reasoning: bool) -> dict:
+          reasoning: bool, transport: str) -> dict:
     server = Server(delay=delay, capacity=capacity, in_process=in_process)
     try:
         config = OpenAIJudgeConfig(model="gpt-4o-mini", mode=mode, reasoning=reasoning, base_url=server.base_url,
-                                   concurrency=capacity, timeout=60, max_retries=2)
+                                   concurrency=capacity, timeout=60, max_retries=2,
+                                   transport=transport)
         with OpenAIJudge(config) as judge:
             judge.judge(tasks[:2])  # warm-up: client, connections, BPE tables
             exact_in = sum(judge.estimate_tokens(t)[0] for t in tasks)  # o200k counts, outside the clock
@@ -143,6 +147,7 @@ def bench(mode: str, tasks: list[JudgeTask], *, delay: float, capacity: int, in_
     best_s = -(-calls // capacity) * delay
     return {
         "mode": mode if mode == "pointwise" else f"listwise{'' if reasoning else '_brief'}",
+        "transport": transport,
         "capacity": capacity, "candidates": n, "calls": calls, "seconds": round(elapsed, 3),
         "candidates_per_s": round(n / elapsed, 1), "calls_per_s": round(calls / elapsed, 1),
         "possible_calls_per_s": round(possible, 1), "ratio": round(calls / elapsed / possible, 3),
@@ -166,12 +171,13 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, nargs="+", default=[4, 8, 16], help="server capacity = concurrency")
     parser.add_argument("--modes", nargs="+", default=["pointwise", "listwise", "listwise_brief"])
     parser.add_argument("--in-process", action="store_true", help="server in a thread of this process")
+    parser.add_argument("--transport", nargs="+", default=["auto"], choices=["auto", "aiohttp", "httpx"])
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     rows, source = load_rows()
     print(f"# data: {source}; python {platform.python_version()}; server "
           f"{'in-process thread' if args.in_process else 'separate process'}; {os.cpu_count()} CPUs")
-    header = ("mode", "delay_ms", "C", "cands", "calls", "s", "cand/s", "calls/s", "possible", "ratio",
+    header = ("mode", "transport", "delay_ms", "C", "cands", "calls", "s", "cand/s", "calls/s", "possible", "ratio",
               "bare_ratio", "tok_in/c", "tok_out/c", "cpu_s", "undec", "load1")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
@@ -181,16 +187,15 @@ def main() -> None:
         per_task = 25
         n = args.candidates if mode == "pointwise" else args.listwise_candidates
         tasks = make_tasks(rows, n, per_task)
-        for delay in args.delay:
-            for capacity in args.capacity:
-                r = bench(template_mode, tasks, delay=delay, capacity=capacity, in_process=args.in_process,
-                          reasoning=mode == "listwise")
-                out.append(r)
-                cells = (r["mode"], r["delay_ms"], r["capacity"], r["candidates"], r["calls"], r["seconds"],
-                         r["candidates_per_s"], r["calls_per_s"], r["possible_calls_per_s"], r["ratio"],
-                         r["baseline_ratio"], r["tokens_in_per_candidate"], r["tokens_out_per_candidate"],
-                         r["client_cpu_s"], r["undecided"], r["load_avg_1m"])
-                print("| " + " | ".join(str(x) for x in cells) + " |", flush=True)
+        for delay, capacity, transport in itertools.product(args.delay, args.capacity, args.transport):
+            r = bench(template_mode, tasks, delay=delay, capacity=capacity, in_process=args.in_process,
+                      reasoning=mode == "listwise", transport=transport)
+            out.append(r)
+            cells = (r["mode"], r["transport"], r["delay_ms"], r["capacity"], r["candidates"], r["calls"],
+                     r["seconds"], r["candidates_per_s"], r["calls_per_s"], r["possible_calls_per_s"], r["ratio"],
+                     r["baseline_ratio"], r["tokens_in_per_candidate"], r["tokens_out_per_candidate"],
+                     r["client_cpu_s"], r["undecided"], r["load_avg_1m"])
+            print("| " + " | ".join(str(x) for x in cells) + " |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
 
