@@ -137,3 +137,13 @@ def test_overlap_oracle_grades_against_the_ground_truth():
     reply = OverlapOracle(threshold=0.6)({"messages": [{"role": "system", "content": system},
                                                        {"role": "user", "content": user}]})
     assert reply.content == '<verdict>{"better": [1], "worse": []}</verdict>'
+
+
+def test_server_restarts_on_a_new_port():
+    srv = OpenAITestServer(responder=lambda body: "ok")
+    with srv:
+        first = srv.base_url
+        assert post(first + "/chat/completions", chat())[0] == 200
+    with srv:
+        assert post(srv.base_url + "/chat/completions", chat())[0] == 200
+    assert srv.requests.count == 2

@@ -205,6 +205,8 @@ class OpenAITestServer:
     def start(self) -> "OpenAITestServer":
         if self._thread is not None:
             raise RuntimeError("server already started")
+        self._ready.clear()
+        self._startup_error = None
         self._thread = threading.Thread(target=self._serve, name="openai-test-server", daemon=True)
         self._thread.start()
         if not self._ready.wait(15):
