@@ -16,15 +16,16 @@ pa = pytest.importorskip("pyarrow")
 pq = pytest.importorskip("pyarrow.parquet")
 
 
-def _shared_data() -> Path | None:
+def _shared_data() -> Path:
     env = os.environ.get("NEGCLEAN_SHARED_DATA")
-    path = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-    return path if path.is_dir() else None
+    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 SHARED = _shared_data()
 needs_shared = pytest.mark.skipif(
-    SHARED is None, reason="../shared/data is absent (a fresh clone); set NEGCLEAN_SHARED_DATA to run these tests"
+    not SHARED.is_dir(),
+    reason=f"shared sample data not found at {SHARED} (a fresh clone has no ../shared); "
+    "set NEGCLEAN_SHARED_DATA to the shared data folder to run these tests",
 )
 FE_SAMPLES = ["msmarco_hn_scored.jsonl", "nq_hn_scored.jsonl", "toy_finetune_data.jsonl"]
 RLHN_SAMPLES = ["stage_1.gpt-4o-mini.jsonl", "stage_2.gpt-4o.jsonl"]
