@@ -17,7 +17,7 @@ import jinja2
 
 from negclean.data.records import Passage
 
-_TAGS = re.compile(r"<(/?)\s*(doc|verdict|ground_truth|reasoning)\b", re.IGNORECASE)
+_TAGS = re.compile(r"<\s*(/?)\s*(doc|verdict|ground_truth|reasoning)\b", re.IGNORECASE)
 _MAX_CHARS = 6000  # per passage; longer texts are cut (and the cut is marked) to bound prompt size
 
 
