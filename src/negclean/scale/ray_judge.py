@@ -19,7 +19,7 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from negclean.cascade.stages import CascadeConfig
 from negclean.cascade.store import JudgmentStore
@@ -48,12 +48,39 @@ class JudgeShardWorker:
         return {"index": [r["index"] for r in rows], "result": [json.dumps(r) for r in rows]}
 
 
+Executor = Callable[[JudgeJob, list, RayOptions], Iterator[dict]]
+
+
+def ray_executor(job: JudgeJob, shards: list[Shard], opts: RayOptions) -> Iterator[dict]:
+    """Judge shards on a Ray Data actor pool; yields each shard's result as it finishes."""
+    ray = connect(opts)
+    ds = ray.data.from_items([{"shard": s.to_json()} for s in shards], override_num_blocks=len(shards))
+    out = ds.map_batches(JudgeShardWorker, fn_constructor_kwargs={"job_json": job.to_json()}, batch_size=1,
+                         compute=actor_pool(ray, pool_size(ray, opts, len(shards))), num_cpus=opts.cpus_per_worker,
+                         num_gpus=opts.gpus_per_worker or None)
+    for row in out.iter_rows():
+        yield json.loads(row["result"])
+
+
+def sequential_executor(job: JudgeJob, shards: list[Shard], opts: RayOptions) -> Iterator[dict]:
+    """Judge shards one after another in this process (tests, debugging: the same files, no Ray)."""
+    judges = build_judges(job)
+    try:
+        for s in shards:
+            yield judge_shard(job, s, judges)
+    finally:
+        for judge in judges.values():
+            if hasattr(judge, "close"):
+                judge.close()
+
+
 def run_judge_ray(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path, store_path: str | None = None,
                   fmt: str | None = None, on_error: str = "skip", dry_run: bool = False, fix: Any = None,
                   ray_options: RayOptions | None = None, on_progress: Callable[[int], None] | None = None,
-                  config_echo: dict | None = None) -> dict:
+                  config_echo: dict | None = None, executor: Executor = ray_executor) -> dict:
     """`negclean judge` on Ray: same arguments and run folder as ``negclean.pipeline.run_judge``, plus
-    ``ray_options``. Returns the summary (with an ``engine`` section). Raises what the local engine raises."""
+    ``ray_options``. Returns the summary (with an ``engine`` section). Raises what the local engine raises.
+    ``executor`` runs the pending shards (default: a Ray actor pool)."""
     opts = ray_options or RayOptions()
     t0 = time.time()
     out_dir = Path(output_dir)
@@ -75,7 +102,6 @@ def run_judge_ray(*, input_path: str, cascade: CascadeConfig, output_dir: str | 
                    fixed_suffix=fixed_suffix(final) if final else ".jsonl", dry_run=dry_run, shard_budget=budget,
                    plan_key=key)
     results: dict[int, dict] = {}
-    workers = 0
     try:
         for s in shards:
             if s not in pending:
@@ -84,14 +110,7 @@ def run_judge_ray(*, input_path: str, cascade: CascadeConfig, output_dir: str | 
                 if on_progress:
                     on_progress(done["counts"]["read"]["read"])  # type: ignore[index]
         if pending:
-            ray = connect(opts)
-            workers = pool_size(ray, opts, len(pending))
-            ds = ray.data.from_items([{"shard": s.to_json()} for s in pending], override_num_blocks=len(pending))
-            out = ds.map_batches(JudgeShardWorker, fn_constructor_kwargs={"job_json": job.to_json()}, batch_size=1,
-                                 compute=actor_pool(ray, workers), num_cpus=opts.cpus_per_worker,
-                                 num_gpus=opts.gpus_per_worker or None)
-            for row in out.iter_rows():
-                result = json.loads(row["result"])
+            for result in executor(job, pending, opts):
                 results[result["index"]] = result
                 if on_progress:
                     on_progress(result["instances"])
@@ -101,7 +120,7 @@ def run_judge_ray(*, input_path: str, cascade: CascadeConfig, output_dir: str | 
     summary: dict[str, Any] = {
         "input": input_path, "output_dir": str(out_dir), "store": store_file, "dry_run": dry_run,
         "config": config_echo or {"cascade": cascade.model_dump(mode="json")},
-        "engine": {"name": "ray", "shards": len(shards), "shard_size": opts.shard_size, "workers": workers,
+        "engine": {"name": "ray", "shards": len(shards), "shard_size": opts.shard_size,
                    "shards_run": len(pending), "shards_reused": len(shards) - len(pending),
                    "worker_seconds": round(sum(r["counts"]["seconds"] for r in ordered), 3)},
         "read": merge_read([r["counts"]["read"] for r in ordered], fmt),
