@@ -23,7 +23,7 @@ def shingles(normalized: str, *, size: int = SHINGLE_WORDS) -> frozenset[tuple[s
     words = normalized.split()
     if len(words) <= size:
         return frozenset({tuple(words)}) if words else frozenset()
-    return frozenset(tuple(words[i:i + size]) for i in range(len(words) - size + 1))
+    return frozenset(zip(*(words[i:] for i in range(size))))
 
 
 def jaccard(a: frozenset, b: frozenset) -> float:

@@ -1,0 +1,124 @@
+"""Duplicate exclusion for mining: candidates whose normalised text repeats a positive (exactly, or
+nearly by word-3-gram Jaccard) or the query itself.
+
+The same documents come back for many queries, so each document is normalised and shingled once, on
+first sight: its text hash, shingle count and shingle-set hash go into flat arrays (20 bytes per
+passage) and its shingles, as a sorted array of 64-bit hashes, into a size-bounded LRU cache. A Jaccard
+value is computed only where the two sizes make the threshold reachable (J(A, B) <= min(|A|, |B|) /
+max(|A|, |B|)); and with fewer than t / (1 - t) shingles on the smaller side (9 at t = 0.9) a Jaccard of t
+or more needs equal sets, which the set hashes decide: short passages never take the slow path.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Sequence
+
+import numpy as np
+
+from negclean.data.hashing import normalize_text
+from negclean.data.records import Passage
+from negclean.judge.duplicate import shingles
+from negclean.mine.beir import Corpus
+
+
+def shingle_hashes(normalized: str) -> np.ndarray:
+    """Sorted unique int64 hashes of the word 3-gram shingles (the same sets as the duplicate judge's)."""
+    sh = shingles(normalized)
+    return np.unique(np.fromiter((hash(s) for s in sh), dtype=np.int64, count=len(sh)))
+
+
+def hashed_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    if a.size == 0 or b.size == 0:
+        return 0.0
+    inter = np.intersect1d(a, b, assume_unique=True).size
+    return inter / (a.size + b.size - inter)
+
+
+class DuplicateFinder:
+    """Finds, among corpus documents, copies of a query's positives or of the query."""
+
+    def __init__(self, corpus: Corpus, *, near_threshold: float | None, cache_elements: int = 8_000_000):
+        self.corpus = corpus
+        self.near_threshold = near_threshold
+        self.hashes = np.zeros(len(corpus), dtype=np.int64)
+        self.sizes = np.full(len(corpus), -1, dtype=np.int32)  # -1: not seen yet
+        self.set_hashes = np.zeros(len(corpus), dtype=np.int64)
+        self._lru: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cached = 0
+        self._limit = cache_elements  # 8M hashes = 64 MB
+
+    def _normalized(self, i: int) -> str:
+        return normalize_text(self.corpus.text(i))
+
+    def _remember(self, i: int, arr: np.ndarray) -> None:
+        self._lru[i] = arr
+        self._cached += arr.size
+        while self._cached > self._limit and self._lru:
+            _, old = self._lru.popitem(last=False)
+            self._cached -= old.size
+
+    def _shingles_of(self, i: int) -> np.ndarray:
+        arr = self._lru.get(i)
+        if arr is not None:
+            self._lru.move_to_end(i)
+            return arr
+        arr = shingle_hashes(self._normalized(i))
+        self._remember(i, arr)
+        return arr
+
+    def _ensure(self, docs: np.ndarray) -> None:
+        for i in docs[self.sizes[docs] < 0]:
+            i = int(i)
+            norm = self._normalized(i)
+            self.hashes[i] = hash(norm)
+            arr = shingle_hashes(norm)
+            self.sizes[i] = arr.size
+            self.set_hashes[i] = hash(arr.tobytes())
+            self._remember(i, arr)
+
+    def _print_of(self, passage: Passage, position: int | None) -> tuple[str, np.ndarray]:
+        """(normalised text, shingle hashes) of a positive; from the corpus caches when it is a corpus passage."""
+        if position is not None and self.corpus.text(position) == passage.text:
+            self._ensure(np.array([position], dtype=np.int64))
+            return self._normalized(position), self._shingles_of(position)
+        norm = normalize_text(passage.text)
+        return norm, shingle_hashes(norm)
+
+    def find(self, docs: np.ndarray, positives: Sequence[Passage], query: str,
+             positions: Sequence[int | None] | None = None) -> np.ndarray:
+        """Boolean mask over ``docs`` (corpus positions): True where the document duplicates a positive
+        or the query. Compares document text only (titles differ between copies of the same passage).
+        ``positions``: the positives' corpus positions where known (saves re-shingling them per query)."""
+        out = np.zeros(docs.shape[0], dtype=bool)
+        if docs.size == 0:
+            return out
+        self._ensure(docs)
+        prints = [self._print_of(p, None if positions is None else positions[j]) for j, p in enumerate(positives)]
+        targets: dict[int, str] = {hash(norm): norm for norm, _ in prints if norm}
+        query_norm = normalize_text(query)
+        if query_norm:
+            targets[hash(query_norm)] = query_norm
+        hashes = self.hashes[docs]
+        wanted = np.fromiter(targets, dtype=np.int64, count=len(targets))
+        for k in np.flatnonzero((hashes[:, None] == wanted[None, :]).any(axis=1)):
+            out[k] = self._normalized(int(docs[k])) == targets[int(hashes[k])]  # rule out hash collisions
+        t = self.near_threshold
+        if t is None:
+            return out
+        sizes = self.sizes[docs].astype(np.float64)
+        # fewer shingles than t/(1-t): only equal sets reach t (the margin keeps m = 9 at t = 0.9 on the slow path)
+        small = t / (1.0 - t) - 1e-9 if t < 1.0 else np.inf
+        set_hashes = self.set_hashes[docs]
+        for _, pos in prints:
+            if pos.size == 0:
+                continue
+            n = float(pos.size)
+            reachable = (~out) & (sizes > 0) & (np.minimum(sizes, n) >= t * np.maximum(sizes, n))
+            same_set = reachable & (np.minimum(sizes, n) < small)
+            for k in np.flatnonzero(same_set & (sizes == n) & (set_hashes == hash(pos.tobytes()))):
+                out[k] = np.array_equal(self._shingles_of(int(docs[k])), pos)  # rule out hash collisions
+            for k in np.flatnonzero(reachable & ~same_set):
+                if hashed_jaccard(self._shingles_of(int(docs[k])), pos) >= t:
+                    out[k] = True
+        return out

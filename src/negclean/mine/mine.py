@@ -1,0 +1,278 @@
+"""`negclean mine`: hard negatives for every query of a BEIR folder or an instance file.
+
+    from negclean.mine import mine
+    summary = mine(beir="data/scifact", split="train", output="mined.jsonl", rank_range="10:100")
+    print("\\n".join(summary.lines()))
+
+Flow: read the source -> build the retriever over the corpus (embeddings cached on disk) -> per chunk of
+queries: retrieve the top END, keep ranks START+1..END, drop labeled positives, documents judged relevant
+in the qrels and duplicates of a positive (or of the query), apply positive-aware score filters, sample,
+write -> summary. Every instance records the mining parameters in ``meta['negclean_mine']``; each negative
+carries its retriever score and its rank before filtering.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from negclean.data.records import Instance, Passage
+from negclean.mine.beir import BeirFolder, Corpus, read_corpus, read_queries
+from negclean.mine.config import MineConfig
+from negclean.mine.dedup import DuplicateFinder
+from negclean.mine.retrievers import Retrieved, Retriever, build_retriever
+from negclean.mine.select import query_rng, select, window_positions
+from negclean.mine.summary import MineStats, MineSummary
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySpec:
+    """One query to mine: corpus positions of its positives and of documents never to use as negatives."""
+
+    query_id: str
+    text: str
+    positives: tuple[int, ...]
+    excluded: frozenset[int] = frozenset()
+    base: Instance | None = None  # the instance being re-mined (keeps subset, meta, positive passages)
+
+
+@dataclass
+class Source:
+    corpus: Corpus
+    queries: Iterable[QuerySpec]
+    total: int
+    like: Any  # what the output format follows: a format name or the input reader
+    stats: MineStats
+
+
+def mine(config: MineConfig | None = None, *, output: str | Path, out_fmt: str | None = None, embedder=None,
+         on_progress: Progress | None = None, **options: Any) -> MineSummary:
+    """Mine hard negatives and write them as instances; returns the run's summary.
+
+    Args:
+        config: a MineConfig; or give its fields as keyword ``options`` (``rank_range="10:100"`` or
+            ``range="10:100"`` both work).
+        output: file to write (JSON Lines, ``.gz``, or ``.parquet``); written atomically.
+        out_fmt: output format (default: tevatron for a BEIR source, the input's format otherwise).
+        embedder: a loaded embedder to use instead of loading ``config.model`` (tests, benchmarks).
+        on_progress: ``callback(stage, done, total)``.
+    """
+    if config is None:
+        config = MineConfig.from_options(options)
+    elif options:
+        config = MineConfig.from_options({**config.model_dump(), **options})
+    t0 = time.perf_counter()
+    stats = MineStats(config.num_negatives)
+    source = beir_source(config, stats) if config.beir is not None else instance_source(config, stats)
+    t_load = time.perf_counter()
+    retriever = build_retriever(source.corpus, config, embedder=embedder, on_progress=on_progress)
+    t_index = time.perf_counter()
+    from negclean.data.io import open_writer
+
+    with open_writer(output, fmt=out_fmt, like=None if out_fmt else source.like) as writer:
+        fmt = writer.format
+        mine_queries(source.queries, source.corpus, retriever, config, writer.write, stats,
+                     total=source.total, on_progress=on_progress)
+    t_end = time.perf_counter()
+    return stats.freeze(output=str(output), fmt=fmt, params=config.params(), params_hash=config.params_hash(),
+                        retriever=retriever.describe(), score_name=retriever.score_name,
+                        filter_score_name=retriever.filter_score_name,
+                        seconds={"read": t_load - t0, "index": t_index - t_load, "mine": t_end - t_index,
+                                 "total": t_end - t0})
+
+
+def mine_from_options(options: dict[str, Any], *, output: str) -> dict[str, Any]:
+    """Entry point for pipelines (`negclean run` with a ``mine:`` section): options -> summary dict."""
+    opts = dict(options)
+    out_fmt = opts.pop("format", None) or opts.pop("out_fmt", None)
+    return mine(MineConfig.from_options(opts, source="pipeline 'mine'"), output=output, out_fmt=out_fmt).as_dict()
+
+
+# ----------------------------------------------------------------------------- sources
+
+def beir_source(cfg: MineConfig, stats: MineStats) -> Source:
+    folder = BeirFolder.locate(cfg.beir, split=cfg.split)  # type: ignore[arg-type]
+    corpus = read_corpus(folder.corpus)
+    queries = read_queries(folder.queries)
+    qrels = folder.read_qrels()
+    specs: list[QuerySpec] = []
+    for qid, judged in qrels.items():
+        stats.queries_total += 1
+        text = queries.get(qid)
+        if text is None:
+            stats.skipped["query_not_in_queries_file"] += 1
+            continue
+        wanted = [d for d, g in judged.items() if g >= cfg.min_grade]
+        if not wanted:
+            stats.skipped["no_positive"] += 1
+            continue
+        positions = [corpus.position(d) for d in wanted]
+        found = tuple(p for p in positions if p is not None)
+        stats.positives_missing += len(positions) - len(found)
+        if not found:
+            stats.skipped["positives_not_in_corpus"] += 1
+            continue
+        excluded = frozenset(p for d, g in judged.items() if g >= cfg.exclude_grade
+                             for p in (corpus.position(d),) if p is not None) - set(found)
+        if cfg.max_queries is not None and len(specs) >= cfg.max_queries:
+            stats.skipped["beyond_max_queries"] += 1
+            continue
+        specs.append(QuerySpec(qid, text, found, excluded))
+    return Source(corpus, specs, len(specs), "tevatron", stats)
+
+
+def instance_source(cfg: MineConfig, stats: MineStats) -> Source:
+    """Re-mine an instance file: the corpus is ``cfg.corpus`` plus any positive it lacks, or else the
+    pool of every passage in the file (by docid; the first text of a docid wins)."""
+    from negclean.data.io import read_instances
+
+    reader = read_instances(cfg.input, fmt=cfg.fmt, on_error="fail")  # type: ignore[arg-type]
+    base = read_corpus(cfg.corpus) if cfg.corpus else None
+    ids, titles, texts = (list(base.ids), list(base.titles), list(base.texts)) if base else ([], [], [])
+    known = {d: i for i, d in enumerate(ids)}
+    for inst in reader:
+        for p in (inst.positives if base else (*inst.positives, *inst.negatives)):
+            if p.docid not in known:
+                known[p.docid] = len(ids)
+                ids.append(p.docid)
+                titles.append(p.title)
+                texts.append(p.text)
+    if not ids:
+        from negclean.errors import InputError
+
+        raise InputError("no passages to mine from (empty input)", path=str(cfg.input))
+    source = f"{cfg.corpus} + positives of {cfg.input}" if base else f"passages of {cfg.input}"
+    corpus = Corpus(ids, titles, texts, source=source,
+                    content_hash=base.content_hash if base and len(ids) == len(base) else None)
+
+    def specs() -> Iterator[QuerySpec]:
+        mined = 0
+        for inst in reader:
+            stats.queries_total += 1
+            if cfg.max_queries is not None and mined >= cfg.max_queries:
+                stats.skipped["beyond_max_queries"] += 1
+                continue
+            mined += 1
+            yield QuerySpec(inst.query_id, inst.query, tuple(known[p.docid] for p in inst.positives), base=inst)
+
+    return Source(corpus, specs(), reader.stats.ok if cfg.max_queries is None else cfg.max_queries, reader, stats)
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def _chunks(items: Iterable[QuerySpec], size: int) -> Iterator[list[QuerySpec]]:
+    chunk: list[QuerySpec] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def mine_queries(queries: Iterable[QuerySpec], corpus: Corpus, retriever: Retriever, cfg: MineConfig,
+                 write: Callable[[Instance], Any], stats: MineStats, *, total: int | None = None,
+                 on_progress: Progress | None = None) -> None:
+    """Retrieve, select and write, one chunk of queries at a time (memory: index + one chunk)."""
+    start, end = cfg.rank_range
+    params = {"params": cfg.params(), "params_hash": cfg.params_hash(), "score": retriever.score_name,
+              "filter_score": retriever.filter_score_name}
+    finder = DuplicateFinder(corpus, near_threshold=cfg.near_threshold) if cfg.exclude_duplicates else None
+    done = 0
+    for chunk in _chunks(queries, cfg.query_chunk):
+        res = retriever.retrieve([q.text for q in chunk], depth=end,
+                                 docs=[np.asarray(q.positives, dtype=np.int64) for q in chunk])
+        for i, spec in enumerate(chunk):
+            inst = _mine_one(spec, i, res, corpus, cfg, stats, params, start, end, finder)
+            if inst is not None:
+                write(inst)
+                stats.queries_written += 1
+                stats.negatives_written += len(inst.negatives)
+        stats.flush()
+        done += len(chunk)
+        if on_progress:
+            on_progress("mining", done, total or done)
+
+
+def _mine_one(spec: QuerySpec, i: int, res: Retrieved, corpus: Corpus, cfg: MineConfig, stats: MineStats,
+              params: dict, start: int, end: int, finder: DuplicateFinder | None) -> Instance | None:
+    row = res.indices[i]
+    positives = np.asarray(spec.positives, dtype=np.int64)
+    excluded = np.fromiter(spec.excluded, dtype=np.int64, count=len(spec.excluded))
+    window = window_positions(row, start, end)
+    w_idx = row[window]
+    w_filter = res.filter_scores[i, window]
+    exclusions = {"positive": member(w_idx, positives), "judged_relevant": member(w_idx, excluded)}
+    pos_passages = _positive_passages(spec, corpus)
+    if finder is not None:
+        unlabeled = ~(exclusions["positive"] | exclusions["judged_relevant"])
+        dup = np.zeros(w_idx.shape[0], dtype=bool)
+        dup[unlabeled] = finder.find(w_idx[unlabeled], pos_passages, spec.text, positions=spec.positives)
+        exclusions["duplicate"] = dup
+    pos_filter = np.asarray(res.doc_filter_scores[i], dtype=np.float64)
+    s_pos = float(pos_filter.min()) if pos_filter.size else None
+    sel = select(w_filter, exclusions=exclusions, s_pos=s_pos, num_negatives=cfg.num_negatives,
+                 sampling=cfg.sampling, ratio=cfg.ratio,
+                 rng=None if cfg.sampling == "top" else query_rng(cfg.seed, spec.query_id),
+                 margin=cfg.margin, max_score=cfg.max_score, min_score=cfg.min_score,
+                 simans_a=cfg.simans_a, simans_b=cfg.simans_b)
+    valid = row >= 0
+    labeled = member(row, positives) | member(row, excluded)
+    pos_ranks = [_rank(row, int(p)) for p in positives]
+    stats.positives += positives.size
+    stats.positives_outside += sum(r is None for r in pos_ranks)
+    stats.add_query(sel, w_filter, pos_filter, res.filter_scores[i][valid & ~labeled])
+    if sel.shortfall and cfg.on_shortfall == "drop":
+        stats.dropped_short += 1
+        return None
+    negatives = tuple(_negative(corpus, int(w_idx[k]), float(res.scores[i, window[k]]), int(window[k]) + 1,
+                                {name: col[i, window[k]] for name, col in res.extras.items()})
+                      for k in sel.kept)
+    pos_out = tuple(replace(p, score=round(float(s), 6), rank=r)
+                    for p, s, r in zip(pos_passages, res.doc_scores[i], pos_ranks))
+    meta = dict(spec.base.meta) if spec.base is not None else {}
+    meta["negclean_mine"] = {**params, "candidates": int(window.size), "survivors": sel.survivors,
+                             "shortfall": sel.shortfall, "positive_score_min": s_pos}
+    if spec.base is not None:
+        return spec.base.replace(positives=pos_out, negatives=negatives, meta=meta)
+    return Instance(spec.query_id, spec.text, pos_out, negatives, meta=meta)
+
+
+def member(values: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """``np.isin`` for the usual case of a handful of targets, without its fixed overhead."""
+    if targets.size == 0:
+        return np.zeros(values.shape, dtype=bool)
+    if targets.size <= 16:
+        return (values[:, None] == targets[None, :]).any(axis=1)
+    return np.isin(values, targets)
+
+
+def _rank(row: np.ndarray, doc: int) -> int | None:
+    hit = np.flatnonzero(row == doc)
+    return int(hit[0]) + 1 if hit.size else None
+
+
+def _positive_passages(spec: QuerySpec, corpus: Corpus) -> Sequence[Passage]:
+    if spec.base is not None:
+        return spec.base.positives
+    return [corpus.passage(int(p)) for p in spec.positives]
+
+
+def _negative(corpus: Corpus, pos: int, score: float, rank: int, extras: dict[str, Any]) -> Passage:
+    meta = None
+    if extras:
+        meta = {}
+        for name, value in extras.items():
+            value = float(value)
+            if np.isnan(value):
+                meta[name] = None
+            else:
+                meta[name] = int(value) if name.endswith("_rank") else round(value, 6)
+    return corpus.passage(pos, score=round(score, 6), rank=rank, meta=meta)
