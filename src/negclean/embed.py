@@ -100,6 +100,12 @@ def load_embedder(name: str = DEFAULT_MODEL, *, device: str | None = None) -> Em
         st = require("sentence_transformers", extra="embed", purpose="Embedding text")
         target = resolve_model(name)
         try:
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # "Loading weights" bars would clutter negclean's own progress
+        except ImportError:  # pragma: no cover - transformers comes with sentence-transformers
+            pass
+        try:
             model = st.SentenceTransformer(target, device=device)
         except (OSError, ValueError) as exc:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
