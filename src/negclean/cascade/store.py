@@ -144,6 +144,33 @@ class JudgmentStore:
             row = self._conn.execute("SELECT raw FROM calls WHERE call_id=?", (call_id,)).fetchone()
         return row[0] if row else None
 
+    def call_tokens(self, call_ids: Iterable[str]) -> dict[str, tuple[int, int]]:
+        """(tokens_in, tokens_out) of each stored call among ``call_ids`` (absent ids are left out)."""
+        unique = list(dict.fromkeys(c for c in call_ids if c))
+        out: dict[str, tuple[int, int]] = {}
+        with self._lock:
+            for start in range(0, len(unique), 500):
+                part = unique[start:start + 500]
+                rows = self._conn.execute(
+                    f"SELECT call_id, tokens_in, tokens_out FROM calls WHERE call_id IN ({','.join('?' * len(part))})",
+                    part).fetchall()
+                out.update({cid: (int(a), int(b)) for cid, a, b in rows})
+        return out
+
+    def verdicts_of(self, fingerprint: str) -> dict[Key, Verdict]:
+        """Every stored verdict of one judge, by key (judge distillation, benchmarks)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT query_key, positives_key, passage_key, judge_id, label, grade, confidence, reason, call_id "
+                "FROM verdicts WHERE fingerprint=?", (fingerprint,)).fetchall()
+        return {(qk, pk, ck): Verdict(Label(label), conf, jid, Grade(grade) if grade else None, reason, call_id)
+                for qk, pk, ck, jid, label, grade, conf, reason, call_id in rows}
+
+    def judges(self) -> list[tuple[str, str, str]]:
+        """(fingerprint, judge_id, config JSON) of every judge registered in this store."""
+        with self._lock:
+            return [tuple(r) for r in self._conn.execute("SELECT fingerprint, judge_id, config FROM judges")]
+
     def count(self, fingerprint: str | None = None) -> int:
         with self._lock:
             if fingerprint is None:
