@@ -1,0 +1,169 @@
+"""The `negclean experiment` file: data, cascade, variants, training and evaluation in one validated value.
+
+Relative paths are relative to the YAML file's folder; ``~`` and ``$VARS`` are expanded.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from negclean.errors import ConfigError
+from negclean.train.config import TrainConfig
+
+VARIANTS = ("default", "remove", "hn_remove", "relabel")
+
+
+class DataConfig(BaseModel):
+    """Where the training instances come from: a file, or a mining run (options of `negclean mine`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    input: str | None = None
+    format: str | None = None
+    on_error: Literal["fail", "skip"] = "skip"
+    mine: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        if (self.input is None) == (self.mine is None):
+            raise ValueError("give exactly one of 'input' (an instance file) or 'mine' (mining options)")
+        return self
+
+
+class EvalSet(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9._-]+$")
+    beir: str
+    split: str = "test"
+
+
+class EvalConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    sets: list[EvalSet] = Field(..., min_length=1)
+    measures: list[str] = Field(default_factory=lambda: ["nDCG@10", "R@100"])
+    base_model: bool = Field(True, description="also evaluate the untrained model (retriever) or the first "
+                             "stage alone (reranker: what it re-ranks), as the row 'base'")
+    depth: int = Field(100, ge=1)
+    first_stage: str = Field("bm25", description="rerankers: bm25, a TREC run file or a bi-encoder")
+    top_k: int = Field(100, ge=1)
+    batch_size: int = Field(64, ge=1)
+    ignore_identical_ids: bool = True
+
+
+class CompareConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    baseline: str = "default"
+    resamples: int = Field(10_000, ge=100)
+    confidence: float = Field(0.95, gt=0, lt=1)
+    alpha: float = Field(0.05, gt=0, lt=1)
+
+
+class ExperimentConfig(BaseModel):
+    """Train the same model with the same seed on each fixed variant of one judged data set; evaluate each."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = "experiment"
+    output_dir: str = "runs/experiment"
+    store: str | None = Field(None, description="judgment store; default <output_dir>/judgments.sqlite")
+    cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache/negclean/embeddings)")
+    seed: int = Field(42, description="training seed of every variant (overrides train.seed)")
+    threads: int | None = Field(None, ge=1, description="torch CPU threads for every step")
+    data: DataConfig
+    cascade: dict[str, Any]
+    variants: list[str] = Field(default_factory=lambda: list(VARIANTS))
+    drop_undecided: bool = False
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig
+    compare: CompareConfig = CompareConfig()
+    leave_one_out: bool = Field(False, description="also train on all subsets but one, for each subset")
+
+    @field_validator("variants")
+    @classmethod
+    def _variants(cls, value: list[str]) -> list[str]:
+        bad = [v for v in value if v not in VARIANTS]
+        if bad or not value or len(set(value)) != len(value):
+            raise ValueError(f"variants: distinct names among {', '.join(VARIANTS)}; got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _baseline_known(self) -> "ExperimentConfig":
+        known = set(self.variants) | ({"base"} if self.eval.base_model else set())
+        if self.compare.baseline not in known:
+            raise ValueError(f"compare.baseline {self.compare.baseline!r} is not a variant "
+                             f"({', '.join(sorted(known))})")
+        return self
+
+    def train_config(self) -> TrainConfig:
+        return self.train.model_copy(update={"seed": self.seed, "threads": self.threads or self.train.threads})
+
+
+def _resolve(base: Path, value: str) -> str:
+    p = Path(os.path.expandvars(os.path.expanduser(value)))
+    return str(p if p.is_absolute() else base / p)
+
+
+def load_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Read and validate an experiment YAML; errors name the file and each offending field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such experiment file") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping with data, cascade, train and eval")
+    base = path.resolve().parent
+    data.update(overrides or {})
+    for key in ("output_dir", "store", "cache_dir"):
+        if isinstance(data.get(key), str):
+            data[key] = _resolve(base, data[key])
+    src = data.get("data")
+    if isinstance(src, dict):
+        if isinstance(src.get("input"), str):
+            src["input"] = _resolve(base, src["input"])
+        if isinstance(src.get("mine"), dict):
+            for key in ("beir", "input", "corpus", "cache_dir"):
+                if isinstance(src["mine"].get(key), str):
+                    src["mine"][key] = _resolve(base, src["mine"][key])
+    ev = data.get("eval")
+    if isinstance(ev, dict):
+        for s in ev.get("sets") or []:
+            if isinstance(s, dict) and isinstance(s.get("beir"), str):
+                s["beir"] = _resolve(base, s["beir"])
+        fs = ev.get("first_stage")
+        if isinstance(fs, str) and fs != "bm25" and (base / fs).exists():
+            ev["first_stage"] = _resolve(base, fs)
+    if isinstance(data.get("cascade"), str):
+        from negclean.presets import load_cascade_dict
+
+        ref = data["cascade"]
+        data["cascade"] = load_cascade_dict(_resolve(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
+    return validate_experiment(data, source=str(path))
+
+
+def validate_experiment(data: dict, *, source: str = "experiment") -> ExperimentConfig:
+    try:
+        cfg = ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        lines = [f"{source}: invalid experiment:"]
+        for err in exc.errors():
+            loc = ".".join(str(x) for x in err["loc"]) or "(file)"
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError("\n".join(lines)) from None
+    from negclean.pipeline import validate_pipeline
+
+    validate_pipeline({"cascade": cfg.cascade}, source=f"{source}: cascade")  # fail early, before any work
+    return cfg
+
+
+__all__ = ["VARIANTS", "ExperimentConfig", "load_experiment", "validate_experiment"]
