@@ -120,7 +120,7 @@ def _cascade(srv, **extra) -> CascadeConfig:
         {"name": "dup", "judge": {"backend": "duplicate"}, "escalate": "cleared"},
         {"name": "llm", "judge": {"backend": "openai", "model": "gpt-4o-mini", "base_url": srv.base_url,
                                   "max_candidates": 10, "concurrency": 4}}],
-        "prices": {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}, **extra})
+        "prices": {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}, "chunk_size": 1, **extra})
 
 
 def _sharded_run(src, out, srv, *, size=3, **kw):
@@ -155,6 +155,9 @@ def test_sharded_run_writes_what_the_local_engine_writes(kind, tmp_path, example
         else:
             assert a.read_bytes() == b.read_bytes(), name
     assert sharded["engine"]["shards"] == len(plan_shards(src, shard_size=3)) >= 3
+    chunked = _sharded_run(src, tmp_path / "chunked", server, cascade=_cascade(server, chunk_size=4))
+    assert chunked["engine"]["shard_size"] == 4  # shards hold whole cascade chunks (3 rounded up to 4)
+    assert (tmp_path / "chunked" / "verdicts.jsonl").read_bytes() == (tmp_path / "local" / "verdicts.jsonl").read_bytes()
     assert sharded["fix"] == {**local["fix"], "output": sharded["fix"]["output"]} and sharded["reconciled"]
     for a, b in zip(local["cascade"]["stages"], sharded["cascade"]["stages"]):
         assert {k: v for k, v in a.items() if k not in ("seconds", "backend", "from_store", "judged")} == \
@@ -186,7 +189,7 @@ def test_budget_is_never_exceeded_and_the_rerun_pays_only_the_rest(tmp_path, exa
     start = server.requests.count
     limit = 0.8 * full_cost  # split over 4 shards: each may spend a fifth of the whole, about two instances
     with pytest.raises(BudgetExceeded, match="--max-cost"):
-        _sharded_run(src, tmp_path / "run", server, cascade=_cascade(server, max_cost=limit, chunk_size=1))
+        _sharded_run(src, tmp_path / "run", server, cascade=_cascade(server, max_cost=limit))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["cascade"]["cost"] <= limit and summary["stopped"]
     assert not (tmp_path / "run" / "verdicts.jsonl").exists()

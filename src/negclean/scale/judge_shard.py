@@ -63,6 +63,19 @@ def load_done(run_dir: str | Path, index: int, key: str) -> dict | None:
     return data if data.get("plan_key") == key else None
 
 
+def reused(counts: dict) -> dict:
+    """A finished shard's counts as this run sees them: its verdicts come from the store, nothing is paid."""
+    cascade = dict(counts["cascade"])
+    stages = []
+    for st in cascade["stages"]:
+        st = dict(st)
+        st["from_store"] += st["judged"]
+        st.update(judged=0, tasks_sent=0, tokens_in=0, tokens_out=0, cost=0.0, seconds=0.0, backend=None)
+        stages.append(st)
+    cascade["stages"] = stages
+    return {**counts, "cascade": cascade, "seconds": 0.0}
+
+
 def build_judges(job: JudgeJob) -> dict[str, Any]:
     """Every stage's judge, built once per worker (models load here, not per shard)."""
     from negclean.cascade.stages import CascadeConfig
@@ -84,7 +97,7 @@ def judge_shard(job: JudgeJob, shard: Shard, judges: dict[str, Any]) -> dict[str
     done = load_done(job.run_dir, shard.index, job.plan_key)
     if done is not None:
         return {"index": shard.index, "status": "skipped", "instances": done["counts"]["read"]["read"],
-                "counts": done["counts"]}
+                "counts": reused(done["counts"])}
     t0 = time.perf_counter()
     cascade = CascadeConfig.model_validate({**job.cascade, "max_cost": job.shard_budget})
     path = lambda kind: shard_path(job.run_dir, shard.index, kind)  # noqa: E731

@@ -26,7 +26,7 @@ from negclean.cascade.store import JudgmentStore
 from negclean.errors import BackendError, BudgetExceeded, ConfigError, InputError, NegcleanError
 from negclean.scale.assemble import (fixed_suffix, merge_fix, merge_read, merge_stats, write_fixed, write_rejects,
                                      write_verdicts)
-from negclean.scale.judge_shard import JudgeJob, build_judges, judge_shard, load_done, shard_path
+from negclean.scale.judge_shard import JudgeJob, build_judges, judge_shard, load_done, reused, shard_path
 from negclean.scale.runtime import RayOptions, actor_pool, connect, pool_size
 from negclean.scale.shards import Shard, detect, file_identity, plan_key, plan_shards
 from negclean.scale.stores import merge_into, prepare_main
@@ -87,10 +87,13 @@ def run_judge_ray(*, input_path: str, cascade: CascadeConfig, output_dir: str | 
     out_dir.mkdir(parents=True, exist_ok=True)
     store_file = store_path or str(out_dir / "judgments.sqlite")
     fmt, detected_at = detect(input_path, fmt)
-    shards = plan_shards(input_path, shard_size=opts.shard_size)
+    # whole cascade chunks per shard: judges that batch (embedding screens) then see the same batches as in
+    # the local engine, and give the same numbers to the last bit
+    shard_size = -(-opts.shard_size // cascade.chunk_size) * cascade.chunk_size
+    shards = plan_shards(input_path, shard_size=shard_size)
     final = (Path(fix.output) if fix.output else out_dir / f"fixed.{Path(input_path).name}") if fix else None
     routing = cascade.model_dump(mode="json", exclude={"max_cost"})  # a new budget keeps finished shards
-    key = plan_key(file_identity(input_path), fmt, on_error, opts.shard_size, routing,
+    key = plan_key(file_identity(input_path), fmt, on_error, shard_size, routing,
                    fix.model_dump(mode="json") if fix else None, fixed_suffix(final) if final else None)
     _clear_stale(out_dir, key, store_file)
     prepare_main(store_file)
@@ -106,7 +109,7 @@ def run_judge_ray(*, input_path: str, cascade: CascadeConfig, output_dir: str | 
         for s in shards:
             if s not in pending:
                 done = load_done(out_dir, s.index, key)
-                results[s.index] = {"index": s.index, "status": "skipped", "counts": done["counts"]}  # type: ignore
+                results[s.index] = {"index": s.index, "status": "skipped", "counts": reused(done["counts"])}  # type: ignore
                 if on_progress:
                     on_progress(done["counts"]["read"]["read"])  # type: ignore[index]
         if pending:
@@ -120,7 +123,7 @@ def run_judge_ray(*, input_path: str, cascade: CascadeConfig, output_dir: str | 
     summary: dict[str, Any] = {
         "input": input_path, "output_dir": str(out_dir), "store": store_file, "dry_run": dry_run,
         "config": config_echo or {"cascade": cascade.model_dump(mode="json")},
-        "engine": {"name": "ray", "shards": len(shards), "shard_size": opts.shard_size,
+        "engine": {"name": "ray", "shards": len(shards), "shard_size": shard_size,
                    "shards_run": len(pending), "shards_reused": len(shards) - len(pending),
                    "worker_seconds": round(sum(r["counts"]["seconds"] for r in ordered), 3)},
         "read": merge_read([r["counts"]["read"] for r in ordered], fmt),

@@ -106,12 +106,14 @@ def mine_shard(job: dict, index: int, specs: list[dict], corpus: Any, retriever:
     stats = MineStats(cfg.num_negatives)
     with open_writer(work / f"{index:05d}.part{job['suffix']}", fmt=job["fmt"]) as writer:
         mine_queries([spec_from_dict(s) for s in specs], corpus, retriever, cfg, writer.write, stats)
+    if hasattr(stats, "flush"):  # scores gathered but not yet in the sketches
+        stats.flush()
     np.savez(work / f"{index:05d}.sketch.npz", **{
         f"{g}__{part}": value for g, sk in stats.sketches.items()
         for part, value in (("sample", sk.sample[:min(sk.count, sk.capacity)]),
                             ("meta", np.array([sk.count, sk.total, sk.lo, sk.hi], dtype=np.float64)))})
     counts = {k: (dict(v) if isinstance(v, Counter) else v) for k, v in vars(stats).items()
-              if k not in ("sketches", "num_negatives")}
+              if k not in ("sketches", "num_negatives") and not k.startswith("_")}
     tmp = work / f".{index:05d}.done.json.tmp"
     tmp.write_text(json.dumps({"plan_key": job["plan_key"], "counts": counts}))
     os.replace(tmp, work / f"{index:05d}.done.json")

@@ -63,38 +63,39 @@ def file_identity(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def plan_shards(path: str | os.PathLike[str], *, shard_size: int) -> list[Shard]:
-    """Cut a file into shards of about ``shard_size`` lines (Parquet: whole row groups of at least that many rows)."""
+    """Cut a file into shards of ``shard_size`` non-blank lines (Parquet: whole row groups of at least that
+    many rows). Blank lines are not counted, so that shard boundaries fall where a reader counts instances."""
     if shard_size < 1:
         raise ConfigError(f"shard_size must be at least 1, not {shard_size}")
     p = Path(path)
     head = _jsonl.sniff(p)
     if head == _jsonl.PARQUET_MAGIC:
         return _plan_parquet(p, shard_size)
-    if head.startswith(_jsonl.GZIP_MAGIC):
-        return _plan_gzip(p, shard_size)
-    return _plan_plain(p, shard_size)
+    return _plan_lines(p, shard_size, plain=not head.startswith(_jsonl.GZIP_MAGIC))
 
 
-def _plan_plain(path: Path, size: int) -> list[Shard]:
+def _plan_lines(path: Path, size: int, *, plain: bool) -> list[Shard]:
     shards: list[Shard] = []
-    start_line, start_byte, offset, line = 1, 0, 0, 0
-    with open(path, "rb", buffering=1 << 20) as fh:
-        for raw in fh:
-            line += 1
-            offset += len(raw)
-            if line - start_line + 1 == size:
-                shards.append(Shard(len(shards), start_line, line, start_byte, offset))
-                start_line, start_byte = line + 1, offset
+    start_line, start_byte, offset, line, counted = 1, 0, 0, 0, 0
+    for line, raw in _numbered_raw_lines(path):
+        offset += len(raw)
+        if _nonblank(raw):
+            counted += 1
+        if counted == size:
+            shards.append(Shard(len(shards), start_line, line, start_byte if plain else None,
+                                offset if plain else None))
+            start_line, start_byte, counted = line + 1, offset, 0
     if line >= start_line:
-        shards.append(Shard(len(shards), start_line, line, start_byte, offset))
+        shards.append(Shard(len(shards), start_line, line, start_byte if plain else None, offset if plain else None))
     return shards
 
 
-def _plan_gzip(path: Path, size: int) -> list[Shard]:
-    total = 0
-    for total, _ in _numbered_raw_lines(path):
-        pass
-    return [Shard(i, first, min(first + size - 1, total)) for i, first in enumerate(range(1, total + 1, size))]
+def _nonblank(raw: bytes) -> bool:
+    """Whether a physical line holds a record for the reader (``_jsonl.iter_lines`` skips the others)."""
+    line = raw.rstrip(b"\r\n")
+    if line.startswith(_jsonl.BOM):
+        line = line[3:]
+    return bool(line) and not line.isspace()
 
 
 def _plan_parquet(path: Path, size: int) -> list[Shard]:
