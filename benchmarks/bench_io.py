@@ -83,9 +83,9 @@ def generate(path: Path, n: int, *, seed: int = 0) -> None:
     import numpy as np
 
     block = _texts(min(n, BLOCK), np.random.default_rng(seed))
-    opener = gzip.open if path.name.endswith(".gz") else open
+    gz = path.name.endswith(".gz")
     docid = 0
-    with opener(path, "wt", encoding="utf-8") as f:
+    with gzip.open(path, "wt", encoding="utf-8", compresslevel=3) if gz else open(path, "w", encoding="utf-8") as f:
         lines = []
         for qid in range(n):
             query, texts = block[qid % len(block)]

@@ -84,7 +84,7 @@ def open_writer(
     multi_positive: Literal["expand", "first"] = "expand",
     row_group_size: int = 5000,
     negatives: int | None = None,
-    compresslevel: int = 6,
+    compresslevel: int = 3,
 ) -> InstanceWriter:
     """Open an atomic writer of instances.
 
@@ -98,7 +98,8 @@ def open_writer(
             the first positive.
         row_group_size: instances per Parquet row group (groups are also cut at ~64 MB of text).
         negatives: for ``st`` Parquet, the number of negative columns (default: the most in the first row group).
-        compresslevel: gzip level (1 fastest .. 9 smallest).
+        compresslevel: gzip level, 1 (fastest) .. 9 (smallest). The default, 3, compresses about twice as fast
+            as gzip's usual 6 for files about 10% larger (benchmarks/RESULTS-io.md).
     """
     p = Path(path)
     fmt = write_format(p, fmt, like)
