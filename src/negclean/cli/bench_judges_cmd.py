@@ -1,0 +1,143 @@
+"""`negclean bench-judges`: measure judges and cascades against known labels (issue 5)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def bench_judges(
+    beir: Optional[Path] = typer.Option(None, "--beir", help="BEIR folder with dense graded qrels (e.g. TREC DL 2019)"),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="instances file (with --qrels)"),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="qrels giving the truth for --input's candidates"),
+    rlhn_reference: Optional[Path] = typer.Option(None, "--rlhn-reference",
+                                                  help="folder of RLHN reference outputs: truth = GPT-4o stage 2"),
+    split: str = typer.Option("test", "--split"),
+    positive_grade: int = typer.Option(3, "--positive-grade", help="--beir: grade of the labeled positive"),
+    relevant_grade: int = typer.Option(2, "--relevant-grade", help="grade at or above which a candidate is relevant"),
+    order: str = typer.Option("bm25", "--order", help="--beir: rank candidates by bm25 or minilm"),
+    queries: Optional[int] = typer.Option(None, "--queries", help="deterministic subsample of N queries"),
+    seed: int = typer.Option(0, "--seed", help="which queries --queries keeps"),
+    max_candidates: Optional[int] = typer.Option(25, "--max-candidates", help="top-ranked candidates per query"),
+    systems: str = typer.Option("cheap", "--systems", help="shipped set (cheap, llm) or a YAML file with 'systems:'"),
+    output_dir: Path = typer.Option(Path("runs/bench-judges"), "--output-dir", "-o"),
+    store: Optional[Path] = typer.Option(None, "--store", help="judgment store (default OUTPUT_DIR/judgments.sqlite)"),
+    price_model: str = typer.Option("gpt-4o-mini", "--price-model",
+                                    help="price LLM tokens as this hosted model (prices table) for the cost columns"),
+    target_recall: Optional[float] = typer.Option(None, "--target-recall",
+                                                  help="calibrate the similarity screen's ratio for this recall"),
+    write_config: Optional[Path] = typer.Option(None, "--write-config",
+                                                help="with --target-recall: write a cascade YAML with that ratio"),
+    economy: bool = typer.Option(False, "--economy", help="also count prompt tokens per candidate per template "
+                                 "(o200k and the local model's tokenizer)"),
+    as_json: bool = typer.Option(False, "--json", help="print the results as JSON"),
+):
+    """Build a false-negative benchmark and score judges and cascades on it: P/R/F1, kappa, tokens, cost, time."""
+    from negclean.cli.console import emit_json, guarded
+    from negclean.errors import ConfigError
+
+    with guarded(as_json=as_json):
+        from negclean.benchjudges import dataset
+        from negclean.benchjudges.report import audit_lines, frontier_plot, markdown_table
+        from negclean.benchjudges.run import load_systems, run_benchmark
+
+        given = [x for x in (beir, input, rlhn_reference) if x is not None]
+        if len(given) != 1:
+            raise ConfigError("give exactly one source: --beir DIR, --input FILE --qrels QRELS, or --rlhn-reference DIR")
+        if input is not None and qrels is None:
+            raise ConfigError("--input needs --qrels (the truth for its candidates)")
+        if write_config is not None and target_recall is None:
+            raise ConfigError("--write-config needs --target-recall")
+        if order not in ("bm25", "minilm"):
+            raise ConfigError(f"--order {order!r}: choose bm25 or minilm")
+        if beir is not None:
+            bench = dataset.from_beir(beir, split=split, positive_grade=positive_grade, relevant_grade=relevant_grade,
+                                      order=order, queries=queries, seed=seed, max_candidates=max_candidates)
+        elif input is not None:
+            bench = dataset.from_instances(input, qrels, relevant_grade=relevant_grade, queries=queries, seed=seed,
+                                           max_candidates=max_candidates)
+        else:
+            bench = dataset.from_rlhn_reference(rlhn_reference)
+        system_list = load_systems(systems)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        say = (lambda *a: None) if as_json else typer.echo
+        say(bench.describe())
+
+        def done(res, seconds):
+            say(f"  {res.name}: F1 {res.scores.f1 if res.scores.f1 is None else round(res.scores.f1, 3)}, "
+                f"kappa {None if res.scores.kappa is None else round(res.scores.kappa, 3)} ({seconds:.1f} s)")
+
+        results = run_benchmark(bench, system_list, store_path=store or output_dir / "judgments.sqlite",
+                                price_model=price_model, on_system=done)
+        out = {"benchmark": {"name": bench.name, "queries": len(bench.instances), "candidates": bench.n_candidates,
+                             "relevant": bench.n_relevant, "notes": list(bench.notes)},
+               "price_model": price_model, "systems": [r.as_dict() for r in results]}
+        if target_recall is not None:
+            from negclean.benchjudges.calibrate import calibrate_ratio, relative_scores, write_cascade_yaml
+
+            rel, truth = relative_scores(bench)
+            cal = calibrate_ratio(rel, truth, target_recall=target_recall)
+            out["calibration"] = cal.as_dict() | {"text": cal.describe()}
+            if write_config is not None:
+                out["calibration"]["config"] = str(write_cascade_yaml(cal, write_config))
+        if economy:
+            out["economy"] = _economy(bench, results, store or output_dir / "judgments.sqlite", rlhn_reference)
+        table = markdown_table(results)
+        (output_dir / "results.md").write_text(table + "\n")
+        plot = frontier_plot(results, output_dir / "frontier.png", title=bench.describe())
+        out["plot"] = str(plot)
+        (output_dir / "results.json").write_text(json.dumps(out, indent=1, default=str))
+    if as_json:
+        emit_json(out)
+        return
+    typer.echo(table)
+    for line in audit_lines(results):
+        typer.echo("audit: " + line)
+    if "calibration" in out:
+        typer.echo("calibration: " + out["calibration"]["text"]
+                   + (f"; wrote {out['calibration']['config']}" if "config" in out["calibration"] else ""))
+    for row in out.get("economy", {}).get("rows", []):
+        typer.echo(f"economy: {row['template']} [{row['tokenizer']}] in/cand {row['input_per_candidate']:.1f} "
+                   f"out/cand {row['output_per_candidate']} ({row['output_source']})")
+    typer.echo(f"wrote {output_dir / 'results.json'}, {output_dir / 'results.md'}, {plot}")
+
+
+def _economy(bench, results, store_path, rlhn_reference) -> dict:
+    from negclean.benchjudges.economy import prompt_costs, reference_reasoning_output, stored_output_per_candidate
+    from negclean.cascade.store import JudgmentStore
+    from negclean.judge.config import LlamaCppJudgeConfig
+
+    outputs = {}
+    listwise = LlamaCppJudgeConfig(mode="listwise")
+    with JudgmentStore(store_path) as st:
+        found = stored_output_per_candidate(st, listwise.fingerprint())
+    if found:
+        outputs["listwise_brief"] = (found[0], f"measured: {found[1]} stored calls of {listwise.judge_id()}")
+    ref = rlhn_reference or _default_reference()
+    if ref is not None:
+        per = reference_reasoning_output(ref)
+        outputs["listwise"] = (per["gpt-4o-mini"], "measured: RLHN reference responses of gpt-4o-mini "
+                               f"(gpt-4o: {per['gpt-4o']:.1f}/candidate)")
+    encode, name = None, ""
+    try:
+        from negclean.judge.llamacpp import LlamaCppJudge
+
+        judge = LlamaCppJudge(LlamaCppJudgeConfig())
+        encode, name = judge.encode_messages, judge.judge_id.split("/")[0]
+    except Exception as exc:  # no local model: o200k only, said in the output
+        name = f"local tokenizer unavailable: {exc}"
+    rows = prompt_costs(bench.instances, local_encode=encode, local_name=name, outputs=outputs)
+    return {"rows": [r.as_dict() for r in rows]}
+
+
+def _default_reference() -> Path | None:
+    from negclean.cli import __file__ as cli_file
+
+    path = Path(cli_file).resolve().parents[3].parent / "shared" / "data" / "rlhn-reference-msmarco"
+    return path if path.is_dir() else None
+
+
+COMMANDS = {"bench-judges": bench_judges}
