@@ -298,3 +298,19 @@ def test_mined_output_goes_through_judge_and_fix(folder, tmp_path):
     fixed = run_fix(input_path=str(tmp_path / "out.jsonl"), verdicts_path=str(tmp_path / "run" / "verdicts.jsonl"),
                     output_path=str(tmp_path / "fixed.jsonl"), operation=Operation.RELABEL)
     assert fixed["reconciled"]
+
+
+@pytest.mark.parametrize("index", ["hnsw", "ivf"])
+def test_approximate_index_is_cached_next_to_the_embeddings(folder, tmp_path, index):
+    exact, ie = run(folder, tmp_path, name="exact.jsonl", rank_range="0:20", num_negatives=5, ratio=None)
+    first, ia = run(folder, tmp_path, name="a.jsonl", index=index, rank_range="0:20", num_negatives=5, ratio=None,
+                    nprobe=64)
+    second, _ = run(folder, tmp_path, name="b.jsonl", index=index, rank_range="0:20", num_negatives=5, ratio=None,
+                    nprobe=64)
+    assert first.retriever["index"] == index and first.retriever["index_cached"] is False
+    assert second.retriever["index_cached"] is True
+    assert list((tmp_path / "cache").glob(f"*.{index}*.faiss"))
+    # on 160 vectors the approximate search finds nearly what the exact one finds
+    overlap = np.mean([len({n.docid for n in a.negatives} & {n.docid for n in e.negatives}) / 5
+                       for a, e in zip(ia, ie)])
+    assert overlap >= 0.8

@@ -71,6 +71,30 @@ def test_margin_and_absolute_filters_and_attribution():
     assert "ratio" not in sel.dropped
 
 
+def test_duplicate_checks_come_last_and_top_examines_only_what_it_needs():
+    scores = np.linspace(0.9, 0.1, 12)
+    dup_positions = {1, 2, 5, 9}
+    seen = []
+
+    def is_dup(positions):
+        seen.append(positions.tolist())
+        return np.array([p in dup_positions for p in positions])
+
+    excl = {"positive": np.eye(12, dtype=bool)[0], "judged_relevant": np.zeros(12, bool)}
+    sel = select(scores, exclusions=excl, s_pos=0.95, num_negatives=4, sampling="top", rng=None,
+                 ratio=None, max_score=0.8, is_duplicate=is_dup)
+    # 0 positive, 1 (0.83) above the ceiling: never sent to the duplicate check
+    assert sel.dropped["max_score"].tolist() == [1]
+    assert seen == [[2, 3, 4, 5], [6, 7]]  # batches of exactly what is still missing
+    assert sel.kept.tolist() == [3, 4, 6, 7]
+    assert sel.dropped["duplicate"].tolist() == [2, 5] and sel.examined == 6
+    seen.clear()
+    sel = select(scores, exclusions=excl, s_pos=0.95, num_negatives=4, sampling="random", rng=query_rng(0, "q"),
+                 ratio=None, max_score=0.8, is_duplicate=is_dup)
+    assert seen == [[2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]  # random sampling needs all of them checked
+    assert sel.dropped["duplicate"].tolist() == [2, 5, 9] and not set(sel.kept.tolist()) & dup_positions
+
+
 def test_no_positive_score_skips_positive_aware_filters_only():
     masks = score_filter_masks(np.array([0.9, 0.1]), None, ratio=0.95, margin=0.1, max_score=0.5, min_score=None)
     assert set(masks) == {"max_score"}
@@ -234,3 +258,25 @@ def test_duplicate_finder_agrees_with_the_duplicate_judge():
             assert got.tolist() == want
             flagged += int(got.sum())
         assert flagged >= 20, threshold  # the comparison saw real duplicates
+
+
+def test_fast_normalize_equals_normalize_text_on_every_code_point():
+    """The two can only differ on characters that are, or normalise to, white space: check every code
+    point for that, then compare both functions on each such character (and on ordinary text)."""
+    import re
+    import sys
+    import unicodedata
+
+    from negclean.data.hashing import normalize_text
+    from negclean.mine.dedup import fast_normalize
+
+    ws = re.compile(r"\s")
+    special = []
+    for c in range(sys.maxunicode + 1):
+        ch = chr(c)
+        if ch.isspace() or ws.match(ch) or ws.search(unicodedata.normalize("NFKC", ch)):
+            special.append(ch)
+    assert " " in special and "\u00a0" in special and "\u3000" in special
+    for ch in special + ["x", "\u00c5", "\ufb01", "\u2460"]:
+        text = f" A{ch}b \u00a0C{ch}{ch}d "
+        assert fast_normalize(text) == normalize_text(text), hex(ord(ch))

@@ -76,7 +76,7 @@ def mine_command(
                                              "~/.cache/negclean/embeddings)"),
     no_cache: bool = typer.Option(False, "--no-cache", help="do not read or write cached embeddings"),
     batch_size: int = typer.Option(64, "--batch-size"),
-    query_chunk: int = typer.Option(1024, "--query-chunk", help="queries searched at once (bounds memory)"),
+    query_chunk: int = typer.Option(4096, "--query-chunk", help="queries searched at once (bounds memory)"),
     device: Optional[str] = typer.Option(None, "--device"),
     summary_path: Optional[Path] = typer.Option(None, "--summary", help="also write the summary as JSON here"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON instead of text"),

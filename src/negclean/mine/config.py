@@ -89,7 +89,8 @@ class MineConfig(BaseModel):
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache/negclean/embeddings)")
     use_cache: bool = True
     batch_size: int = Field(64, ge=1)
-    query_chunk: int = Field(1024, ge=1, description="queries searched together; bounds memory with the index")
+    query_chunk: int = Field(4096, ge=1, description="queries searched together; bounds memory with the index "
+                             "(4096 matches FAISS's own query block: smaller chunks cost more CPU)")
     device: str | None = None
     show_progress: bool = False
 

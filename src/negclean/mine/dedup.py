@@ -11,21 +11,35 @@ or more needs equal sets, which the set hashes decide: short passages never take
 
 from __future__ import annotations
 
+import unicodedata
 from collections import OrderedDict
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
-from negclean.data.hashing import normalize_text
 from negclean.data.records import Passage
-from negclean.judge.duplicate import shingles
 from negclean.mine.beir import Corpus
 
 
+_P1 = np.uint64(0x9E3779B97F4A7C15)
+_P2 = np.uint64(0xC2B2AE3D27D4EB4F)
+
+
+def fast_normalize(text: str) -> str:
+    """``negclean.data.hashing.normalize_text``, computed faster: ``str.split()`` splits on exactly the
+    characters the regex ``\\s`` matches (both use Python's Unicode white-space test; a test checks every
+    code point), and the normalisation runs once per passage per run, so its speed matters here."""
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
 def shingle_hashes(normalized: str) -> np.ndarray:
-    """Sorted unique int64 hashes of the word 3-gram shingles (the same sets as the duplicate judge's)."""
-    sh = shingles(normalized)
-    return np.unique(np.fromiter((hash(s) for s in sh), dtype=np.int64, count=len(sh)))
+    """Sorted unique int64 hashes of the word 3-gram shingles of a normalised text (one shingle of all
+    words when it has fewer than 3): the duplicate judge's shingle sets, each shingle hashed to 64 bits."""
+    words = normalized.split()
+    if len(words) < 3:
+        return np.array([hash(tuple(words))], dtype=np.int64) if words else np.zeros(0, dtype=np.int64)
+    w = np.fromiter((hash(x) for x in words), dtype=np.int64, count=len(words)).view(np.uint64)
+    return np.unique((w[:-2] * _P1 + w[1:-1] * _P2 + w[2:]).view(np.int64))
 
 
 def hashed_jaccard(a: np.ndarray, b: np.ndarray) -> float:
@@ -49,7 +63,7 @@ class DuplicateFinder:
         self._limit = cache_elements  # 8M hashes = 64 MB
 
     def _normalized(self, i: int) -> str:
-        return normalize_text(self.corpus.text(i))
+        return fast_normalize(self.corpus.text(i))
 
     def _remember(self, i: int, arr: np.ndarray) -> None:
         self._lru[i] = arr
@@ -82,37 +96,45 @@ class DuplicateFinder:
         if position is not None and self.corpus.text(position) == passage.text:
             self._ensure(np.array([position], dtype=np.int64))
             return self._normalized(position), self._shingles_of(position)
-        norm = normalize_text(passage.text)
+        norm = fast_normalize(passage.text)
         return norm, shingle_hashes(norm)
+
+    def for_query(self, positives: Sequence[Passage], query: str,
+                  positions: Sequence[int | None] | None = None) -> Callable[[np.ndarray], np.ndarray]:
+        """A check for one query: ``check(docs)`` -> boolean mask over ``docs`` (corpus positions), True
+        where the document duplicates a positive or the query. Compares document text only (titles differ
+        between copies of the same passage). ``positions``: the positives' corpus positions where known."""
+        prints = [self._print_of(p, None if positions is None else positions[j]) for j, p in enumerate(positives)]
+        targets: dict[int, str] = {hash(norm): norm for norm, _ in prints if norm}
+        query_norm = fast_normalize(query)
+        if query_norm:
+            targets[hash(query_norm)] = query_norm
+        wanted = np.fromiter(targets, dtype=np.int64, count=len(targets))
+        near = [pos for _, pos in prints if pos.size] if self.near_threshold is not None else []
+        return lambda docs: self._check(docs, targets, wanted, near)
 
     def find(self, docs: np.ndarray, positives: Sequence[Passage], query: str,
              positions: Sequence[int | None] | None = None) -> np.ndarray:
-        """Boolean mask over ``docs`` (corpus positions): True where the document duplicates a positive
-        or the query. Compares document text only (titles differ between copies of the same passage).
-        ``positions``: the positives' corpus positions where known (saves re-shingling them per query)."""
+        """``for_query(positives, query, positions)(docs)``."""
+        return self.for_query(positives, query, positions)(docs)
+
+    def _check(self, docs: np.ndarray, targets: dict[int, str], wanted: np.ndarray,
+               near: list[np.ndarray]) -> np.ndarray:
         out = np.zeros(docs.shape[0], dtype=bool)
         if docs.size == 0:
             return out
         self._ensure(docs)
-        prints = [self._print_of(p, None if positions is None else positions[j]) for j, p in enumerate(positives)]
-        targets: dict[int, str] = {hash(norm): norm for norm, _ in prints if norm}
-        query_norm = normalize_text(query)
-        if query_norm:
-            targets[hash(query_norm)] = query_norm
         hashes = self.hashes[docs]
-        wanted = np.fromiter(targets, dtype=np.int64, count=len(targets))
         for k in np.flatnonzero((hashes[:, None] == wanted[None, :]).any(axis=1)):
             out[k] = self._normalized(int(docs[k])) == targets[int(hashes[k])]  # rule out hash collisions
-        t = self.near_threshold
-        if t is None:
+        if not near:
             return out
+        t = self.near_threshold
         sizes = self.sizes[docs].astype(np.float64)
         # fewer shingles than t/(1-t): only equal sets reach t (the margin keeps m = 9 at t = 0.9 on the slow path)
         small = t / (1.0 - t) - 1e-9 if t < 1.0 else np.inf
         set_hashes = self.set_hashes[docs]
-        for _, pos in prints:
-            if pos.size == 0:
-                continue
+        for pos in near:
             n = float(pos.size)
             reachable = (~out) & (sizes > 0) & (np.minimum(sizes, n) >= t * np.maximum(sizes, n))
             same_set = reachable & (np.minimum(sizes, n) < small)

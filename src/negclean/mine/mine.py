@@ -211,18 +211,17 @@ def _mine_one(spec: QuerySpec, i: int, res: Retrieved, corpus: Corpus, cfg: Mine
     w_filter = res.filter_scores[i, window]
     exclusions = {"positive": member(w_idx, positives), "judged_relevant": member(w_idx, excluded)}
     pos_passages = _positive_passages(spec, corpus)
+    is_duplicate = None
     if finder is not None:
-        unlabeled = ~(exclusions["positive"] | exclusions["judged_relevant"])
-        dup = np.zeros(w_idx.shape[0], dtype=bool)
-        dup[unlabeled] = finder.find(w_idx[unlabeled], pos_passages, spec.text, positions=spec.positives)
-        exclusions["duplicate"] = dup
+        check = finder.for_query(pos_passages, spec.text, positions=spec.positives)
+        is_duplicate = lambda positions: check(w_idx[positions])  # noqa: E731
     pos_filter = np.asarray(res.doc_filter_scores[i], dtype=np.float64)
     s_pos = float(pos_filter.min()) if pos_filter.size else None
     sel = select(w_filter, exclusions=exclusions, s_pos=s_pos, num_negatives=cfg.num_negatives,
                  sampling=cfg.sampling, ratio=cfg.ratio,
                  rng=None if cfg.sampling == "top" else query_rng(cfg.seed, spec.query_id),
                  margin=cfg.margin, max_score=cfg.max_score, min_score=cfg.min_score,
-                 simans_a=cfg.simans_a, simans_b=cfg.simans_b)
+                 simans_a=cfg.simans_a, simans_b=cfg.simans_b, is_duplicate=is_duplicate)
     valid = row >= 0
     labeled = member(row, positives) | member(row, excluded)
     pos_ranks = [_rank(row, int(p)) for p in positives]

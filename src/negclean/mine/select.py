@@ -8,7 +8,10 @@ hardest one, so that no candidate close to any positive survives):
 - margin:    drop s_c > s_p - margin
 - max_score: drop s_c > max_score;  min_score: drop s_c < min_score
 
-Each dropped candidate is counted once, under the first reason in ``REASONS`` that applies.
+Each dropped candidate is counted once, under the first reason in ``REASONS`` that applies. Duplicate
+checks come last because they cost the most: with ``top`` sampling the remaining candidates are examined
+in rank order only until enough negatives are kept (random and SimANS sampling examine all of them, so
+that they sample from duplicate-free candidates).
 """
 
 from __future__ import annotations
@@ -16,16 +19,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
+from typing import Callable, Mapping
 
 import numpy as np
 
 from negclean.judge.similarity import ratio_threshold
 
-#: exclusion reasons, in the order they are attributed
-EXCLUSIONS = ("positive", "judged_relevant", "duplicate")
+#: reasons a candidate is dropped, in the order they are attributed
+EXCLUSIONS = ("positive", "judged_relevant")
 FILTERS = ("ratio", "margin", "max_score", "min_score")
-REASONS = EXCLUSIONS + FILTERS
+REASONS = EXCLUSIONS + FILTERS + ("duplicate",)
 
 
 def window_positions(indices: np.ndarray, start: int, end: int) -> np.ndarray:
@@ -96,8 +99,10 @@ def sample_positions(scores: np.ndarray, k: int, *, how: str, rng: np.random.Gen
 class Selection:
     """The outcome for one query's window of candidates (positions into the window arrays).
 
-    ``dropped`` maps each reason to the positions it removed; ``not_sampled`` are survivors left
-    out by sampling; ``shortfall`` is how many negatives are missing from the number asked for.
+    ``dropped`` maps each reason to the positions it removed; ``not_sampled`` are candidates that passed
+    the filters (duplicate checks: where made) but were not chosen; ``survivors`` counts those plus the
+    kept; ``examined`` is how many candidates were checked for duplicates; ``shortfall`` is how many
+    negatives are missing from the number asked for.
     """
 
     kept: np.ndarray
@@ -105,15 +110,19 @@ class Selection:
     not_sampled: np.ndarray
     survivors: int
     shortfall: int
+    examined: int = 0
 
 
 def select(filter_scores: np.ndarray, *, exclusions: Mapping[str, np.ndarray], s_pos: float | None,
            num_negatives: int, sampling: str, rng: np.random.Generator | None, ratio: float | None = None,
            margin: float | None = None, max_score: float | None = None, min_score: float | None = None,
-           simans_a: float = 1.0, simans_b: float = 0.0) -> Selection:
-    """Apply exclusions (boolean masks named in ``EXCLUSIONS``), score filters and sampling to a window.
+           simans_a: float = 1.0, simans_b: float = 0.0,
+           is_duplicate: Callable[[np.ndarray], np.ndarray] | None = None) -> Selection:
+    """Apply exclusions (boolean masks named in ``EXCLUSIONS``), score filters, duplicate checks and
+    sampling to a window.
 
-    ``filter_scores`` are the window's candidates in rank order.
+    ``filter_scores`` are the window's candidates in rank order; ``is_duplicate(positions)`` returns a
+    mask over the given window positions.
     """
     n = filter_scores.shape[0]
     alive = np.ones(n, dtype=bool)
@@ -129,9 +138,30 @@ def select(filter_scores: np.ndarray, *, exclusions: Mapping[str, np.ndarray], s
         dropped[reason] = np.flatnonzero(hit)
         alive &= ~hit
     survivors = np.flatnonzero(alive)
+    examined = 0
+    if is_duplicate is not None:
+        if sampling == "top":
+            dups, start, found = [], 0, 0
+            while found < num_negatives and start < survivors.size:
+                batch = survivors[start:start + num_negatives - found]
+                mask = is_duplicate(batch)
+                dups.append(batch[mask])
+                found += int(batch.size - mask.sum())
+                start += batch.size
+            examined = start
+            dup = np.concatenate(dups) if dups else survivors[:0]
+        else:
+            mask = is_duplicate(survivors) if survivors.size else np.zeros(0, dtype=bool)
+            examined = int(survivors.size)
+            dup = survivors[mask]
+        dropped["duplicate"] = dup
+        if dup.size:
+            alive[dup] = False
+            survivors = np.flatnonzero(alive)
     chosen = sample_positions(filter_scores[survivors], num_negatives, how=sampling, rng=rng, s_pos=s_pos,
                               a=simans_a, b=simans_b)
     kept = survivors[chosen]
-    not_sampled = np.setdiff1d(survivors, kept, assume_unique=True)
+    alive[kept] = False
+    not_sampled = np.flatnonzero(alive)
     return Selection(kept, MappingProxyType(dropped), not_sampled, int(survivors.size),
-                     max(0, num_negatives - int(kept.size)))
+                     max(0, num_negatives - int(kept.size)), examined)

@@ -99,6 +99,7 @@ class MineSummary:
     candidates: int
     dropped: Mapping[str, int]
     not_sampled: int
+    duplicates_examined: int
     shortfall: Shortfall
     scores: Mapping[str, ScoreStats]
     score_name: str
@@ -139,6 +140,9 @@ class MineSummary:
             out.append("skipped queries: " + ", ".join(f"{k} {v}" for k, v in sorted(self.queries_skipped.items())))
         out.append(f"candidates in the rank window: {self.candidates}; removed: " + ", ".join(
             f"{k} {v}" for k, v in self.dropped.items()) + f"; not sampled {self.not_sampled}")
+        if self.params.get("exclude_duplicates"):
+            out.append(f"duplicate checks: {self.duplicates_examined} candidates examined (the ones that passed "
+                       "every other filter; with top sampling only down to the last one kept)")
         sf = self.shortfall
         if sf.queries_short:
             worst = ", ".join(f"{n} short by {m}" for m, n in sorted(sf.by_missing.items(), reverse=True)[:5])
@@ -184,6 +188,7 @@ class MineStats:
         self.candidates = 0
         self.dropped: Counter[str] = Counter({r: 0 for r in REASONS})
         self.not_sampled = 0
+        self.examined = 0
         self.short_by: Counter[int] = Counter()
         self.without_negatives = 0
         self.dropped_short = 0
@@ -214,6 +219,7 @@ class MineStats:
             if reason not in ("positive", "judged_relevant"):
                 filtered.append(window_scores[positions])
         self.not_sampled += int(sel.not_sampled.size)
+        self.examined += sel.examined
         if sel.shortfall:
             self.short_by[sel.shortfall] += 1
             if sel.kept.size == 0:
@@ -240,7 +246,8 @@ class MineStats:
             queries_mined=self.queries_mined, queries_written=self.queries_written,
             queries_skipped=MappingProxyType(dict(self.skipped)), negatives_written=self.negatives_written,
             num_negatives=self.num_negatives, candidates=self.candidates,
-            dropped=MappingProxyType(dict(self.dropped)), not_sampled=self.not_sampled, shortfall=short,
+            dropped=MappingProxyType(dict(self.dropped)), not_sampled=self.not_sampled,
+            duplicates_examined=self.examined, shortfall=short,
             scores=MappingProxyType({g: s.stats() for g, s in self.sketches.items()}),
             score_name=score_name, filter_score_name=filter_score_name,
             queries_with_candidate_above_lowest_positive=self.above_lowest,
