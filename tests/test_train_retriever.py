@@ -86,3 +86,42 @@ def test_bad_inputs_give_actionable_errors(tmp_path):
     with pytest.raises(ConfigError, match="cannot load model"):
         train(instances(), output_dir=tmp_path / "m", config=TrainConfig(model=str(tmp_path / "nope")))
     assert not (tmp_path / "m").exists()
+
+
+def test_train_cli_config_file_and_flags(tmp_path):
+    from typer.testing import CliRunner
+
+    from negclean.cli.main import app
+
+    data = tmp_path / "train.jsonl"
+    data.write_text("".join(json.dumps({
+        "query_id": x.query_id, "query": x.query,
+        "positive_passages": [{"docid": p.docid, "title": "", "text": p.text} for p in x.positives],
+        "negative_passages": [{"docid": p.docid, "title": "", "text": p.text} for p in x.negatives]}) + "\n"
+        for x in instances()))
+    options = tmp_path / "train.yaml"
+    options.write_text("train:\n  batch_size: 4\n  hard_negatives: 2\n  max_seq_length: 24\n  seed: 1\n")
+    res = CliRunner().invoke(app, ["train", "retriever", str(data), "-o", str(tmp_path / "m"), "--config",
+                                   str(options), "--seed", "9", "--max-steps", "1", "--threads", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.stdout)
+    assert out["steps"] == 1 and out["data"] == str(data)
+    assert out["config"]["batch_size"] == 4 and out["config"]["seed"] == 9 and out["config"]["hard_negatives"] == 2
+    res = CliRunner().invoke(app, ["train", "retriever", str(data), "-o", str(tmp_path / "m2"), "--epochs", "0"])
+    assert res.exit_code == 2 and "epochs" in res.output
+
+
+def test_same_seed_same_weights(tmp_path):
+    from safetensors.numpy import load_file
+
+    from negclean.train import TrainConfig, train
+
+    def weights(name, seed):
+        cfg = TrainConfig(epochs=1, batch_size=4, hard_negatives=2, max_seq_length=24, max_steps=2, seed=seed,
+                          threads=1, device="cpu")
+        train(instances(), output_dir=tmp_path / name, config=cfg, show_progress=False)
+        return load_file(str(tmp_path / name / "model.safetensors"))
+
+    a, b, c = weights("a", 5), weights("b", 5), weights("c", 6)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert any(not np.array_equal(a[k], c[k]) for k in a)
