@@ -235,9 +235,33 @@ class VLLMJudgeConfig(_JudgeConfig):
         return f"vllm:{self.model.rsplit('/', 1)[-1]}/{self.mode}"
 
 
+class LearnedJudgeConfig(_JudgeConfig):
+    """A calibrated model over cheap signals, fitted by `negclean fit-judge` (saved as JSON, no pickle).
+
+    Its confidence is the calibrated P(false negative), so ``uncertain: [lo, hi]`` escalates the uncertain band.
+    The fingerprint covers the model file's content (see ``LearnedJudge``), not only its path.
+    """
+
+    implementation: ClassVar = ("negclean.judge.learned", "LearnedJudge")
+    operational: ClassVar = frozenset({"batch_size", "device"})
+    backend: Literal["learned"] = "learned"
+    path: str = Field(..., description="model JSON written by `negclean fit-judge`")
+    threshold: float | None = Field(None, ge=0.0, le=1.0,
+                                    description="P(false negative) at or above which a candidate is flagged; "
+                                                "default: the model's own (chosen in cross-validation)")
+    prior_store: str | None = Field(None, description="judgment store holding an earlier judge's verdicts, when "
+                                                      "the model uses the 'prior' feature")
+    prior_judge: str | None = Field(None, description="that judge's id or fingerprint")
+    batch_size: int = 64
+    device: str | None = None
+
+    def default_id(self) -> str:
+        return f"learned:{self.path.rsplit('/', 1)[-1]}"
+
+
 JudgeConfig = Annotated[
     Union[DuplicateJudgeConfig, SimilarityJudgeConfig, QrelsJudgeConfig, OpenAIJudgeConfig, LlamaCppJudgeConfig,
-          OpenAIBatchJudgeConfig, VLLMJudgeConfig],
+          OpenAIBatchJudgeConfig, VLLMJudgeConfig, LearnedJudgeConfig],
     Field(discriminator="backend"),
 ]
 

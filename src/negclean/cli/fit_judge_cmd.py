@@ -1,0 +1,118 @@
+"""`negclean fit-judge`: fit the learned judge from labels, with query-grouped cross-validation (issue 9)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+
+def fit_judge(
+    output: Path = typer.Option(..., "--output", "-o", help="model JSON to write (use it as {backend: learned, path: ...})"),
+    beir: Optional[Path] = typer.Option(None, "--beir", help="BEIR folder with graded qrels (instances built as in "
+                                        "bench-judges; labels from the qrels unless --distill/--human-labels)"),
+    input: Optional[Path] = typer.Option(None, "--input", "-i", help="instances file"),
+    qrels: Optional[Path] = typer.Option(None, "--qrels", help="labels from qrels for --input"),
+    human_labels: Optional[Path] = typer.Option(None, "--human-labels",
+                                                help="labels from the annotation app: a judgment store"),
+    annotator: Optional[str] = typer.Option(None, "--annotator", help="with --human-labels: one annotator "
+                                            "(default: the majority of all)"),
+    distill: Optional[Path] = typer.Option(None, "--distill", help="labels from a strong judge's verdicts in this store"),
+    distill_judge: Optional[str] = typer.Option(None, "--distill-judge", help="that judge's id or fingerprint"),
+    prior_store: Optional[Path] = typer.Option(None, "--prior-store",
+                                               help="add an earlier judge's confidence (e.g. LLM P(yes)) as a feature"),
+    prior_judge: Optional[str] = typer.Option(None, "--prior-judge", help="that judge's id or fingerprint"),
+    relevant_grade: int = typer.Option(2, "--relevant-grade"),
+    queries: Optional[int] = typer.Option(None, "--queries", help="deterministic subsample of N queries"),
+    seed: int = typer.Option(0, "--seed"),
+    max_candidates: Optional[int] = typer.Option(25, "--max-candidates"),
+    folds: int = typer.Option(5, "--folds", help="query-grouped CV folds"),
+    c: float = typer.Option(1.0, "--C", help="inverse regularisation strength of the logistic regression"),
+    target_recall: float = typer.Option(0.9, "--target-recall", help="report the cost a screen on each score saves here"),
+    features: Optional[str] = typer.Option(None, "--features", help="comma-separated subset of features"),
+    as_json: bool = typer.Option(False, "--json"),
+):
+    """Fit a calibrated false-negative score from cheap signals; report held-out kappa/AUC beside every signal's."""
+    from negclean.cli.console import emit_json, guarded
+    from negclean.errors import ConfigError
+
+    with guarded(as_json=as_json):
+        import numpy as np
+
+        from negclean.benchjudges import dataset
+        from negclean.cascade.store import JudgmentStore
+        from negclean.learned import labels as lab
+        from negclean.learned.features import FEATURES, compute_features, prior_from_store
+        from negclean.learned.fit import fit_learned
+
+        if (beir is None) == (input is None):
+            raise ConfigError("give one instance source: --beir DIR or --input FILE")
+        sources = [x for x in (qrels, human_labels, distill) if x is not None]
+        if len(sources) > 1:
+            raise ConfigError("give at most one label source: --qrels, --human-labels or --distill")
+        if input is not None and not sources:
+            raise ConfigError("--input needs a label source: --qrels, --human-labels or --distill")
+        if distill is not None and not distill_judge:
+            raise ConfigError("--distill needs --distill-judge (the judge id or fingerprint in that store)")
+        if (prior_store is None) != (prior_judge is None):
+            raise ConfigError("--prior-store and --prior-judge go together")
+        chosen = None
+        if features:
+            chosen = [f.strip() for f in features.split(",") if f.strip()]
+            bad = [f for f in chosen if f not in FEATURES]
+            if bad:
+                raise ConfigError(f"--features: unknown {bad}; choose from {', '.join(FEATURES)}")
+        if beir is not None:
+            bench = dataset.from_beir(beir, relevant_grade=relevant_grade, queries=queries, seed=seed,
+                                      max_candidates=max_candidates)
+        elif qrels is not None:
+            bench = dataset.from_instances(input, qrels, relevant_grade=relevant_grade, queries=queries, seed=seed,
+                                           max_candidates=max_candidates)
+        else:
+            bench = dataset.from_instances(input, None, queries=queries, seed=seed,
+                                           max_candidates=max_candidates)
+        prior = None
+        if prior_store is not None:
+            with JudgmentStore(prior_store) as st:
+                prior = prior_from_store(st, prior_judge)
+        table = compute_features(bench.instances, prior=prior)
+        if distill is not None:
+            with JudgmentStore(distill) as st:
+                y = lab.labels_from_judge(table, st, distill_judge)
+            label_source = f"verdicts of {distill_judge} in {distill}"
+        elif human_labels is not None:
+            with JudgmentStore(human_labels) as st:
+                y = lab.labels_from_humans(table, st, annotator=annotator)
+            label_source = f"human labels in {human_labels}" + (f" ({annotator})" if annotator else " (majority)")
+        else:
+            y = lab.labels_from_truth(table, bench.truth)
+            label_source = f"qrels grade >= {relevant_grade}"
+        keep = np.flatnonzero(y >= 0)
+        if len(keep) == 0:
+            raise ConfigError(f"no candidate has a label from {label_source}")
+        report = fit_learned(table.select(keep), y[keep], folds=folds, c=c, target_recall=target_recall,
+                             features=chosen)
+        model = report.model
+        model = type(model)(**{**model.__dict__, "training": {**model.training, "labels": label_source,
+                                                               "instances": bench.describe()}})
+        model.save(output)
+        out = {"model": str(output), "labels": label_source, "data": bench.describe(), **report.as_dict()}
+    if as_json:
+        emit_json(out)
+        return
+    typer.echo(f"{out['data']}; labels: {label_source}; {out['n']} labeled candidates, {out['positives']} relevant, "
+               f"{out['groups']} queries, {len(report.folds)} query-grouped folds")
+    typer.echo(f"{'score':<16} {'AUC':>6} {'kappa':>6} {'P':>6} {'R':>6}  saved@R>={target_recall:g}")
+    for s in (report.learned, report.learned_at_half, *report.signals):
+        f = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
+        typer.echo(f"{s.name:<16} {f(s.auc):>6} {f(s.kappa):>6} {f(s.precision):>6} {f(s.recall):>6}  "
+                   f"{f(s.saved_at_target)}")
+    best = report.best_signal
+    verdict = "beats" if out["beats_best_auc"] and out["beats_best_kappa"] else "does not beat"
+    typer.echo(f"learned {verdict} the best single signal ({best.name}: AUC {best.auc:.3f}) on both AUC and kappa")
+    typer.echo(f"wrote {output}")
+
+
+COMMANDS = {"fit-judge": fit_judge}

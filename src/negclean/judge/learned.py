@@ -1,0 +1,87 @@
+"""Learned judge: a calibrated logistic model over cheap signals (``negclean.learned``), fitted by
+`negclean fit-judge` and read from JSON.
+
+Each candidate gets P(false negative) as its confidence; at or above the threshold it is relevant/better,
+below it not_relevant. The fingerprint covers the model file's bytes (and the prior judge, when the
+model uses an earlier stage's confidence), so a refitted model never reuses old verdicts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+from negclean.judge.base import Grade, JudgeTask, Label, TaskResult, Verdict
+from negclean.judge.config import LearnedJudgeConfig
+
+
+class LearnedJudge:
+    """Scores candidates with a ``LearnedModel``; model-free at run time apart from the embedder."""
+
+    listwise = False
+
+    def __init__(self, config: LearnedJudgeConfig, *, embedder=None):
+        from negclean.errors import ConfigError
+        from negclean.learned.model import LearnedModel
+
+        self.config = config
+        self.model = LearnedModel.load(config.path)
+        self.threshold = self.model.threshold if config.threshold is None else config.threshold
+        self.judge_id = config.judge_id()
+        blob = f"{config.fingerprint()}|{hashlib.sha256(Path(config.path).read_bytes()).hexdigest()}"
+        self.fingerprint = hashlib.sha256(blob.encode()).hexdigest()[:24]
+        self._embedder = embedder
+        self._prior = None
+        if "prior" in self.model.features:
+            if not (config.prior_store and config.prior_judge):
+                raise ConfigError(f"{config.path} uses an earlier judge's confidence ('prior' feature): set "
+                                  "prior_store and prior_judge in the learned judge's config")
+            from negclean.cascade.store import JudgmentStore
+            from negclean.learned.features import prior_from_store
+
+            with JudgmentStore(config.prior_store) as store:
+                self._prior = prior_from_store(store, config.prior_judge)
+
+    def probabilities(self, tasks: Sequence[JudgeTask]) -> list[list[float]]:
+        """Calibrated P(false negative) of each candidate of each task."""
+        from negclean.learned.features import compute_features
+
+        live_idx = [i for i, t in enumerate(tasks) if t.candidates and t.instance.positives]
+        live = [tasks[i] for i in live_idx]
+        if self._embedder is None:
+            from negclean.embed import load_embedder
+
+            self._embedder = load_embedder(self.model.embedder, device=self.config.device)
+        table = compute_features([t.instance for t in live], candidates=[t.candidates for t in live],
+                                 embedder=self._embedder, prior=self._prior)
+        p = self.model.predict_proba(self.model.columns_from(table.names, table.values)) if len(live) else []
+        out, at, keep = [], 0, set(live_idx)
+        for i, t in enumerate(tasks):
+            if i in keep:
+                out.append([float(v) for v in p[at:at + len(t.candidates)]])
+                at += len(t.candidates)
+            else:
+                out.append([])
+        return out
+
+    def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
+        results = []
+        for task, probs in zip(tasks, self.probabilities(tasks)):
+            if task.candidates and not task.instance.positives:
+                results.append(TaskResult(tuple(Verdict(Label.UNDECIDED, None, self.judge_id,
+                                                        reason="instance has no positive to compare with")
+                                                for _ in task.candidates)))
+                continue
+            verdicts = []
+            for p in probs:
+                reason = f"P(false negative)={p:.4f} threshold={self.threshold:.4f}"
+                if p >= self.threshold:
+                    verdicts.append(Verdict(Label.RELEVANT, p, self.judge_id, grade=Grade.BETTER, reason=reason))
+                else:
+                    verdicts.append(Verdict(Label.NOT_RELEVANT, p, self.judge_id, reason=reason))
+            results.append(TaskResult(tuple(verdicts)))
+        return results
+
+    def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
+        return (0, 0)
