@@ -146,3 +146,20 @@ def test_mine_on_ray_is_identical_to_local_and_resumes(ray_instance, one_thread,
     again = mine_ray(output=tmp_path / "ray.jsonl", use_cache=False, ray_options=opts, **options)
     assert again.retriever["shards_reused"] == 3
     assert (tmp_path / "local.jsonl").read_bytes() == (tmp_path / "ray.jsonl").read_bytes()
+
+
+def test_cli_engine_ray(ray_instance, tmp_path, examples_dir):
+    from typer.testing import CliRunner
+
+    from negclean.cli.main import app
+
+    src = str(examples_dir / "msmarco_hn_scored.jsonl")
+    cascade = tmp_path / "dup.yaml"
+    cascade.write_text("stages:\n  - name: dup\n    judge: {backend: duplicate}\nchunk_size: 4\n")
+    runner = CliRunner()
+    local = runner.invoke(app, ["judge", src, "-c", str(cascade), "-o", str(tmp_path / "local"), "--json"])
+    on_ray = runner.invoke(app, ["scale", "judge", src, "-c", str(cascade), "-o", str(tmp_path / "ray"),
+                                 "--engine", "ray", "--shard-size", "4", "--workers", "2", "--json"])
+    assert local.exit_code == on_ray.exit_code == 0, on_ray.output
+    assert json.loads(on_ray.output)["engine"]["shards"] == 3
+    assert (tmp_path / "local" / "verdicts.jsonl").read_bytes() == (tmp_path / "ray" / "verdicts.jsonl").read_bytes()
