@@ -8,7 +8,8 @@ at a random moment of a long model-free run (mid-write). After every kill: the j
 the fixed file and the reject file are byte-identical to an uninterrupted run's, and no stored verdict was
 asked for again. Requests across kills and resumes are accounted for exactly: every request beyond one
 clean run's is a call the killed process had sent but not stored (in flight, or answered but not yet
-committed); their number per kill must stay within the judge's concurrency.
+committed); their number per kill must stay within twice the judge's concurrency (the requests in flight, plus
+answers that arrived but were not yet committed).
 
 Run with -s to see the numbers (kills, requests, calls paid twice).
 """
@@ -30,7 +31,7 @@ from negclean.cascade.stages import CascadeConfig  # noqa: E402
 from negclean.testing.openai_server import OpenAITestServer  # noqa: E402
 from reliability.common import (cascade_dict, integrity, make_instances, request_call_ids, run_cli,  # noqa: E402
                                 stored_call_ids, write_jsonl, write_pipeline)
-from reliability.crash import Kill, account, check_after_kill, start, wait_then_kill  # noqa: E402
+from reliability.crash import Kill, account, check_after_kill, settle, start, wait_then_kill  # noqa: E402
 
 CONCURRENCY = 4
 CHUNK = 5  # instances per cascade chunk
@@ -94,7 +95,7 @@ def kill_and_resume(job: Job, seed: int, tmp_path: Path) -> list[Kill]:
             killed, at = wait_then_kill(proc, lambda: srv.requests.count - first >= goal
                                         and bool(list(out.glob(".verdicts.jsonl.*.tmp"))),
                                         delay=rng.uniform(0.0, job.tail_s))
-        time.sleep(0.05)  # let the server log the requests the child left in flight
+        settle(srv)  # the requests the child left in flight are logged before they are counted
         new_ids = set(request_call_ids(srv.requests.records[first:], job.fingerprint))
         assert not new_ids & stored_before, "a stored verdict was asked for again"
         kill = account(Kill(trigger, killed), srv, first, at, store, job.fingerprint)

@@ -121,12 +121,16 @@ def test_faulty_run_completes_and_every_verdict_matches_its_faults(data, tmp_pat
     assert stage["undecided"] == summary["cascade"]["undecided_final"]
     assert sum(stage["undecided_reasons"].values()) == stage["undecided"]
 
+    print(f"{mode}: {len(by_call)} calls, {len(records)} requests ({backend['retries']} retries) meeting "
+          f"{sum(f != 'ok' for f in faults.elements())} faults {dict(faults)}; candidates: {dict(seen)}")
+
     # a rerun (the server has recovered) asks again for exactly the failed calls, and for nothing stored
     failed = {c for c, o in outcome.items() if o == "failed"}
     with OpenAITestServer(usage="approx") as srv2:
         again = run_judge(input_path=str(path), cascade=_cascade(srv2.base_url, mode), output_dir=tmp_path / "run")
         asked = request_call_ids(srv2.requests.records, fingerprint)
     assert sorted(asked) == sorted(failed)
+    print(f"{mode} rerun: asked again for {len(asked)} calls (all failed ones), none of the stored")
     after = verdict_map(read_rows(tmp_path / "run" / "verdicts.jsonl"))
     for key, v in after.items():
         kind = outcome[v["call_id"]]

@@ -54,6 +54,20 @@ def wait_then_kill(proc: subprocess.Popen, condition: Callable[[], bool], *, del
     return False, at
 
 
+def settle(srv, *, quiet: float = 0.1, timeout: float = 10.0) -> None:
+    """Wait until the server has logged and finished every request a killed child had sent (the server's
+    thread may be slow to get to a request that arrived just before the kill)."""
+    deadline = time.monotonic() + timeout
+    last, since = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = srv.requests.count
+        if count != last or srv.requests.in_flight:
+            last, since = count, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        time.sleep(0.01)
+
+
 def start(args: list, log: Path, env: dict | None = None) -> subprocess.Popen:
     fh = open(log, "ab")
     try:
