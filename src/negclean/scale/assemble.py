@@ -20,7 +20,15 @@ from negclean.cascade.runner import CascadeStats, StageStats
 from negclean.fix.operations import FixCounts
 from negclean.scale.judge_shard import read_verdict_shard, shard_path
 
-_JSONL_GZIP_LEVEL = 6  # the local writer's default (negclean.data.io.open_writer)
+
+
+def _gzip_level() -> int:
+    """The local writer's default gzip level, so that joined ``.gz`` outputs compress as it does."""
+    import inspect
+
+    from negclean.data.io import open_writer
+
+    return int(inspect.signature(open_writer).parameters["compresslevel"].default)
 
 
 def add_counts(a: Any, b: Any) -> Any:
@@ -149,7 +157,7 @@ def join_parts(parts: Sequence[Path], final: Path, *, fmt: str | None, like: Any
         out = raw
         if final.name.lower().endswith(".gz"):
             out = gzip.GzipFile(filename=final.name[:-3], mode="wb", fileobj=raw,
-                                compresslevel=_JSONL_GZIP_LEVEL, mtime=0)
+                                compresslevel=_gzip_level(), mtime=0)
         try:
             for part in parts:
                 with open(part, "rb") as fh:
