@@ -22,6 +22,7 @@ demo: install
 	$(VENV)/bin/negclean inspect runs/demo --flagged
 
 test: install
+	scripts/install-browser.sh $(PY)
 	$(PY) -m pytest -q
 
 test-fast: install

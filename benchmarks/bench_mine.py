@@ -241,7 +241,7 @@ def child_negclean_synth(a: dict) -> dict:
     ids = [f"d{i}" for i in range(n)]
     corpus = Corpus(ids, [""] * n, ids, source="synthetic", content_hash="synthetic")
     cfg = MineConfig(beir="(synthetic)", rank_range=RANGE, num_negatives=NEG, ratio=0.95, index=a["index"],
-                     query_chunk=a.get("chunk", 4096))
+                     query_chunk=a.get("chunk", 4096), exclude_duplicates=a.get("dedup", True))
     retriever = DenseRetriever(corpus, cfg, embedder=SyntheticQueries(vectors), vectors=vectors)
     t_index = time.perf_counter() - t1
     specs = (QuerySpec(f"q{i}", f"q{i}", (_positive_of(i, n),)) for i in range(nq))
@@ -251,7 +251,8 @@ def child_negclean_synth(a: dict) -> dict:
         mine_queries(specs, corpus, retriever, cfg, w.write, stats)
     t2, c2 = time.perf_counter(), _cpu()
     out.unlink()
-    return {"tool": "negclean", "index": a["index"], "corpus": n, "queries": nq, "wall_s": t2 - t1, "cpu_s": c2 - c1,
+    tool = "negclean" if a.get("dedup", True) else "negclean --no-dedup"
+    return {"tool": tool, "index": a["index"], "corpus": n, "queries": nq, "wall_s": t2 - t1, "cpu_s": c2 - c1,
             "index_s": t_index, "peak_mb": _status_mb("VmHWM"), "base_mb": base,
             "negatives": stats.negatives_written}
 
@@ -290,9 +291,10 @@ def run_scale(args) -> dict:
         vec = str(_synthetic(work, n))
         for q in [int(x) for x in args.queries.split(",")]:
             for index in args.index.split(","):
-                rows.append(_child("negclean_synth", {"vectors": vec, "queries": q, "index": index,
-                                                      "work": str(work)}))
-                print(json.dumps(rows[-1]), flush=True)
+                for dedup in ((True, False) if args.no_dedup_too else (True,)):
+                    rows.append(_child("negclean_synth", {"vectors": vec, "queries": q, "index": index,
+                                                          "work": str(work), "dedup": dedup}))
+                    print(json.dumps(rows[-1]), flush=True)
             if not args.no_st:
                 rows.append(_child("st_synth", {"vectors": vec, "queries": q, "work": str(work)}))
                 print(json.dumps(rows[-1]), flush=True)
@@ -326,6 +328,8 @@ def main() -> None:
         p.add_argument("--queries", default="1000" if name == "scale" else "1000,10000,50000")
         p.add_argument("--index", default="flat", help="comma list of negclean index kinds: flat,hnsw,ivf")
         p.add_argument("--no-st", action="store_true", help="negclean only")
+        p.add_argument("--no-dedup-too", action="store_true",
+                       help="also run negclean without duplicate checks (sentence-transformers has none)")
     for p in sub.choices.values():
         p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "negclean-bench-mine"))
         p.add_argument("--json", help="write the results here")

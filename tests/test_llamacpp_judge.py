@@ -7,8 +7,6 @@ missing piece skips with its reason. CI installs all three.
 
 from __future__ import annotations
 
-import csv
-import gzip
 import json
 import sys
 from pathlib import Path
@@ -19,7 +17,6 @@ from negclean.data.records import Instance, Passage
 from negclean.errors import MissingDependency
 from negclean.judge.base import JudgeTask, Label
 from negclean.judge.config import LlamaCppJudgeConfig, build_judge
-from negclean.judge.listwise import chunk_calls
 from negclean.judge.llamacpp import common_prefix, split_point
 
 DEFAULT_MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
@@ -32,6 +29,16 @@ def test_missing_llama_cpp_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes ``import llama_cpp`` fail
     with pytest.raises(MissingDependency, match=r"negclean\[llamacpp\]"):
         build_judge(LlamaCppJudgeConfig())
+
+
+def test_unloadable_model_file_is_a_backend_error(tmp_path):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is not installed: pip install 'negclean[llamacpp]'")
+    from negclean.errors import BackendError
+
+    bad = tmp_path / "broken.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 64)
+    with pytest.raises(BackendError, match="could not load"):
+        build_judge(LlamaCppJudgeConfig(model=str(bad)))
 
 
 def test_split_point_is_content_determined_aligned_and_leaves_a_token():
@@ -62,17 +69,10 @@ def _dl19(shared: Path, *, n_queries: int) -> list[tuple[Instance, list[int]]]:
     root = shared / "trec-dl-2019-passage"
     if not root.is_dir():
         pytest.skip(f"TREC DL 2019 not found at {root}")
-    queries = {}
-    with open(root / "queries.jsonl", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            queries[row["_id"]] = row["text"]
-    grades: dict[str, dict[str, int]] = {}
-    with open(root / "qrels" / "test.tsv", encoding="utf-8") as f:
-        rows = csv.reader(f, delimiter="\t")
-        next(rows)
-        for qid, docid, grade in rows:
-            grades.setdefault(qid, {})[docid] = int(grade)
+    from negclean.evaluate.retrieval import load_beir_split
+
+    split = load_beir_split(root, split="test")
+    queries, grades = split.queries, split.qrels
     chosen = []
     for qid in sorted(grades):
         by = grades[qid]
@@ -82,13 +82,7 @@ def _dl19(shared: Path, *, n_queries: int) -> list[tuple[Instance, list[int]]]:
             chosen.append((qid, rel[0], [rel[1], irr[0]]))
         if len(chosen) == n_queries:
             break
-    need = {d for _, p, cs in chosen for d in [p, *cs]}
-    texts = {}
-    with gzip.open(root / "corpus.jsonl.gz", "rt", encoding="utf-8") as f:
-        for line in f:
-            row = json.loads(line)
-            if row["_id"] in need:
-                texts[row["_id"]] = row["text"]
+    texts = dict(zip(split.corpus.ids, split.corpus.texts))
     out = []
     for qid, pos, cands in chosen:
         inst = Instance(qid, queries[qid], (Passage(pos, texts[pos]),), tuple(Passage(d, texts[d]) for d in cands))

@@ -105,8 +105,10 @@ def test_percentage_rule_with_negative_positive_scores(tmp_path):
     assert [n.docid for n in inst.negatives] == ["a130", "a170"] and summary.dropped["max_score"] == 4
 
 
-def test_shortfall_is_reported_never_silent(folder, tmp_path):
-    summary, insts = run(folder, tmp_path, rank_range="0:20", num_negatives=25, ratio=None)
+def test_shortfall_is_reported_never_silent(folder, tmp_path, caplog):
+    with caplog.at_level("WARNING", logger="negclean.mine"):
+        summary, insts = run(folder, tmp_path, rank_range="0:20", num_negatives=25, ratio=None)
+    assert any("SHORTFALL: 4 of 4 queries" in r.getMessage() for r in caplog.records)
     sf = summary.shortfall
     assert sf.queries_short == 4  # 20 ranks minus 3 positives < 25
     assert sf.negatives_missing == sum(25 - len(i.negatives) for i in insts)
@@ -314,3 +316,21 @@ def test_approximate_index_is_cached_next_to_the_embeddings(folder, tmp_path, in
     overlap = np.mean([len({n.docid for n in a.negatives} & {n.docid for n in e.negatives}) / 5
                        for a, e in zip(ia, ie)])
     assert overlap >= 0.8
+
+
+def test_pipeline_with_a_mine_step(tmp_path):
+    """`negclean run` with a `mine:` section: mined.jsonl is made, then judged and fixed (real MiniLM, 40 docs)."""
+    import yaml
+
+    from negclean.pipeline import load_pipeline, run_pipeline
+
+    folder = topic_folder(tmp_path / "small", docs_per_topic=10)
+    spec = {"output_dir": "run", "mine": {"beir": str(folder), "range": "0:20", "num_negatives": 4, "ratio": None,
+                                          "cache_dir": "cache"},
+            "cascade": {"stages": [{"name": "duplicate", "judge": {"backend": "duplicate"}}]}}
+    path = tmp_path / "pipe.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    summary = run_pipeline(load_pipeline(path))
+    assert summary["mine"]["queries_written"] == 4 and summary["mine"]["negatives_written"] == 16
+    assert summary["read"]["ok"] == 4 and summary["reconciled"]
+    assert (tmp_path / "cache").is_dir()  # relative to the YAML file

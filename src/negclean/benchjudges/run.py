@@ -171,7 +171,14 @@ def run_system(bench: Benchmark, system: System, *, store, timings: Timings, pri
     stages, tot_in, tot_out, cost, est = [], 0, 0, 0.0, 0.0
     for sc, st in zip(cfg.stages, cascade.stats.stages):
         fp = cascade.judge_for(sc).fingerprint if sc.judge.backend in ("similarity", "qrels", "learned") else sc.judge.fingerprint()
-        timings.add(fp, st.seconds, st.judged)
+        memo = getattr(cascade.judge_for(sc), "_embedder", None) if sc.judge.backend == "similarity" else None
+        if isinstance(memo, MemoEmbedder):
+            # screens share one encoder: time per encoded text, kept per model (a passage is one candidate)
+            fp = f"embed:{sc.judge.model}"
+            timings.add(fp, memo.seconds - memo.reported[0], memo.encoded - memo.reported[1])
+            memo.reported = (memo.seconds, memo.encoded)
+        else:
+            timings.add(fp, st.seconds, st.judged)
         tok = store.call_tokens(stage_calls[sc.name])
         t_in, t_out = sum(a for a, _ in tok.values()), sum(b for _, b in tok.values())
         llm = sc.judge.backend in _LLM_BACKENDS
@@ -193,14 +200,14 @@ def run_system(bench: Benchmark, system: System, *, store, timings: Timings, pri
 
 
 def run_benchmark(bench: Benchmark, systems: Sequence[System], *, store_path: str | Path, price_model: str = "gpt-4o-mini",
-                  prices: dict | None = None, on_system=None) -> list[SystemResult]:
+                  prices: dict | None = None, on_system=None, embedders: dict | None = None) -> list[SystemResult]:
     """Run every system (in order) and fill in recall relative to the named reference systems."""
     from negclean.cascade.store import JudgmentStore
 
     store_path = Path(store_path)
     timings = Timings(store_path.with_name(store_path.stem + ".timings.json"))
     results: dict[str, SystemResult] = {}
-    embedders: dict[str, MemoEmbedder] = {}
+    embedders = {} if embedders is None else embedders  # model -> MemoEmbedder, shared with the caller
     with JudgmentStore(store_path) as store:
         for system in systems:
             t0 = time.perf_counter()
@@ -227,6 +234,9 @@ class MemoEmbedder:
         self.model, self.device = model, device
         self._inner = None
         self._memo: dict[tuple[str, str], Any] = {}
+        self.seconds = 0.0  # spent encoding (load included), for the per-candidate time of every screen
+        self.encoded = 0
+        self.reported = (0.0, 0)
 
     def encode(self, texts, *, prefix: str = "", batch_size: int = 64, show_progress: bool = False):
         import numpy as np
@@ -236,9 +246,14 @@ class MemoEmbedder:
             if self._inner is None:
                 from negclean.embed import load_embedder
 
+                t0 = time.perf_counter()
                 self._inner = load_embedder(self.model, device=self.device)
+                self.seconds += time.perf_counter() - t0
+            t0 = time.perf_counter()
             for t, v in zip(todo, self._inner.encode(todo, prefix=prefix, batch_size=batch_size)):
                 self._memo[(prefix, t)] = v
+            self.seconds += time.perf_counter() - t0
+            self.encoded += len(todo)
         return np.stack([self._memo[(prefix, t)] for t in texts]) if len(texts) else np.zeros((0, 0), np.float32)
 
 
@@ -249,7 +264,7 @@ def _similarity_judges(cfg, embedders: dict) -> dict:
     for stage in cfg.stages:
         j = stage.judge
         if j.backend == "similarity":
-            memo = embedders.setdefault(f"{j.model}|{j.device}", MemoEmbedder(j.model, j.device))
+            memo = embedders.setdefault(j.model, MemoEmbedder(j.model, j.device))
             out[stage.name] = SimilarityJudge(j, embedder=memo)
     return out
 

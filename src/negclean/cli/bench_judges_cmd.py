@@ -70,15 +70,19 @@ def bench_judges(
             say(f"  {res.name}: F1 {res.scores.f1 if res.scores.f1 is None else round(res.scores.f1, 3)}, "
                 f"kappa {None if res.scores.kappa is None else round(res.scores.kappa, 3)} ({seconds:.1f} s)")
 
+        embedders: dict = {}
         results = run_benchmark(bench, system_list, store_path=store or output_dir / "judgments.sqlite",
-                                price_model=price_model, on_system=done)
+                                price_model=price_model, on_system=done, embedders=embedders)
         out = {"benchmark": {"name": bench.name, "queries": len(bench.instances), "candidates": bench.n_candidates,
                              "relevant": bench.n_relevant, "notes": list(bench.notes)},
                "price_model": price_model, "systems": [r.as_dict() for r in results]}
         if target_recall is not None:
             from negclean.benchjudges.calibrate import calibrate_ratio, relative_scores, write_cascade_yaml
 
-            rel, truth = relative_scores(bench)
+            from negclean.benchjudges.run import MemoEmbedder
+
+            model = "all-MiniLM-L6-v2"
+            rel, truth = relative_scores(bench, model=model, embedder=embedders.get(model) or MemoEmbedder(model))
             cal = calibrate_ratio(rel, truth, target_recall=target_recall)
             out["calibration"] = cal.as_dict() | {"text": cal.describe()}
             if write_config is not None:

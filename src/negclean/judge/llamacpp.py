@@ -68,6 +68,7 @@ BRIEF_FIXED, BRIEF_PER_CANDIDATE, REASONING_PER_CANDIDATE = 16, 4, 40
 
 _MARK = "\u241f{}NEGCLEAN-CONTENT\u241f"
 _SENTINELS = ("A", "B")  # two candidate texts that differ in their first token
+_Probes = dict[tuple[int, int], list[list[int]]]  # (task index, candidates per call) -> probe prompts
 
 
 @dataclass
@@ -163,7 +164,6 @@ class LlamaCppJudge:
 
     def __init__(self, config: LlamaCppJudgeConfig, *, prefix_cache: bool = True):
         llama_cpp = require("llama_cpp", extra="llamacpp", purpose="The llamacpp judge")
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.config = config
         self.judge_id = config.judge_id()
@@ -190,11 +190,20 @@ class LlamaCppJudge:
         self._n_vocab = self._llm.n_vocab()
         self._cached_prefix: list[int] | None = None  # the prefix batch now in the KV cache, if any
 
+        try:
+            self._set_up_chat()
+        except BaseException:
+            self.close()
+            raise
+
+    def _set_up_chat(self) -> None:
         chat_template = self._llm.metadata.get("tokenizer.chat_template")
         if not chat_template:
             raise BackendError(f"{self.model_path} has no chat template in its metadata "
                                f"(tokenizer.chat_template); the llamacpp judge needs an instruction-tuned "
                                f"model that carries one")
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
         eos, bos = self._llm.token_eos(), self._llm.token_bos()
         self._formatter = Jinja2ChatFormatter(
             template=chat_template,
@@ -204,7 +213,7 @@ class LlamaCppJudge:
         )
         self._yes_ids = self._single_token_ids(YES_WORDS)
         self._no_ids = self._single_token_ids(NO_WORDS)
-        if not self._yes_ids or not self._no_ids:
+        if not self.listwise and (not self._yes_ids or not self._no_ids):
             raise BackendError(f"the tokenizer of {self.model_path} has no single token for yes or no; "
                                f"use mode=listwise with this model")
 
@@ -217,7 +226,7 @@ class LlamaCppJudge:
         order = sorted(range(len(calls)), key=lambda i: (tasks[calls[i].task_index].instance.query_key,
                                                          tasks[calls[i].task_index].instance.positives_key, i))
         outputs: list[CallOutput | None] = [None] * len(calls)
-        probes: dict = {}
+        probes: _Probes = {}
         with self._lock:
             for i in order:
                 outputs[i] = self._run(tasks, calls[i], probes)
@@ -276,7 +285,7 @@ class LlamaCppJudge:
         calls = chunk_calls([task], template="pointwise", max_candidates=1,
                             include_titles=self.config.include_titles)
         use_cache = self.prefix_cache if prefix_cache is None else prefix_cache
-        probes: dict = {}
+        probes: _Probes = {}
         with self._lock:
             out = []
             for call in calls:
@@ -285,6 +294,11 @@ class LlamaCppJudge:
                     prompt = _Prompt(prompt.tokens, 0)
                 out.append(self._score(prompt, use_cache and not one_batch))
             return out
+
+    def clear_cache(self) -> None:
+        """Empty the KV cache (the next call evaluates its prompt in full)."""
+        self._llm.reset()
+        self._cached_prefix = None
 
     def close(self) -> None:
         """Free the model now rather than at garbage collection."""
@@ -305,7 +319,7 @@ class LlamaCppJudge:
         return chunk_calls(tasks, template=template or self.template, max_candidates=self.config.max_candidates,
                            include_titles=self.config.include_titles)
 
-    def _prompt(self, tasks: Sequence[JudgeTask], call: Call, probes: dict, *, template: str | None = None) -> _Prompt:
+    def _prompt(self, tasks: Sequence[JudgeTask], call: Call, probes: _Probes, *, template: str | None = None) -> _Prompt:
         """Tokens of a call and its split point (probe prompts cached per task and call size)."""
         tokens = self.encode_messages(call.messages)
         key = (call.task_index, len(call.positions))
@@ -320,7 +334,7 @@ class LlamaCppJudge:
                             max_candidates=n, include_titles=self.config.include_titles)
         return self.encode_messages(calls[0].messages)
 
-    def _run(self, tasks: Sequence[JudgeTask], call: Call, probes: dict) -> CallOutput:
+    def _run(self, tasks: Sequence[JudgeTask], call: Call, probes: _Probes) -> CallOutput:
         start = time.perf_counter()
         n = 0
         try:
@@ -344,11 +358,6 @@ class LlamaCppJudge:
         self.stats.tokens_out += out.tokens_out
         self.stats.seconds += time.perf_counter() - start
         return out
-
-    def clear_cache(self) -> None:
-        """Empty the KV cache (the next call evaluates its prompt in full)."""
-        self._llm.reset()
-        self._cached_prefix = None
 
     def _load_prefix(self, prompt: _Prompt, use_cache: bool) -> int:
         """Put the prompt's prefix batch in the KV cache, evaluating it unless it is there; return

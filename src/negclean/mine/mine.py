@@ -13,6 +13,7 @@ carries its retriever score and its rank before filtering.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,6 +30,7 @@ from negclean.mine.select import query_rng, select, window_positions
 from negclean.mine.summary import MineStats, MineSummary
 
 Progress = Callable[[str, int, int], None]
+log = logging.getLogger("negclean.mine")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +82,15 @@ def mine(config: MineConfig | None = None, *, output: str | Path, out_fmt: str |
         mine_queries(source.queries, source.corpus, retriever, config, writer.write, stats,
                      total=source.total, on_progress=on_progress)
     t_end = time.perf_counter()
-    return stats.freeze(output=str(output), fmt=fmt, params=config.params(), params_hash=config.params_hash(),
-                        retriever=retriever.describe(), score_name=retriever.score_name,
-                        filter_score_name=retriever.filter_score_name,
-                        seconds={"read": t_load - t0, "index": t_index - t_load, "mine": t_end - t_index,
-                                 "total": t_end - t0})
+    # "retriever": loading the model, embedding (or loading cached embeddings) and building the index
+    summary = stats.freeze(output=str(output), fmt=fmt, params=config.params(), params_hash=config.params_hash(),
+                           retriever=retriever.describe(), score_name=retriever.score_name,
+                           filter_score_name=retriever.filter_score_name,
+                           seconds={"read": t_load - t0, "retriever": t_index - t_load, "mine": t_end - t_index,
+                                    "total": t_end - t0})
+    if summary.shortfall.queries_short:  # never silent, also for callers that do not print the summary
+        log.warning(next(line for line in summary.lines() if line.startswith("SHORTFALL")))
+    return summary
 
 
 def mine_from_options(options: dict[str, Any], *, output: str) -> dict[str, Any]:

@@ -159,7 +159,7 @@ class MineSummary:
         if self.positives_outside_depth or self.positives_missing_from_corpus:
             out.append(f"positives: {self.positives}; ranked below END: {self.positives_outside_depth}; "
                        f"not in the corpus (skipped): {self.positives_missing_from_corpus}")
-        out.append(f"{'scores':<14}{'count':>9}{'mean':>9}{'min':>9}{'p05':>9}{'p25':>9}{'p50':>9}{'p75':>9}"
+        out.append(f"{self.filter_score_name + ' scores':<14}{'count':>9}{'mean':>9}{'min':>9}{'p05':>9}{'p25':>9}{'p50':>9}{'p75':>9}"
                    f"{'p95':>9}{'max':>9}")
         for name, st in self.scores.items():
             cells = [st.mean, st.min, st.p05, st.p25, st.p50, st.p75, st.p95, st.max]
