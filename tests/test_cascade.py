@@ -187,3 +187,29 @@ def test_undecided_not_escalated_when_disabled(qrels_files):
     st = stage("s", QrelsJudgeConfig(path=str(path)), escalate="flagged", escalate_undecided=False)
     cascade = Cascade(CascadeConfig(stages=[st]), store=JudgmentStore())
     assert cascade._goes_on(st, _v(Label.UNDECIDED)) is False
+
+
+def test_store_lookups_search_the_primary_key(tmp_path):
+    """A rerun reads every verdict back: each lookup must be an index search, never a table scan
+    (an OR chain of key triples made SQLite scan all of a judge's rows per lookup: a 2,000-instance
+    rerun took longer than judging)."""
+    from negclean.judge.base import JudgeTask, TaskResult
+
+    insts = make_instances(n_queries=3, n_negs=40)
+    with JudgmentStore(tmp_path / "s.sqlite") as store:
+        for inst in insts:
+            task = JudgeTask(inst, tuple(range(len(inst.negatives))))
+            store.put("fp", task, TaskResult(tuple(Verdict(Label.NOT_RELEVANT, 0.1, "j") for _ in inst.negatives)))
+        statements: list[str] = []
+        store._conn.set_trace_callback(statements.append)
+        keys = [(i.query_key, i.positives_key, n.key) for i in insts for n in i.negatives]
+        found = store.get("fp", keys + [("nope", "nope", "nope")])
+        store._conn.set_trace_callback(None)
+        assert len(found) == len(keys)
+        selects = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "FROM verdicts" in s]
+        assert selects
+        for sql in selects:
+            plan = " | ".join(row[-1] for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql))
+            # a search on the fingerprint alone is a range scan over every verdict of the judge
+            assert "USING PRIMARY KEY (fingerprint=? AND query_key=? AND positives_key=? AND passage_key=?)" in plan, plan
+            assert "SCAN" not in plan, plan

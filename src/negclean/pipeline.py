@@ -141,7 +141,8 @@ def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path
     fixed_path = None
     with JudgmentStore(store_file) as store, ExitStack() as stack:
         reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=str(reject_path))
-        runner = Cascade(cascade, store=store, judges=judges, dry_run=dry_run, on_progress=on_progress)
+        runner = stack.enter_context(Cascade(cascade, store=store, judges=judges, dry_run=dry_run,
+                                             on_progress=on_progress))
         try:
             if dry_run:
                 for _ in runner.run(reader):

@@ -193,6 +193,7 @@ def run_system(bench: Benchmark, system: System, *, store, timings: Timings, pri
                                       "found": m.found, "audited": m.audited, "cleared": m.cleared,
                                       "missed": m.missed, "low": m.missed_low, "high": m.missed_high,
                                       "text": m.describe()}))
+    cascade.close()
     first = cascade.stats.stages[0].candidates
     share = cascade.stats.stages[-1].candidates / first if first else 0.0
     return SystemResult(system.name, scores, tuple(stages), first, tot_in, tot_out, cost, est, share,

@@ -140,6 +140,7 @@ class Cascade:
         self.on_progress = on_progress
         self._prices = [_stage_price(s, config.prices) for s in config.stages]
         self._judges = dict(judges or {})
+        self._built: list[Judge] = []
         self.stats = CascadeStats(dry_run=dry_run, stages=[
             StageStats(s.name, s.judge.judge_id()) for s in config.stages])
         for s in config.stages:
@@ -148,7 +149,22 @@ class Cascade:
     def judge_for(self, stage: StageConfig) -> Judge:
         if stage.name not in self._judges:
             self._judges[stage.name] = build_judge(stage.judge)
+            self._built.append(self._judges[stage.name])
         return self._judges[stage.name]
+
+    def close(self) -> None:
+        """Release the judges this cascade built (HTTP clients, local models); judges passed in stay open."""
+        built, self._built = self._built, []
+        for judge in built:
+            close = getattr(judge, "close", None)
+            if close is not None:
+                close()
+
+    def __enter__(self) -> "Cascade":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def _calls_model(self, index: int) -> bool:
         """Stages that call an LLM: skipped (estimated) in a dry run, checked against the budget."""

@@ -97,20 +97,20 @@ class JudgmentStore:
     def get(self, fingerprint: str, keys: Sequence[Key]) -> dict[Key, Verdict]:
         """Stored verdicts of one judge for these keys (missing keys are absent from the result)."""
         found: dict[Key, Verdict] = {}
-        unique = list(dict.fromkeys(keys))
+        groups: dict[tuple[str, str], list[str]] = {}  # one indexed lookup per (query, positives)
+        for qk, pk, ck in dict.fromkeys(keys):
+            groups.setdefault((qk, pk), []).append(ck)
         with self._lock:
-            for start in range(0, len(unique), 300):
-                part = unique[start:start + 300]
-                clause = " OR ".join(["(query_key=? AND positives_key=? AND passage_key=?)"] * len(part))
-                params: list[str] = [fingerprint]
-                for k in part:
-                    params.extend(k)
-                rows = self._conn.execute(
-                    "SELECT query_key, positives_key, passage_key, judge_id, label, grade, confidence, reason, call_id "
-                    f"FROM verdicts WHERE fingerprint=? AND ({clause})", params).fetchall()
-                for qk, pk, ck, jid, label, grade, conf, reason, call_id in rows:
-                    found[(qk, pk, ck)] = Verdict(Label(label), conf, jid, Grade(grade) if grade else None,
-                                                  reason, call_id)
+            for (qk, pk), passages in groups.items():
+                for start in range(0, len(passages), 500):
+                    part = passages[start:start + 500]
+                    rows = self._conn.execute(
+                        "SELECT passage_key, judge_id, label, grade, confidence, reason, call_id FROM verdicts "
+                        "WHERE fingerprint=? AND query_key=? AND positives_key=? "
+                        f"AND passage_key IN ({','.join('?' * len(part))})", [fingerprint, qk, pk, *part]).fetchall()
+                    for ck, jid, label, grade, conf, reason, call_id in rows:
+                        found[(qk, pk, ck)] = Verdict(Label(label), conf, jid, Grade(grade) if grade else None,
+                                                      reason, call_id)
         return found
 
     def put(self, fingerprint: str, task: JudgeTask, result: TaskResult) -> int:
