@@ -165,8 +165,16 @@ class ExperimentRunner:
         t0 = time.perf_counter()
         cascade = validate_pipeline({"cascade": self.cfg.cascade}, source="experiment cascade").cascade
         store = self.cfg.store or str(self.out / "judgments.sqlite")
+        done = [0, 0]  # instances judged, instances at the last line
+
+        def judged(n: int) -> None:  # called per chunk with its size; the input streams (no total)
+            done[0] += n
+            if done[0] - done[1] >= 500:
+                done[1] = done[0]
+                self.log(f"  judging: {done[0]} instances")
+
         summary = run_judge(input_path=input_path, cascade=cascade, output_dir=self.out / "judge", store_path=store,
-                            fmt=fmt, on_error=self.cfg.data.on_error, judges=self.judges)
+                            fmt=fmt, on_error=self.cfg.data.on_error, judges=self.judges, on_progress=judged)
         cas = summary.get("cascade", {})
         stored = sum(s.get("from_store", 0) for s in cas.get("stages", []))
         judged = sum(s.get("judged", 0) for s in cas.get("stages", []))
