@@ -178,6 +178,18 @@ def test_embedding_cache_is_reused_and_chunks_bound_the_work(folder, tmp_path):
     third, _ = run(folder, tmp_path, name="p.jsonl", embedder=HashEmbedder(), rank_range="0:30", num_negatives=3,
                    passage_prefix="passage: ")
     assert third.retriever["embeddings_cached"] is False  # another prefix, other vectors
+    # re-mining the same queries with other selection options embeds nothing: query chunks are cached too
+    emb4 = HashEmbedder()
+    fourth, insts4 = run(folder, tmp_path, name="again2.jsonl", embedder=emb4, rank_range="0:30", num_negatives=2)
+    assert emb4.calls == [] and fourth.negatives_written > 0
+    again = {i.query_id: [(n.docid, n.score) for n in i.negatives] for i in insts4}
+    fresh = {i.query_id: [(n.docid, n.score) for n in i.negatives]
+             for i in run(folder, tmp_path, name="nocache.jsonl", embedder=HashEmbedder(), rank_range="0:30",
+                          num_negatives=2, use_cache=False)[1]}
+    assert again == fresh  # cached query vectors give the very same scores
+    emb5 = HashEmbedder()
+    run(folder, tmp_path, name="qp.jsonl", embedder=emb5, rank_range="0:30", num_negatives=3, query_prefix="query: ")
+    assert emb5.calls == [4]  # another query prefix: queries embedded again, passages still cached
 
 
 def test_sampling_modes_are_reproducible(folder, tmp_path):

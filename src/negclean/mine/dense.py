@@ -7,6 +7,8 @@ Vectors are L2-normalised, so scores are cosine similarities.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -172,7 +174,24 @@ class DenseRetriever:
         return vectors
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
-        return self.embedder.encode(list(queries), prefix=self.cfg.query_prefix, batch_size=self.cfg.batch_size)
+        """One chunk's query vectors; with the cache on, kept on disk under a hash of the chunk's texts, so
+        that re-mining the same queries with other windows, filters or sampling embeds nothing again."""
+        queries = list(queries)
+
+        def encode(start: int, stop: int) -> np.ndarray:
+            return self.embedder.encode(queries[start:stop], prefix=self.cfg.query_prefix,
+                                        batch_size=self.cfg.batch_size)
+
+        if not self.cfg.use_cache or not queries:
+            return encode(0, len(queries))
+        identity = getattr(self.embedder, "identity", None) or self.cfg.model
+        texts_hash = hashlib.sha256(json.dumps(queries, ensure_ascii=False).encode("utf-8")).hexdigest()
+        key = embedding_key(model_identity=identity, corpus_hash=f"queries:{texts_hash}",
+                            prefix=self.cfg.query_prefix, include_title=False)
+        vectors, _ = EmbeddingCache(self.cfg.cache_dir).build(
+            key, rows=len(queries), encode=encode, chunk=len(queries),
+            describe={"model": identity, "queries": len(queries), "prefix": self.cfg.query_prefix})
+        return np.asarray(vectors)
 
     def retrieve(self, queries: Sequence[str], *, depth: int, docs: Sequence[np.ndarray]) -> Retrieved:
         qv = self.encode_queries(queries)
