@@ -207,7 +207,7 @@ def _positive_of(i: int, n: int) -> int:
 class SyntheticQueries:
     """Query vectors on demand: a noisy copy of the query's positive (nothing held for all queries)."""
 
-    identity = "synthetic"
+    identity = "synthetic"  # never used as a cache key: the synthetic runs mine with use_cache=False
 
     def __init__(self, vectors):
         self.vectors = vectors
@@ -240,8 +240,10 @@ def child_negclean_synth(a: dict) -> dict:
     t1, c1 = time.perf_counter(), _cpu()
     ids = [f"d{i}" for i in range(n)]
     corpus = Corpus(ids, [""] * n, ids, source="synthetic", content_hash="synthetic")
+    # use_cache=False: the vectors are given, and synthetic query vectors depend on the corpus size, which the
+    # query cache (keyed by model identity and query texts) cannot know
     cfg = MineConfig(beir="(synthetic)", rank_range=RANGE, num_negatives=NEG, ratio=0.95, index=a["index"],
-                     query_chunk=a.get("chunk", 4096), exclude_duplicates=a.get("dedup", True))
+                     query_chunk=a.get("chunk", 4096), exclude_duplicates=a.get("dedup", True), use_cache=False)
     retriever = DenseRetriever(corpus, cfg, embedder=SyntheticQueries(vectors), vectors=vectors)
     t_index = time.perf_counter() - t1
     specs = (QuerySpec(f"q{i}", f"q{i}", (_positive_of(i, n),)) for i in range(nq))

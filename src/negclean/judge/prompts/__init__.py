@@ -18,12 +18,27 @@ import jinja2
 from negclean.data.records import Passage
 
 _TAGS = re.compile(r"<\s*(/?)\s*(doc|verdict|ground_truth|reasoning)\b", re.IGNORECASE)
+# look-alikes of chat-template control tokens (ChatML/Qwen <|im_start|>, Llama 3 <|eot_id|>, Gemma
+# <start_of_turn>, Llama 2/Mistral [INST] and </s>): local backends tokenize passages as plain text, but a
+# small model still reads the look-alike as a turn boundary (benchmarks/RESULTS-injection.md)
+_CONTROL = re.compile(r"<(\|)(?=[^\s|<>]{1,40}\|>)|<\s*(/?)\s*(start_of_turn|end_of_turn|s)\s*>|\[(/?)INST\]",
+                      re.IGNORECASE)
 _MAX_CHARS = 6000  # per passage; longer texts are cut (and the cut is marked) to bound prompt size
 
 
 def neutralize(text: str) -> str:
-    """Replace ``<doc``, ``</verdict`` and similar with a look-alike that is not a tag."""
-    return _TAGS.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
+    """Replace ``<doc``, ``</verdict`` and similar, and chat-template control-token look-alikes
+    (``<|im_start|>``, ``<end_of_turn>``, ``[INST]``), with look-alikes that are neither."""
+    text = _TAGS.sub(lambda m: "\u2039" + m.group(1) + m.group(2), text)
+    return _CONTROL.sub(_defuse, text)
+
+
+def _defuse(m: re.Match) -> str:
+    if m.group(1):  # <|name|>  ->  ‹|name|>
+        return "\u2039|"
+    if m.group(3):  # <start_of_turn>, </s>  ->  ‹start_of_turn›
+        return "\u2039" + m.group(2) + m.group(3) + "\u203a"
+    return "\u27e6" + m.group(4) + "INST\u27e7"  # [INST]  ->  ⟦INST⟧
 
 
 def _passage(p: Passage, include_title: bool) -> str:
@@ -40,7 +55,9 @@ def template_source(name: str) -> str:
 @lru_cache(maxsize=None)
 def template_hash(name: str) -> str:
     """sha256 of the template file: part of every judge fingerprint that uses it."""
-    return hashlib.sha256(template_source(name).encode()).hexdigest()[:16]
+    # the neutralising rules change what a prompt holds, so they are part of its hash
+    rules = _TAGS.pattern + _CONTROL.pattern
+    return hashlib.sha256((template_source(name) + rules).encode()).hexdigest()[:16]
 
 
 @lru_cache(maxsize=None)
