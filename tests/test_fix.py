@@ -86,3 +86,16 @@ def test_verdict_rows_round_trip_and_mismatch_is_reported():
     other = o.instance.replace(query_id="other")
     with pytest.raises(InputError, match="does not match input line 3"):
         outcome_from_row(other, outcome_row(o), path="v.jsonl")
+
+
+@pytest.mark.parametrize("op", [Operation.RELABEL, Operation.HN_REMOVE])
+def test_id_lists_kept_beside_the_passages_follow_the_fix(op):
+    """RLHN rows list passage ids in their metadata too: a relabeled or removed negative leaves its list."""
+    o = judged(["fn", "no", "worse"])
+    meta = {"positive_passage_ids": ["p"], "negative_passage_ids": ["d0", "d1", "d2"], "response": "kept as is"}
+    o = InstanceOutcome(o.instance.replace(meta=meta), o.candidates, o.false_negatives, o.ambiguous)
+    fixed = fix_instance(o, op, counts=FixCounts())
+    assert fixed.meta["negative_passage_ids"] == [n.docid for n in fixed.negatives] == ["d1", "d2"]
+    assert fixed.meta["positive_passage_ids"] == [p.docid for p in fixed.positives]
+    assert fixed.meta["positive_passage_ids"] == (["p", "d0"] if op is Operation.RELABEL else ["p"])
+    assert fixed.meta["response"] == "kept as is" and o.instance.meta == meta  # the input is not changed

@@ -106,4 +106,21 @@ def fix_instance(outcome: InstanceOutcome, operation: Operation, *, counts: FixC
         moved = tuple(_with_provenance(inst.negatives[i], outcome.candidates[i], "negative") for i in sorted(fns))
         positives = positives + moved
         counts.relabeled += len(moved)
-    return inst.replace(positives=positives, negatives=negatives)
+    return inst.replace(positives=positives, negatives=negatives,
+                        meta=_sync_id_lists(inst.meta, positives=positives, negatives=negatives))
+
+
+# id lists some sources keep beside the passages (the RLHN release: positive_passage_ids, negative_passage_ids)
+_ID_LISTS = (("positive_passage_ids", "positives"), ("negative_passage_ids", "negatives"))
+
+
+def _sync_id_lists(meta, **passages) -> dict:
+    """The instance's metadata with its passage-id lists rewritten to match the fixed passages (left as they are
+    when absent or not lists), so that a relabeled document is not still listed as a negative."""
+    if not any(isinstance(meta.get(key), list) for key, _ in _ID_LISTS):
+        return meta
+    out = dict(meta)
+    for key, role in _ID_LISTS:
+        if isinstance(out.get(key), list):
+            out[key] = [p.docid for p in passages[role]]
+    return out
