@@ -56,15 +56,15 @@ def frontier_plot(results: Sequence[SystemResult], path: str | Path, *, title: s
     ys = [getattr(r.scores, quality) or 0.0 for r in results]
     fig, ax = plt.subplots(figsize=(7.5, 4.8), dpi=110)
     ax.scatter(xs, ys, color="tab:blue", zorder=3)
-    for x, y, r in zip(xs, ys, results):
-        ax.annotate(r.name, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     front = pareto(list(zip(xs, ys)))
-    ax.plot([xs[i] for i in front], [ys[i] for i in front], color="tab:orange", lw=1.2, zorder=2,
-            label="Pareto frontier")
+    # the frontier as a staircase with its points ringed (visible even when one system dominates)
+    ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:orange", lw=1.2, zorder=2,
+            marker="o", markersize=11, markerfacecolor="none", label="Pareto frontier")
     ax.set_xlabel(f"USD per 1,000 candidates at {results[0].price_model} prices" if paid
                   else "seconds per candidate (measured here)")
     if paid and min(xs) >= 0:
         ax.set_xscale("symlog", linthresh=1e-3)
+    _label_points(ax, xs, ys, [r.name for r in results])
     ax.set_ylabel(quality.upper() if quality != "kappa" else "Cohen's kappa")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
@@ -75,3 +75,18 @@ def frontier_plot(results: Sequence[SystemResult], path: str | Path, *, title: s
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _label_points(ax, xs: Sequence[float], ys: Sequence[float], names: Sequence[str]) -> None:
+    """Name every point; labels that would land on one another (systems with near-equal cost and quality)
+    are stacked one line apart instead."""
+    ax.figure.canvas.draw()  # fixes the scales, so data -> pixel positions are final
+    placed: list[tuple[float, float]] = []
+    for i in sorted(range(len(xs)), key=lambda k: (xs[k], -ys[k])):
+        px, py = ax.transData.transform((xs[i], ys[i]))
+        lift = 0
+        while any(abs(px - qx) < 90 and abs(py + lift - qy) < 10 for qx, qy in placed):
+            lift += 10
+        placed.append((px, py + lift))
+        ax.annotate(names[i], (xs[i], ys[i]), textcoords="offset pixels", xytext=(6, 4 + lift), fontsize=7,
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if lift else None)
