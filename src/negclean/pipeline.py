@@ -13,13 +13,13 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from negclean.cascade.outcome import outcome_from_row, outcome_row, read_verdict_rows
 from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
 from negclean.cascade.store import JudgmentStore
+from negclean.configfile import invalid_config, read_yaml
 from negclean.errors import BudgetExceeded, ConfigError, InputError
 from negclean.fix.operations import FixCounts, Operation, fix_instance
 
@@ -51,12 +51,7 @@ class PipelineConfig(BaseModel):
 def load_pipeline(path: str | Path, *, overrides: dict[str, Any] | None = None) -> PipelineConfig:
     """Read and validate a pipeline YAML; errors name the file and the offending field."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such pipeline file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path, missing="no such pipeline file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with at least 'input' and 'cascade'")
     base = path.resolve().parent
@@ -87,11 +82,7 @@ def validate_pipeline(data: dict, *, source: str = "config") -> PipelineConfig:
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{source}: invalid configuration:"]
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"])
-            lines.append(f"  {loc}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+        raise invalid_config(exc, f"{source}: invalid configuration:") from None
 
 
 @contextmanager

@@ -9,9 +9,9 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from negclean.configfile import invalid_config, read_yaml
 from negclean.errors import ConfigError
 from negclean.train.config import TrainConfig
 
@@ -114,12 +114,7 @@ def _resolve(base: Path, value: str) -> str:
 def load_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Read and validate an experiment YAML; errors name the file and each offending field."""
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such experiment file") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    data = read_yaml(path, missing="no such experiment file")
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping with data, cascade, train and eval")
     base = path.resolve().parent
@@ -155,11 +150,7 @@ def validate_experiment(data: dict, *, source: str = "experiment") -> Experiment
     try:
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
-        lines = [f"{source}: invalid experiment:"]
-        for err in exc.errors():
-            loc = ".".join(str(x) for x in err["loc"]) or "(file)"
-            lines.append(f"  {loc}: {err['msg']}")
-        raise ConfigError("\n".join(lines)) from None
+        raise invalid_config(exc, f"{source}: invalid experiment:", root="(file)") from None
     from negclean.pipeline import validate_pipeline
 
     validate_pipeline({"cascade": cfg.cascade}, source=f"{source}: cascade")  # fail early, before any work

@@ -8,7 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from negclean.errors import ConfigError
+from negclean.configfile import invalid_config
 
 
 def parse_range(value: Any) -> tuple[int, int]:
@@ -118,11 +118,7 @@ class MineConfig(BaseModel):
         try:
             return cls.model_validate(data)
         except ValidationError as exc:
-            lines = [f"{source}: invalid mining options:"]
-            for err in exc.errors():
-                loc = ".".join(str(x) for x in err["loc"]) or "(options)"
-                lines.append(f"  {loc}: {err['msg']}")
-            raise ConfigError("\n".join(lines)) from None
+            raise invalid_config(exc, f"{source}: invalid mining options:", root="(options)") from None
 
     @property
     def range_text(self) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import yaml
 
+from negclean.configfile import read_yaml
 from negclean.errors import ConfigError
 
 
@@ -18,12 +19,7 @@ def load_cascade_dict(name_or_path: str) -> dict:
     """A cascade mapping from a preset name or a YAML file (a cascade, or a pipeline with a 'cascade' key)."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml") or path.exists():
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such cascade file (presets: {', '.join(names())})") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+        data = read_yaml(path, missing=f"no such cascade file (presets: {', '.join(names())})")
     else:
         if name_or_path not in names():
             raise ConfigError(f"unknown cascade preset '{name_or_path}': choose one of {', '.join(names())} "

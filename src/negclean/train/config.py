@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from negclean.errors import ConfigError
+from negclean.configfile import invalid_config
 
 
 class TrainConfig(BaseModel):
@@ -48,11 +48,7 @@ class TrainConfig(BaseModel):
         try:
             return cls.model_validate(dict(options))
         except ValidationError as exc:
-            lines = [f"{source}: invalid training options:"]
-            for err in exc.errors():
-                loc = ".".join(str(x) for x in err["loc"]) or "(options)"
-                lines.append(f"  {loc}: {err['msg']}")
-            raise ConfigError("\n".join(lines)) from None
+            raise invalid_config(exc, f"{source}: invalid training options:", root="(options)") from None
 
     def params_hash(self) -> str:
         """Hash of everything that changes the trained weights (device, threads and logging excluded)."""
