@@ -11,7 +11,7 @@ import hashlib
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
@@ -117,6 +117,17 @@ def load_embedder(name: str = DEFAULT_MODEL, *, device: str | None = None) -> Em
         return embedder
 
 
+def load_model(kind: str, name: str, *, extra: str, purpose: str, what: str, hint: str, **options: Any):
+    """A fresh (uncached) ``sentence_transformers.<kind>`` (``SentenceTransformer`` or ``CrossEncoder``) for
+    ``name`` (the packaged MiniLM for its names); a model that cannot be loaded is a ConfigError saying
+    ``cannot load <what>: <why>. <hint>``."""
+    st = require("sentence_transformers", extra=extra, purpose=purpose)
+    try:
+        return getattr(st, kind)(resolve_model(name), **options)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot load {what}: {exc}. {hint}") from exc
+
+
 def encode(texts: Sequence[str], *, model: str = DEFAULT_MODEL, prefix: str = "", batch_size: int = 64,
            device: str | None = None, show_progress: bool = False) -> np.ndarray:
     """Encode texts with a (cached) model; normalised float32 rows. See ``Embedder.encode``."""
@@ -131,4 +142,4 @@ def clear_cache() -> None:
 
 
 __all__ = ["DEFAULT_MODEL", "Embedder", "clear_cache", "encode", "is_default_minilm",
-           "load_embedder", "model_identity", "resolve_model"]
+           "load_embedder", "load_model", "model_identity", "resolve_model"]

@@ -13,7 +13,6 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from negclean.errors import ConfigError, require
 from negclean.evaluate.measures import Qrels, Run, evaluated_queries
 
 Progress = Callable[[str, int, int], None]
@@ -71,14 +70,12 @@ class _Embedder:
 
 def load_eval_embedder(model: str, *, max_seq_length: int | None = None, device: str | None = None) -> _Embedder:
     """A bi-encoder for evaluation (the packaged MiniLM for its names), optionally with a shorter limit."""
-    st = require("sentence_transformers", extra="embed", purpose="Evaluating a retriever")
-    from negclean.embed import resolve_model
+    from negclean.embed import load_model
 
-    try:
-        st_model = st.SentenceTransformer(resolve_model(model), device=device)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load retriever '{model}': {exc}. Give a model folder (e.g. one written by "
-                          "`negclean train retriever`) or all-MiniLM-L6-v2") from exc
+    st_model = load_model("SentenceTransformer", model, extra="embed", purpose="Evaluating a retriever",
+                          what=f"retriever '{model}'", device=device,
+                          hint="Give a model folder (e.g. one written by `negclean train retriever`) or "
+                               "all-MiniLM-L6-v2")
     if max_seq_length is not None:
         st_model.max_seq_length = max_seq_length
     return _Embedder(st_model, name=model, max_seq_length=max_seq_length)
@@ -155,15 +152,12 @@ def rerank_run(data: BeirSplit, first_stage: Run, *, model: str, top_k: int = 10
                query_prefix: str = "", passage_prefix: str = "", max_seq_length: int | None = None,
                batch_size: int = 64, device: str | None = None, show_progress: bool = False) -> Run:
     """Score the top ``top_k`` documents of ``first_stage`` per query with a cross-encoder; a run of those."""
-    st = require("sentence_transformers", extra="embed", purpose="Evaluating a reranker")
-    from negclean.embed import resolve_model
+    from negclean.embed import load_model
     from negclean.evaluate.measures import sorted_docs
 
-    try:
-        ce = st.CrossEncoder(resolve_model(model), device=device, max_length=max_seq_length)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load reranker '{model}': {exc}. Give a folder written by "
-                          "`negclean train reranker`") from exc
+    ce = load_model("CrossEncoder", model, extra="embed", purpose="Evaluating a reranker",
+                    what=f"reranker '{model}'", hint="Give a folder written by `negclean train reranker`",
+                    device=device, max_length=max_seq_length)
     corpus = data.corpus
     pairs: list[tuple[str, str]] = []
     owners: list[tuple[str, str]] = []

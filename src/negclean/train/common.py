@@ -211,3 +211,6 @@ class Timer:
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
+# the end of the message when a model to train cannot be loaded
+OFFLINE_HINT = "Give a local directory or a name that is available offline (e.g. all-MiniLM-L6-v2)"

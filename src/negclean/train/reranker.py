@@ -11,9 +11,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from negclean.embed import load_model
 from negclean.errors import ConfigError, require
-from negclean.train.common import (Data, SamplerFactory, Timer, TrainResult, instances_hash, loss_history,
-                                   quiet, read_data, save_atomically, seed_everything, torch_threads, trainer_arguments)
+from negclean.train.common import (OFFLINE_HINT, Data, SamplerFactory, Timer, TrainResult, instances_hash,
+                                   loss_history, quiet, read_data, save_atomically, seed_everything, torch_threads,
+                                   trainer_arguments)
 from negclean.train.config import TrainConfig
 from negclean.train.groups import Group, build_groups
 
@@ -36,14 +38,9 @@ def reranker_columns(groups: list[Group], *, loss: str) -> dict[str, list]:
 
 
 def load_cross_encoder(name: str, *, max_seq_length: int | None = None, device: str | None = None):
-    st = require("sentence_transformers", extra="train", purpose="Training a reranker")
-    from negclean.embed import resolve_model
-
-    try:
-        return st.CrossEncoder(resolve_model(name), num_labels=1, max_length=max_seq_length, device=device)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load model '{name}' as a cross-encoder: {exc}. Give a local directory or "
-                          "a name that is available offline (e.g. all-MiniLM-L6-v2)") from exc
+    return load_model("CrossEncoder", name, extra="train", purpose="Training a reranker",
+                      what=f"model '{name}' as a cross-encoder", hint=OFFLINE_HINT,
+                      num_labels=1, max_length=max_seq_length, device=device)
 
 
 def _loss(model, name: str):

@@ -11,9 +11,11 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from negclean.embed import load_model
 from negclean.errors import ConfigError, require
-from negclean.train.common import (Data, SamplerFactory, Timer, TrainResult, instances_hash, loss_history,
-                                   quiet, read_data, save_atomically, seed_everything, torch_threads, trainer_arguments)
+from negclean.train.common import (OFFLINE_HINT, Data, SamplerFactory, Timer, TrainResult, instances_hash,
+                                   loss_history, quiet, read_data, save_atomically, seed_everything, torch_threads,
+                                   trainer_arguments)
 from negclean.train.config import TrainConfig
 from negclean.train.groups import Group, build_groups
 
@@ -42,14 +44,8 @@ def row_keys(groups: list[Group]):
 
 def load_bi_encoder(name: str, *, max_seq_length: int | None = None, device: str | None = None):
     """A fresh (uncached: training changes it) SentenceTransformer; the packaged MiniLM for its names."""
-    st = require("sentence_transformers", extra="train", purpose="Training a retriever")
-    from negclean.embed import resolve_model
-
-    try:
-        model = st.SentenceTransformer(resolve_model(name), device=device)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load model '{name}': {exc}. Give a local directory or a name that is "
-                          "available offline (e.g. all-MiniLM-L6-v2)") from exc
+    model = load_model("SentenceTransformer", name, extra="train", purpose="Training a retriever",
+                       what=f"model '{name}'", hint=OFFLINE_HINT, device=device)
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     return model
