@@ -64,6 +64,12 @@ def task_keys(task: JudgeTask) -> list[Key]:
     return [(qk, pk, inst.negatives[i].key) for i in task.candidates]
 
 
+def _verdict(judge_id: str, label: str, grade: str | None, confidence: float | None, reason: str,
+             call_id: str | None) -> Verdict:
+    """A Verdict from the columns ``judge_id, label, grade, confidence, reason, call_id`` of a verdicts row."""
+    return Verdict(Label(label), confidence, judge_id, Grade(grade) if grade else None, reason, call_id)
+
+
 class JudgmentStore:
     """SQLite-backed verdict store. Thread-safe within a process; safe across processes (WAL)."""
 
@@ -108,9 +114,8 @@ class JudgmentStore:
                         "SELECT passage_key, judge_id, label, grade, confidence, reason, call_id FROM verdicts "
                         "WHERE fingerprint=? AND query_key=? AND positives_key=? "
                         f"AND passage_key IN ({','.join('?' * len(part))})", [fingerprint, qk, pk, *part]).fetchall()
-                    for ck, jid, label, grade, conf, reason, call_id in rows:
-                        found[(qk, pk, ck)] = Verdict(Label(label), conf, jid, Grade(grade) if grade else None,
-                                                      reason, call_id)
+                    for ck, *verdict in rows:
+                        found[(qk, pk, ck)] = _verdict(*verdict)
         return found
 
     def put(self, fingerprint: str, task: JudgeTask, result: TaskResult) -> int:
@@ -163,8 +168,7 @@ class JudgmentStore:
             rows = self._conn.execute(
                 "SELECT query_key, positives_key, passage_key, judge_id, label, grade, confidence, reason, call_id "
                 "FROM verdicts WHERE fingerprint=?", (fingerprint,)).fetchall()
-        return {(qk, pk, ck): Verdict(Label(label), conf, jid, Grade(grade) if grade else None, reason, call_id)
-                for qk, pk, ck, jid, label, grade, conf, reason, call_id in rows}
+        return {(qk, pk, ck): _verdict(*verdict) for qk, pk, ck, *verdict in rows}
 
     def judges(self) -> list[tuple[str, str, str]]:
         """(fingerprint, judge_id, config JSON) of every judge registered in this store."""

@@ -125,6 +125,8 @@ class DenseRetriever:
 
             embedder = load_embedder(cfg.model, device=cfg.device)
         self.embedder = embedder
+        # the model part of cache keys (for a model folder it hashes the folder's file list: computed once)
+        self.model_identity = getattr(embedder, "identity", None) or cfg.model
         self.cache_path: Path | None = None
         self.cache_hit = False
         start = time.perf_counter()
@@ -163,7 +165,7 @@ class DenseRetriever:
             assert out is not None
             return out
         cache = EmbeddingCache(self.cfg.cache_dir)
-        identity = getattr(self.embedder, "identity", None) or self.cfg.model
+        identity = self.model_identity
         key = embedding_key(model_identity=identity, corpus_hash=self.corpus.content_hash,
                             prefix=self.cfg.passage_prefix, include_title=self.cfg.include_title)
         self.cache_path = cache.path(key)
@@ -184,7 +186,7 @@ class DenseRetriever:
 
         if not self.cfg.use_cache or not queries:
             return encode(0, len(queries))
-        identity = getattr(self.embedder, "identity", None) or self.cfg.model
+        identity = self.model_identity
         texts_hash = hashlib.sha256(json.dumps(queries, ensure_ascii=False).encode("utf-8")).hexdigest()
         key = embedding_key(model_identity=identity, corpus_hash=f"queries:{texts_hash}",
                             prefix=self.cfg.query_prefix, include_title=False)
