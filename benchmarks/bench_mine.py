@@ -65,11 +65,12 @@ def _cpu() -> float:
 
 def _child(mode: str, args: dict) -> dict:
     """Run one measurement in a fresh interpreter; returns its RESULT json."""
+    load = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, __file__, "_child", mode, json.dumps(args)], capture_output=True,
                           text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[7:])
+            return {**json.loads(line[7:]), "load_before": round(load, 2)}
     raise RuntimeError(f"{mode} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
 
 
@@ -292,25 +293,53 @@ def run_scale(args) -> dict:
     for n in [int(x) for x in args.sizes.split(",")]:
         vec = str(_synthetic(work, n))
         for q in [int(x) for x in args.queries.split(",")]:
-            for index in args.index.split(","):
-                for dedup in ((True, False) if args.no_dedup_too else (True,)):
-                    rows.append(_child("negclean_synth", {"vectors": vec, "queries": q, "index": index,
-                                                          "work": str(work), "dedup": dedup}))
+            for rep in range(args.repeat):  # interleaved, so that a change in machine load hits both tools
+                for index in args.index.split(","):
+                    for dedup in ((True, False) if args.no_dedup_too else (True,)):
+                        rows.append({**_child("negclean_synth", {"vectors": vec, "queries": q, "index": index,
+                                                                  "work": str(work), "dedup": dedup}), "rep": rep})
+                        print(json.dumps(rows[-1]), flush=True)
+                if not args.no_st:
+                    rows.append({**_child("st_synth", {"vectors": vec, "queries": q, "work": str(work)}), "rep": rep})
                     print(json.dumps(rows[-1]), flush=True)
-            if not args.no_st:
-                rows.append(_child("st_synth", {"vectors": vec, "queries": q, "work": str(work)}))
-                print(json.dumps(rows[-1]), flush=True)
-    return {"synthetic": rows}
+    return {"synthetic": rows, "medians": _medians(rows)}
+
+
+def _medians(rows: list[dict]) -> list[dict]:
+    """Per (tool, index, corpus, queries): median wall and CPU seconds over the repeats, their range, peak
+    RSS, and the ratio of the medians to sentence-transformers' (below 1: negclean is faster)."""
+    import statistics
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["tool"], r["index"], r["corpus"], r["queries"]), []).append(r)
+    out = []
+    for (tool, index, corpus, queries), rs in groups.items():
+        wall = [r["wall_s"] for r in rs]
+        cpu = [r["cpu_s"] for r in rs]
+        out.append({"tool": tool, "index": index, "corpus": corpus, "queries": queries, "runs": len(rs),
+                    "wall_s": statistics.median(wall), "wall_range": f"{min(wall):.1f}-{max(wall):.1f}",
+                    "cpu_s": statistics.median(cpu), "cpu_range": f"{min(cpu):.1f}-{max(cpu):.1f}",
+                    "peak_mb": max(r["peak_mb"] for r in rs)})
+    st = {(m["corpus"], m["queries"]): m for m in out if m["tool"] == "sentence-transformers"}
+    for m in out:
+        ref = st.get((m["corpus"], m["queries"]))
+        if ref is not None:
+            m["wall_vs_st"] = round(m["wall_s"] / ref["wall_s"], 3)
+            m["cpu_vs_st"] = round(m["cpu_s"] / ref["cpu_s"], 3)
+    return out
 
 
 # ----------------------------------------------------------------------------- main
 
 def _table(rows: list[dict], cols: list[str]) -> str:
-    def cell(v):
-        return f"{v:,.1f}" if isinstance(v, float) else f"{v:,}" if isinstance(v, int) else str(v)
+    def cell(c, v):
+        if isinstance(v, float):
+            return f"{v:.2f}" if c.endswith("_vs_st") or c.startswith("load") else f"{v:,.1f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
 
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(r.get(c, "")) for c in cols) + " |" for r in rows]
+    lines += ["| " + " | ".join(cell(c, r.get(c, "")) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
 
 
@@ -330,6 +359,7 @@ def main() -> None:
         p.add_argument("--queries", default="1000" if name == "scale" else "1000,10000,50000")
         p.add_argument("--index", default="flat", help="comma list of negclean index kinds: flat,hnsw,ivf")
         p.add_argument("--no-st", action="store_true", help="negclean only")
+        p.add_argument("--repeat", type=int, default=1, help="runs per tool and setting, interleaved (medians reported)")
         p.add_argument("--no-dedup-too", action="store_true",
                        help="also run negclean without duplicate checks (sentence-transformers has none)")
     for p in sub.choices.values():
@@ -345,8 +375,11 @@ def main() -> None:
         print(_table(res["scifact"], ["tool", "cold", "wall_s", "cpu_s", "peak_mb", "base_mb", "negatives"]))
         print(json.dumps(res["agreement"]))
     else:
-        print(_table(res["synthetic"], ["tool", "index", "corpus", "queries", "wall_s", "cpu_s", "peak_mb",
-                                        "base_mb"]))
+        print(_table(res["synthetic"], ["tool", "index", "corpus", "queries", "rep", "wall_s", "cpu_s", "peak_mb",
+                                        "base_mb", "load_before"]))
+        print()
+        print(_table(res["medians"], ["tool", "index", "corpus", "queries", "runs", "wall_s", "wall_range", "cpu_s",
+                                      "cpu_range", "peak_mb", "wall_vs_st", "cpu_vs_st"]))
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
 

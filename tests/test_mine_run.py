@@ -141,6 +141,20 @@ def test_duplicates_of_positives_and_query_are_excluded(tmp_path):
     assert {n.docid for n in inst.negatives} == {"copy", "near", "q", "other", "far"}
 
 
+def test_chunk_size_does_not_change_the_output(folder, tmp_path):
+    """Queries are selected a chunk at a time (numpy over the chunk): one query per chunk and every query
+    in one chunk give the same instances and the same counts."""
+    opts = dict(rank_range="0:40", num_negatives=4, ratio=0.99, near_threshold=0.5)
+    a, ia = run(folder, tmp_path, name="one.jsonl", query_chunk=1, **opts)
+    b, ib = run(folder, tmp_path, name="all.jsonl", query_chunk=1000, **opts)
+    as_rows = lambda insts: [(i.query_id, [(n.docid, n.score, n.rank) for n in i.negatives],  # noqa: E731
+                              [(p.docid, p.score, p.rank) for p in i.positives]) for i in insts]
+    assert as_rows(ia) == as_rows(ib) and len(ia) > 1
+    assert (a.dropped, a.candidates, a.duplicates_examined, a.shortfall) == \
+        (b.dropped, b.candidates, b.duplicates_examined, b.shortfall)
+    assert a.queries_with_candidate_above_lowest_positive == b.queries_with_candidate_above_lowest_positive
+
+
 def test_judged_relevant_below_min_grade_is_never_a_negative(tmp_path):
     docs = {f"d{i}": ("", f"apple banana cherry {i}") for i in range(10)}
     folder = write_beir(tmp_path / "b", docs, {"q": "apple banana cherry"},

@@ -8,8 +8,8 @@ import pytest
 
 from negclean.errors import ConfigError
 from negclean.mine.config import MineConfig, parse_range
-from negclean.mine.select import (query_rng, sample_positions, score_filter_masks, select, simans_probabilities,
-                                  window_positions)
+from negclean.mine.select import (KEPT, query_rng, sample_positions, score_filter_masks, select, select_chunk,
+                                  simans_probabilities, window_positions)
 
 
 def test_parse_range():
@@ -93,6 +93,46 @@ def test_duplicate_checks_come_last_and_top_examines_only_what_it_needs():
                  ratio=None, max_score=0.8, is_duplicate=is_dup)
     assert seen == [[2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]  # random sampling needs all of them checked
     assert sel.dropped["duplicate"].tolist() == [2, 5, 9] and not set(sel.kept.tolist()) & dup_positions
+
+
+@pytest.mark.parametrize("sampling", ["top", "random", "simans"])
+def test_a_chunk_selects_each_row_as_if_alone(sampling):
+    """Vectorised over a chunk, every row's outcome (kept, each reason, examined, survivors) is exactly
+    what selecting its window alone gives: nothing leaks between rows (cumulative sums, duplicate batches)."""
+    rng = np.random.default_rng(11)
+    n, w, k = 40, 30, 6
+    scores = np.sort(rng.uniform(-0.5, 1.0, size=(n, w)), axis=1)[:, ::-1].copy()
+    valid = np.ones((n, w), dtype=bool)
+    valid[:5, 20:] = False  # rows whose corpus ran out
+    pos = rng.random((n, w)) < 0.05
+    judged = rng.random((n, w)) < 0.03
+    s_pos = rng.uniform(-0.3, 0.9, size=n)
+    s_pos[::7] = np.nan  # no positive score: positive-aware filters keep all
+    dup_of = rng.random((n, w)) < 0.2  # which (row, position) is a duplicate
+
+    def check(rows, cols):
+        return dup_of[rows, cols]
+
+    opts = dict(num_negatives=k, sampling=sampling, ratio=0.9, margin=None, max_score=0.95, min_score=-0.4,
+                simans_a=2.0, simans_b=0.1)
+    if sampling == "simans":
+        s_pos[::7] = 0.5  # SimANS needs the positive's score
+    sel = select_chunk(scores, valid=valid, exclusions={"positive": pos, "judged_relevant": judged}, s_pos=s_pos,
+                       rngs=[query_rng(0, f"q{i}") for i in range(n)], is_duplicate=check, **opts)
+    for i in range(n):
+        m = int(valid[i].sum())
+        one = select(scores[i, :m], exclusions={"positive": pos[i, :m], "judged_relevant": judged[i, :m]},
+                     s_pos=None if np.isnan(s_pos[i]) else float(s_pos[i]), rng=query_rng(0, f"q{i}"),
+                     is_duplicate=lambda cols, i=i: dup_of[i, cols], **opts)
+        assert np.flatnonzero(sel.codes[i] == KEPT).tolist() == one.kept.tolist(), i
+        assert int(sel.examined[i]) == one.examined and int(sel.survivors[i]) == one.survivors
+        assert int(sel.shortfall[i]) == one.shortfall
+        for reason, positions in one.dropped.items():
+            from negclean.mine.select import CODE
+
+            assert np.flatnonzero(sel.codes[i] == CODE[reason]).tolist() == positions.tolist(), (i, reason)
+    assert (sel.codes[~valid] == -1).all()
+    assert sel.shortfall.any() and (sel.codes == KEPT).any()
 
 
 def test_no_positive_score_skips_positive_aware_filters_only():
@@ -247,10 +287,12 @@ def test_duplicate_finder_agrees_with_the_duplicate_judge():
     for threshold in (0.9, 0.7, None):
         finder = DuplicateFinder(corpus, near_threshold=threshold, cache_elements=50)  # tiny LRU: evictions too
         flagged = 0
+        asked = []
         for q in range(30):
             positives = [Passage("p", base[q]), Passage("p2", base[(q + 7) % 60])]
             docs = rng.permutation(len(texts))[:80]
             got = finder.find(docs, positives, query=texts[(q + 3) % len(texts)])
+            asked.append((docs, positives, texts[(q + 3) % len(texts)]))
             index = PositiveIndex(positives, near_threshold=threshold)
             query_norm = normalize_text(texts[(q + 3) % len(texts)])
             want = [index.match(Passage("c", texts[d])) is not None or normalize_text(texts[d]) == query_norm
@@ -258,6 +300,15 @@ def test_duplicate_finder_agrees_with_the_duplicate_judge():
             assert got.tolist() == want
             flagged += int(got.sum())
         assert flagged >= 20, threshold  # the comparison saw real duplicates
+        # all 30 queries as one chunk, candidates shuffled across queries: the same answers
+        check = DuplicateFinder(corpus, near_threshold=threshold).for_chunk([(p, q, None) for _, p, q in asked])
+        rows = np.repeat(np.arange(len(asked)), [len(d) for d, _, _ in asked])
+        docs = np.concatenate([d for d, _, _ in asked])
+        order = rng.permutation(rows.size)
+        together = np.empty(rows.size, dtype=bool)
+        together[order] = check(rows[order], docs[order])
+        alone = np.concatenate([finder.find(d, p, query=q) for d, p, q in asked])
+        assert together.tolist() == alone.tolist()
 
 
 def test_fast_normalize_equals_normalize_text_on_every_code_point():

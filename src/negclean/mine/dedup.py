@@ -82,7 +82,7 @@ class DuplicateFinder:
         return arr
 
     def _ensure(self, docs: np.ndarray) -> None:
-        for i in docs[self.sizes[docs] < 0]:
+        for i in np.unique(docs[self.sizes[docs] < 0]):
             i = int(i)
             norm = self._normalized(i)
             self.hashes[i] = hash(norm)
@@ -92,55 +92,96 @@ class DuplicateFinder:
             self._remember(i, arr)
 
     def _print_of(self, passage: Passage, position: int | None) -> tuple[str, np.ndarray]:
-        """(normalised text, shingle hashes) of a positive; from the corpus caches when it is a corpus passage."""
+        """(normalised text, shingle hashes) of a positive; from the corpus caches when it is a corpus passage
+        (``_ensure``-d before)."""
         if position is not None and self.corpus.text(position) == passage.text:
-            self._ensure(np.array([position], dtype=np.int64))
             return self._normalized(position), self._shingles_of(position)
         norm = fast_normalize(passage.text)
         return norm, shingle_hashes(norm)
 
+    def for_chunk(self, queries: Sequence[tuple[Sequence[Passage], str, Sequence[int | None] | None]]
+                  ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        """A check for a chunk of queries, each given as (positives, query text, the positives' corpus
+        positions or None): ``check(rows, docs)`` -> boolean mask, True where corpus document ``docs[k]``
+        duplicates a positive of query ``rows[k]`` or that query. Compares document text only (titles
+        differ between copies of the same passage)."""
+        exact: dict[tuple[int, int], str] = {}
+        near_rows: list[int] = []
+        near: list[np.ndarray] = []
+        known = [p for _, _, positions in queries if positions is not None for p in positions if p is not None]
+        self._ensure(np.asarray(known, dtype=np.int64))
+        for row, (positives, query, positions) in enumerate(queries):
+            prints = [self._print_of(p, None if positions is None else positions[j]) for j, p in enumerate(positives)]
+            for norm, _ in prints:
+                if norm:
+                    exact[(row, hash(norm))] = norm
+            query_norm = fast_normalize(query)
+            if query_norm:
+                exact[(row, hash(query_norm))] = query_norm
+            if self.near_threshold is not None:
+                for _, pos in prints:
+                    if pos.size:
+                        near_rows.append(row)
+                        near.append(pos)
+        keys = _row_key(np.fromiter((r for r, _ in exact), dtype=np.int64, count=len(exact)),
+                        np.fromiter((h for _, h in exact), dtype=np.int64, count=len(exact)))
+        by_row = np.zeros(len(queries) + 1, dtype=np.int64)  # near positives of row r: near[by_row[r]:by_row[r+1]]
+        np.add.at(by_row, np.asarray(near_rows, dtype=np.int64) + 1, 1)
+        by_row = np.cumsum(by_row)
+        sizes = np.array([pos.size for pos in near], dtype=np.float64)
+        set_hashes = np.array([hash(pos.tobytes()) for pos in near], dtype=np.int64)
+        return lambda rows, docs: self._check(np.asarray(rows, dtype=np.int64), np.asarray(docs, dtype=np.int64),
+                                              exact, keys, near, by_row, sizes, set_hashes)
+
     def for_query(self, positives: Sequence[Passage], query: str,
                   positions: Sequence[int | None] | None = None) -> Callable[[np.ndarray], np.ndarray]:
-        """A check for one query: ``check(docs)`` -> boolean mask over ``docs`` (corpus positions), True
-        where the document duplicates a positive or the query. Compares document text only (titles differ
-        between copies of the same passage). ``positions``: the positives' corpus positions where known."""
-        prints = [self._print_of(p, None if positions is None else positions[j]) for j, p in enumerate(positives)]
-        targets: dict[int, str] = {hash(norm): norm for norm, _ in prints if norm}
-        query_norm = fast_normalize(query)
-        if query_norm:
-            targets[hash(query_norm)] = query_norm
-        wanted = np.fromiter(targets, dtype=np.int64, count=len(targets))
-        near = [pos for _, pos in prints if pos.size] if self.near_threshold is not None else []
-        return lambda docs: self._check(docs, targets, wanted, near)
+        """``for_chunk`` for one query: ``check(docs)`` -> boolean mask over ``docs``."""
+        check = self.for_chunk([(positives, query, positions)])
+        return lambda docs: check(np.zeros(len(docs), dtype=np.int64), docs)
 
     def find(self, docs: np.ndarray, positives: Sequence[Passage], query: str,
              positions: Sequence[int | None] | None = None) -> np.ndarray:
         """``for_query(positives, query, positions)(docs)``."""
         return self.for_query(positives, query, positions)(docs)
 
-    def _check(self, docs: np.ndarray, targets: dict[int, str], wanted: np.ndarray,
-               near: list[np.ndarray]) -> np.ndarray:
+    def _check(self, rows: np.ndarray, docs: np.ndarray, exact: dict[tuple[int, int], str], keys: np.ndarray,
+               near: list[np.ndarray], by_row: np.ndarray, near_sizes: np.ndarray,
+               near_set_hashes: np.ndarray) -> np.ndarray:
         out = np.zeros(docs.shape[0], dtype=bool)
         if docs.size == 0:
             return out
         self._ensure(docs)
         hashes = self.hashes[docs]
-        for k in np.flatnonzero((hashes[:, None] == wanted[None, :]).any(axis=1)):
-            out[k] = self._normalized(int(docs[k])) == targets[int(hashes[k])]  # rule out hash collisions
+        for k in np.flatnonzero(np.isin(_row_key(rows, hashes), keys)):
+            target = exact.get((int(rows[k]), int(hashes[k])))
+            out[k] = target is not None and self._normalized(int(docs[k])) == target  # rule out collisions
         if not near:
             return out
+        # every (candidate, near positive of its query) pair
+        first, count = by_row[rows], by_row[rows + 1] - by_row[rows]
+        cand = np.repeat(np.arange(docs.size), count)
+        pos = np.repeat(first - np.cumsum(count) + count, count) + np.arange(cand.size)
         t = self.near_threshold
-        sizes = self.sizes[docs].astype(np.float64)
+        sizes = self.sizes[docs].astype(np.float64)[cand]
+        n = near_sizes[pos]
+        # J(A, B) <= min(|A|, |B|) / max(|A|, |B|): only pairs whose sizes make t reachable are compared
+        reachable = ~out[cand] & (sizes > 0) & (np.minimum(sizes, n) >= t * np.maximum(sizes, n))
         # fewer shingles than t/(1-t): only equal sets reach t (the margin keeps m = 9 at t = 0.9 on the slow path)
         small = t / (1.0 - t) - 1e-9 if t < 1.0 else np.inf
-        set_hashes = self.set_hashes[docs]
-        for pos in near:
-            n = float(pos.size)
-            reachable = (~out) & (sizes > 0) & (np.minimum(sizes, n) >= t * np.maximum(sizes, n))
-            same_set = reachable & (np.minimum(sizes, n) < small)
-            for k in np.flatnonzero(same_set & (sizes == n) & (set_hashes == hash(pos.tobytes()))):
-                out[k] = np.array_equal(self._shingles_of(int(docs[k])), pos)  # rule out hash collisions
-            for k in np.flatnonzero(reachable & ~same_set):
-                if hashed_jaccard(self._shingles_of(int(docs[k])), pos) >= t:
-                    out[k] = True
+        same_set = reachable & (np.minimum(sizes, n) < small)
+        equal = same_set & (sizes == n) & (self.set_hashes[docs][cand] == near_set_hashes[pos])
+        for p in np.flatnonzero(equal):
+            k = cand[p]
+            if not out[k]:
+                out[k] = np.array_equal(self._shingles_of(int(docs[k])), near[pos[p]])  # rule out collisions
+        for p in np.flatnonzero(reachable & ~same_set):
+            k = cand[p]
+            if not out[k] and hashed_jaccard(self._shingles_of(int(docs[k])), near[pos[p]]) >= t:
+                out[k] = True
         return out
+
+
+def _row_key(rows, hashes):
+    """One 64-bit key per (query row, text hash) pair (exact matches are confirmed on the text)."""
+    with np.errstate(over="ignore"):
+        return np.asarray(hashes, dtype=np.int64).view(np.uint64) ^ (np.asarray(rows, dtype=np.uint64) * _P1)

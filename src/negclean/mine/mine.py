@@ -26,7 +26,7 @@ from negclean.mine.beir import BeirFolder, Corpus, read_corpus, read_queries
 from negclean.mine.config import MineConfig
 from negclean.mine.dedup import DuplicateFinder
 from negclean.mine.retrievers import Retrieved, Retriever, build_retriever
-from negclean.mine.select import query_rng, select, window_positions
+from negclean.mine.select import query_rng, select_chunk
 from negclean.mine.summary import MineStats, MineSummary
 
 Progress = Callable[[str, int, int], None]
@@ -195,73 +195,94 @@ def mine_queries(queries: Iterable[QuerySpec], corpus: Corpus, retriever: Retrie
     for chunk in _chunks(queries, cfg.query_chunk):
         res = retriever.retrieve([q.text for q in chunk], depth=end,
                                  docs=[np.asarray(q.positives, dtype=np.int64) for q in chunk])
-        for i, spec in enumerate(chunk):
-            inst = _mine_one(spec, i, res, corpus, cfg, stats, params, start, end, finder)
-            if inst is not None:
-                write(inst)
-                stats.queries_written += 1
-                stats.negatives_written += len(inst.negatives)
+        for inst in _mine_chunk(chunk, res, corpus, cfg, stats, params, start, end, finder):
+            write(inst)
+            stats.queries_written += 1
+            stats.negatives_written += len(inst.negatives)
         stats.flush()
         done += len(chunk)
         if on_progress:
             on_progress("mining", done, total or done)
 
 
-def _mine_one(spec: QuerySpec, i: int, res: Retrieved, corpus: Corpus, cfg: MineConfig, stats: MineStats,
-              params: dict, start: int, end: int, finder: DuplicateFinder | None) -> Instance | None:
-    row = res.indices[i]
-    positives = np.asarray(spec.positives, dtype=np.int64)
-    excluded = np.fromiter(spec.excluded, dtype=np.int64, count=len(spec.excluded))
-    window = window_positions(row, start, end)
-    w_idx = row[window]
-    w_filter = res.filter_scores[i, window]
-    exclusions = {"positive": member(w_idx, positives), "judged_relevant": member(w_idx, excluded)}
-    pos_passages = _positive_passages(spec, corpus)
-    is_duplicate = None
+def _pairs(chunk: Sequence[QuerySpec], field: str) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, corpus positions) of every query's positives or excluded documents."""
+    groups = [getattr(q, field) for q in chunk]
+    counts = np.fromiter((len(g) for g in groups), dtype=np.int64, count=len(groups))
+    docs = np.fromiter((d for g in groups for d in g), dtype=np.int64, count=int(counts.sum()))
+    return np.repeat(np.arange(len(groups)), counts), docs
+
+
+def _mine_chunk(chunk: Sequence[QuerySpec], res: Retrieved, corpus: Corpus, cfg: MineConfig, stats: MineStats,
+                params: dict, start: int, end: int, finder: DuplicateFinder | None) -> list[Instance]:
+    """Select every query's negatives for one chunk at once (numpy over the chunk; Python per kept negative)."""
+    n = len(chunk)
+    indices = res.indices
+    valid = indices >= 0
+    # a (query row, document) pair as one integer: membership of ragged per-query lists without a loop
+    stride = len(corpus) + 1
+    keys = np.arange(n, dtype=np.int64)[:, None] * stride + indices
+    pos_rows, pos_docs = _pairs(chunk, "positives")
+    exc_rows, exc_docs = _pairs(chunk, "excluded")
+    is_pos = np.isin(keys, pos_rows * stride + pos_docs)
+    is_exc = np.isin(keys, exc_rows * stride + exc_docs) if exc_docs.size else np.zeros_like(is_pos)
+    win = slice(start, max(start, min(end, indices.shape[1])))
+    w_idx, w_filter = indices[:, win], res.filter_scores[:, win]
+    pos_filter = [np.asarray(f, dtype=np.float64) for f in res.doc_filter_scores]
+    s_pos = np.array([f.min() if f.size else np.nan for f in pos_filter])
+    check = None
     if finder is not None:
-        check = finder.for_query(pos_passages, spec.text, positions=spec.positives)
-        is_duplicate = lambda positions: check(w_idx[positions])  # noqa: E731
-    pos_filter = np.asarray(res.doc_filter_scores[i], dtype=np.float64)
-    s_pos = float(pos_filter.min()) if pos_filter.size else None
-    sel = select(w_filter, exclusions=exclusions, s_pos=s_pos, num_negatives=cfg.num_negatives,
-                 sampling=cfg.sampling, ratio=cfg.ratio,
-                 rng=None if cfg.sampling == "top" else query_rng(cfg.seed, spec.query_id),
-                 margin=cfg.margin, max_score=cfg.max_score, min_score=cfg.min_score,
-                 simans_a=cfg.simans_a, simans_b=cfg.simans_b, is_duplicate=is_duplicate)
-    valid = row >= 0
-    labeled = member(row, positives) | member(row, excluded)
-    pos_ranks = [_rank(row, int(p)) for p in positives]
-    stats.positives += positives.size
-    stats.positives_outside += sum(r is None for r in pos_ranks)
-    stats.add_query(sel, w_filter, pos_filter, res.filter_scores[i][valid & ~labeled])
-    if sel.shortfall and cfg.on_shortfall == "drop":
-        stats.dropped_short += 1
-        return None
-    negatives = tuple(_negative(corpus, int(w_idx[k]), float(res.scores[i, window[k]]), int(window[k]) + 1,
-                                {name: col[i, window[k]] for name, col in res.extras.items()})
-                      for k in sel.kept)
-    pos_out = tuple(replace(p, score=round(float(s), 6), rank=r)
-                    for p, s, r in zip(pos_passages, res.doc_scores[i], pos_ranks))
-    meta = dict(spec.base.meta) if spec.base is not None else {}
-    meta["negclean_mine"] = {**params, "candidates": int(window.size), "survivors": sel.survivors,
-                             "shortfall": sel.shortfall, "positive_score_min": s_pos}
-    if spec.base is not None:
-        return spec.base.replace(positives=pos_out, negatives=negatives, meta=meta)
-    return Instance(spec.query_id, spec.text, pos_out, negatives, meta=meta)
+        dup = finder.for_chunk([(_positive_passages(q, corpus), q.text, q.positives) for q in chunk])
+        check = lambda rows, cols: dup(rows, w_idx[rows, cols])  # noqa: E731
+    rngs = None if cfg.sampling == "top" else [query_rng(cfg.seed, q.query_id) for q in chunk]
+    sel = select_chunk(w_filter, valid=valid[:, win], exclusions={"positive": is_pos[:, win],
+                                                                  "judged_relevant": is_exc[:, win]},
+                       s_pos=s_pos, num_negatives=cfg.num_negatives, sampling=cfg.sampling, rngs=rngs,
+                       ratio=cfg.ratio, margin=cfg.margin, max_score=cfg.max_score, min_score=cfg.min_score,
+                       simans_a=cfg.simans_a, simans_b=cfg.simans_b, is_duplicate=check)
+    # ranks of the positives among all retrieved (1-based; 0: below the retrieval depth)
+    hit = indices[pos_rows] == pos_docs[:, None]
+    pos_rank = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0)
+    unlabeled = np.where(valid & ~is_pos & ~is_exc & ~np.isnan(res.filter_scores), res.filter_scores, -np.inf)
+    stats.add_chunk(sel, w_filter, pos_filter, unlabeled.max(axis=1, initial=-np.inf))
+    stats.positives += int(pos_docs.size)
+    stats.positives_outside += int((pos_rank == 0).sum())
 
-
-def member(values: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """``np.isin`` for the usual case of a handful of targets, without its fixed overhead."""
-    if targets.size == 0:
-        return np.zeros(values.shape, dtype=bool)
-    if targets.size <= 16:
-        return (values[:, None] == targets[None, :]).any(axis=1)
-    return np.isin(values, targets)
-
-
-def _rank(row: np.ndarray, doc: int) -> int | None:
-    hit = np.flatnonzero(row == doc)
-    return int(hit[0]) + 1 if hit.size else None
+    rows, cols = sel.kept()
+    docs = w_idx[rows, cols].tolist()
+    scores = np.round(res.scores[:, win][rows, cols].astype(np.float64), 6).tolist()
+    ranks = (cols + start + 1).tolist()
+    extras = {name: col[:, win][rows, cols] for name, col in res.extras.items()}
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).tolist()
+    ids, texts, titles = corpus.ids, corpus.texts, corpus.titles
+    pos_at = np.concatenate([[0], np.cumsum([len(q.positives) for q in chunk])]).tolist()
+    pos_rank_list = pos_rank.tolist()
+    out: list[Instance] = []
+    for i, spec in enumerate(chunk):
+        shortfall = int(sel.shortfall[i])
+        if shortfall and cfg.on_shortfall == "drop":
+            stats.dropped_short += 1
+            continue
+        a, b = bounds[i], bounds[i + 1]
+        if extras:
+            negatives = tuple(corpus.passage(docs[k], score=scores[k], rank=ranks[k],
+                                             meta=_extras_meta({name: col[k] for name, col in extras.items()}))
+                              for k in range(a, b))
+        else:
+            negatives = tuple(Passage(ids[d], texts[d], titles[d], s, r)
+                              for d, s, r in zip(docs[a:b], scores[a:b], ranks[a:b]))
+        pos_out = tuple(replace(p, score=round(float(s), 6), rank=r or None)
+                        for p, s, r in zip(_positive_passages(spec, corpus), res.doc_scores[i],
+                                           pos_rank_list[pos_at[i]:pos_at[i + 1]]))
+        meta = dict(spec.base.meta) if spec.base is not None else {}
+        meta["negclean_mine"] = {**params, "candidates": int(valid[i, win].sum()),
+                                 "survivors": int(sel.survivors[i]), "shortfall": shortfall,
+                                 "positive_score_min": None if np.isnan(s_pos[i]) else float(s_pos[i])}
+        if spec.base is not None:
+            out.append(spec.base.replace(positives=pos_out, negatives=negatives, meta=meta))
+        else:
+            out.append(Instance(spec.query_id, spec.text, pos_out, negatives, meta=meta))
+    return out
 
 
 def _positive_passages(spec: QuerySpec, corpus: Corpus) -> Sequence[Passage]:
@@ -270,14 +291,13 @@ def _positive_passages(spec: QuerySpec, corpus: Corpus) -> Sequence[Passage]:
     return [corpus.passage(int(p)) for p in spec.positives]
 
 
-def _negative(corpus: Corpus, pos: int, score: float, rank: int, extras: dict[str, Any]) -> Passage:
-    meta = None
-    if extras:
-        meta = {}
-        for name, value in extras.items():
-            value = float(value)
-            if np.isnan(value):
-                meta[name] = None
-            else:
-                meta[name] = int(value) if name.endswith("_rank") else round(value, 6)
-    return corpus.passage(pos, score=round(score, 6), rank=rank, meta=meta)
+def _extras_meta(extras: dict[str, Any]) -> dict[str, Any]:
+    """A negative's extra retriever columns (hybrid: component ranks and scores) as JSON values."""
+    meta: dict[str, Any] = {}
+    for name, value in extras.items():
+        value = float(value)
+        if np.isnan(value):
+            meta[name] = None
+        else:
+            meta[name] = int(value) if name.endswith("_rank") else round(value, 6)
+    return meta

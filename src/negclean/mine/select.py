@@ -1,5 +1,5 @@
 """Choosing negatives among one query's retrieved candidates: rank window, exclusions, positive-aware
-score filters, sampling. Pure numpy, one query at a time.
+score filters, sampling. Pure numpy, a chunk of queries at a time (``select_chunk``; ``select`` for one).
 
 Filters compare against the query's lowest-scoring positive ``s_p`` (with several positives the
 hardest one, so that no candidate close to any positive survives):
@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -95,14 +95,108 @@ def sample_positions(scores: np.ndarray, k: int, *, how: str, rng: np.random.Gen
     raise ValueError(f"unknown sampling {how!r}: top, random or simans")
 
 
+#: per-candidate outcome codes of a ChunkSelection: OUTSIDE (no candidate: the corpus ran out), SURVIVOR
+#: (passed every filter, not sampled), 1 + i for ``REASONS[i]``, KEPT
+OUTSIDE, SURVIVOR = -1, 0
+CODE = {reason: i + 1 for i, reason in enumerate(REASONS)}
+KEPT = len(REASONS) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSelection:
+    """The outcome for a chunk of queries' windows, one row per query (columns: window positions).
+
+    ``codes`` (n, W) says what happened to each candidate (``OUTSIDE``, ``SURVIVOR``, ``CODE[reason]``,
+    ``KEPT``); ``survivors`` counts per row the candidates that passed every filter and duplicate check
+    (kept ones included); ``examined`` how many were checked for duplicates; ``shortfall`` how many
+    negatives are missing from the number asked for; ``applied`` the reasons that were in force.
+    """
+
+    codes: np.ndarray
+    survivors: np.ndarray
+    shortfall: np.ndarray
+    examined: np.ndarray
+    applied: tuple[str, ...]
+
+    def kept(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, columns) of the kept candidates, row by row and in rank order within a row."""
+        return np.nonzero(self.codes == KEPT)
+
+
+def select_chunk(filter_scores: np.ndarray, *, valid: np.ndarray, exclusions: Mapping[str, np.ndarray],
+                 s_pos: np.ndarray, num_negatives: int, sampling: str,
+                 rngs: Sequence[np.random.Generator | None] | None = None, ratio: float | None = None,
+                 margin: float | None = None, max_score: float | None = None, min_score: float | None = None,
+                 simans_a: float = 1.0, simans_b: float = 0.0,
+                 is_duplicate: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> ChunkSelection:
+    """Exclusions, score filters, duplicate checks and sampling for a chunk of windows at once.
+
+    ``filter_scores`` and ``valid`` are (n, W): each row one query's candidates in rank order (``valid``
+    False where the corpus ran out); ``exclusions`` boolean (n, W) masks named in ``REASONS``; ``s_pos``
+    (n,) each query's lowest positive score, NaN where unknown (positive-aware filters then keep all);
+    ``rngs`` one generator per row for random and SimANS sampling; ``is_duplicate(rows, cols)`` returns a
+    mask over the given candidates. Per row the outcome is exactly that of checking the row alone.
+    """
+    n = filter_scores.shape[0]
+    codes = np.where(valid, SURVIVOR, OUTSIDE).astype(np.int8)
+    masks = dict(exclusions)
+    known = None if np.isnan(s_pos).all() else s_pos[:, None]  # NaN compares False: unknown rows keep all
+    masks.update(score_filter_masks(filter_scores, known, ratio=ratio, margin=margin,
+                                    max_score=max_score, min_score=min_score))
+    applied = tuple(r for r in REASONS if r in masks or (r == "duplicate" and is_duplicate is not None))
+    for reason in REASONS:
+        mask = masks.get(reason)
+        if mask is not None:
+            codes[(codes == SURVIVOR) & mask] = CODE[reason]
+    examined = np.zeros(n, dtype=np.int64)
+    if is_duplicate is not None:
+        if sampling == "top":
+            # in rank order, check only as many as are still missing, until enough are found or none is left
+            found = np.zeros(n, dtype=np.int64)
+            unchecked = codes == SURVIVOR
+            while True:
+                need = num_negatives - found
+                batch = unchecked & (np.cumsum(unchecked, axis=1) <= need[:, None])
+                rows, cols = np.nonzero(batch)
+                if rows.size == 0:
+                    break
+                dup = np.asarray(is_duplicate(rows, cols), dtype=bool)
+                codes[rows[dup], cols[dup]] = CODE["duplicate"]
+                unchecked[rows, cols] = False
+                examined += np.bincount(rows, minlength=n)
+                found += np.bincount(rows[~dup], minlength=n)
+        else:  # random and SimANS sample from duplicate-free candidates: check them all
+            rows, cols = np.nonzero(codes == SURVIVOR)
+            if rows.size:
+                dup = np.asarray(is_duplicate(rows, cols), dtype=bool)
+                codes[rows[dup], cols[dup]] = CODE["duplicate"]
+                examined += np.bincount(rows, minlength=n)
+    alive = codes == SURVIVOR
+    survivors = alive.sum(axis=1)
+    if sampling == "top":
+        codes[alive & (np.cumsum(alive, axis=1) <= num_negatives)] = KEPT
+    else:
+        for r in np.flatnonzero(survivors > num_negatives):
+            cols = np.flatnonzero(alive[r])
+            chosen = sample_positions(filter_scores[r, cols], num_negatives, how=sampling,
+                                      rng=None if rngs is None else rngs[r],
+                                      s_pos=None if np.isnan(s_pos[r]) else float(s_pos[r]),
+                                      a=simans_a, b=simans_b)
+            codes[r, cols[chosen]] = KEPT
+        few = survivors <= num_negatives
+        codes[alive & few[:, None]] = KEPT
+    shortfall = np.maximum(0, num_negatives - np.minimum(survivors, num_negatives))
+    return ChunkSelection(codes, survivors, shortfall, examined, applied)
+
+
 @dataclass(frozen=True, slots=True)
 class Selection:
     """The outcome for one query's window of candidates (positions into the window arrays).
 
-    ``dropped`` maps each reason to the positions it removed; ``not_sampled`` are candidates that passed
-    the filters (duplicate checks: where made) but were not chosen; ``survivors`` counts those plus the
-    kept; ``examined`` is how many candidates were checked for duplicates; ``shortfall`` is how many
-    negatives are missing from the number asked for.
+    ``dropped`` maps each reason in force to the positions it removed; ``not_sampled`` are candidates
+    that passed the filters (duplicate checks: where made) but were not chosen; ``survivors`` counts
+    those plus the kept; ``examined`` is how many candidates were checked for duplicates; ``shortfall``
+    is how many negatives are missing from the number asked for.
     """
 
     kept: np.ndarray
@@ -118,50 +212,15 @@ def select(filter_scores: np.ndarray, *, exclusions: Mapping[str, np.ndarray], s
            margin: float | None = None, max_score: float | None = None, min_score: float | None = None,
            simans_a: float = 1.0, simans_b: float = 0.0,
            is_duplicate: Callable[[np.ndarray], np.ndarray] | None = None) -> Selection:
-    """Apply exclusions (boolean masks named in ``EXCLUSIONS``), score filters, duplicate checks and
-    sampling to a window.
-
-    ``filter_scores`` are the window's candidates in rank order; ``is_duplicate(positions)`` returns a
-    mask over the given window positions.
-    """
-    n = filter_scores.shape[0]
-    alive = np.ones(n, dtype=bool)
-    dropped: dict[str, np.ndarray] = {}
-    masks = dict(exclusions)
-    masks.update(score_filter_masks(filter_scores, s_pos, ratio=ratio, margin=margin,
-                                    max_score=max_score, min_score=min_score))
-    for reason in REASONS:
-        mask = masks.get(reason)
-        if mask is None:
-            continue
-        hit = alive & mask
-        dropped[reason] = np.flatnonzero(hit)
-        alive &= ~hit
-    survivors = np.flatnonzero(alive)
-    examined = 0
-    if is_duplicate is not None:
-        if sampling == "top":
-            dups, start, found = [], 0, 0
-            while found < num_negatives and start < survivors.size:
-                batch = survivors[start:start + num_negatives - found]
-                mask = is_duplicate(batch)
-                dups.append(batch[mask])
-                found += int(batch.size - mask.sum())
-                start += batch.size
-            examined = start
-            dup = np.concatenate(dups) if dups else survivors[:0]
-        else:
-            mask = is_duplicate(survivors) if survivors.size else np.zeros(0, dtype=bool)
-            examined = int(survivors.size)
-            dup = survivors[mask]
-        dropped["duplicate"] = dup
-        if dup.size:
-            alive[dup] = False
-            survivors = np.flatnonzero(alive)
-    chosen = sample_positions(filter_scores[survivors], num_negatives, how=sampling, rng=rng, s_pos=s_pos,
-                              a=simans_a, b=simans_b)
-    kept = survivors[chosen]
-    alive[kept] = False
-    not_sampled = np.flatnonzero(alive)
-    return Selection(kept, MappingProxyType(dropped), not_sampled, int(survivors.size),
-                     max(0, num_negatives - int(kept.size)), examined)
+    """``select_chunk`` for one window: ``filter_scores`` are its candidates in rank order;
+    ``is_duplicate(positions)`` returns a mask over the given window positions."""
+    check = None if is_duplicate is None else (lambda rows, cols: is_duplicate(cols))
+    sel = select_chunk(filter_scores[None, :], valid=np.ones((1, filter_scores.shape[0]), dtype=bool),
+                       exclusions={k: np.asarray(v, dtype=bool)[None, :] for k, v in exclusions.items()},
+                       s_pos=np.array([np.nan if s_pos is None else s_pos]), num_negatives=num_negatives,
+                       sampling=sampling, rngs=[rng], ratio=ratio, margin=margin, max_score=max_score,
+                       min_score=min_score, simans_a=simans_a, simans_b=simans_b, is_duplicate=check)
+    row = sel.codes[0]
+    dropped = {reason: np.flatnonzero(row == CODE[reason]) for reason in sel.applied}
+    return Selection(np.flatnonzero(row == KEPT), MappingProxyType(dropped), np.flatnonzero(row == SURVIVOR),
+                     int(sel.survivors[0]), int(sel.shortfall[0]), int(sel.examined[0]))

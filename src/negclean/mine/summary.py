@@ -12,7 +12,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from negclean.mine.select import REASONS, Selection
+from negclean.mine.select import CODE, FILTERS, KEPT, OUTSIDE, REASONS, SURVIVOR, ChunkSelection
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
@@ -207,32 +207,33 @@ class MineStats:
                 self.sketches[group].add(np.concatenate(parts))
                 parts.clear()
 
-    def add_query(self, sel: Selection, window_scores: np.ndarray, pos_scores: np.ndarray,
-                  unlabeled_scores: np.ndarray) -> None:
-        """Tally one mined query: its selection, window scores, positive scores, and the filter scores
-        of all retrieved candidates that are not labeled (for "a candidate above the positive")."""
-        self.queries_mined += 1
-        self.candidates += window_scores.shape[0]
-        filtered = []
-        for reason, positions in sel.dropped.items():
-            self.dropped[reason] += int(positions.size)
-            if reason not in ("positive", "judged_relevant"):
-                filtered.append(window_scores[positions])
-        self.not_sampled += int(sel.not_sampled.size)
-        self.examined += sel.examined
-        if sel.shortfall:
-            self.short_by[sel.shortfall] += 1
-            if sel.kept.size == 0:
-                self.without_negatives += 1
+    def add_chunk(self, sel: ChunkSelection, window_scores: np.ndarray, pos_scores: list[np.ndarray],
+                  top_unlabeled: np.ndarray) -> None:
+        """Tally a chunk of mined queries: their selection, window scores, each query's positive scores,
+        and per query the best filter score of a retrieved candidate that is not labeled (-inf: none),
+        for "a candidate above the positive"."""
+        codes = sel.codes
+        self.queries_mined += codes.shape[0]
+        self.candidates += int((codes != OUTSIDE).sum())
+        counts = np.bincount(codes[codes > SURVIVOR], minlength=KEPT + 1)
+        for reason in REASONS:
+            self.dropped[reason] += int(counts[CODE[reason]])
+        self.not_sampled += int((codes == SURVIVOR).sum())
+        self.examined += int(sel.examined.sum())
+        short = sel.shortfall > 0
+        self.short_by.update(dict(zip(*(v.tolist() for v in np.unique(sel.shortfall[short], return_counts=True)))))
+        self.without_negatives += int((short & ~(codes == KEPT).any(axis=1)).sum())
         pending = self._pending
-        pending["positives"].append(pos_scores)
-        pending["kept"].append(window_scores[sel.kept])
-        pending["filtered"].extend(filtered)
-        pending["not_sampled"].append(window_scores[sel.not_sampled])
-        if pos_scores.size and unlabeled_scores.size:
-            top = np.nanmax(unlabeled_scores) if np.isnan(unlabeled_scores).any() else unlabeled_scores.max()
-            self.above_lowest += bool(top > pos_scores.min())
-            self.above_all += bool(top > pos_scores.max())
+        pending["positives"].extend(pos_scores)
+        pending["kept"].append(window_scores[codes == KEPT])
+        # REASONS after the exclusions (score filters, duplicates) have the codes from CODE[FILTERS[0]] up to KEPT
+        pending["filtered"].append(window_scores[(codes >= CODE[FILTERS[0]]) & (codes < KEPT)])
+        pending["not_sampled"].append(window_scores[codes == SURVIVOR])
+        has_pos = np.fromiter((p.size > 0 for p in pos_scores), dtype=bool, count=len(pos_scores))
+        lo = np.array([p.min() if p.size else np.inf for p in pos_scores])
+        hi = np.array([p.max() if p.size else np.inf for p in pos_scores])
+        self.above_lowest += int((has_pos & (top_unlabeled > lo)).sum())
+        self.above_all += int((has_pos & (top_unlabeled > hi)).sum())
 
     def freeze(self, *, output: str, fmt: str, params: dict, params_hash: str, retriever: dict,
                score_name: str, filter_score_name: str, seconds: dict[str, float]) -> MineSummary:
