@@ -128,3 +128,37 @@ def test_invalid_pipeline_names_the_field(tmp_path):
     proc = cli("run", cfg, "--json", check=2)
     err = json.loads(proc.stdout)
     assert err["exit_code"] == 2 and "cascade.stages.0.judge.similarity.ratio" in err["message"]
+
+
+def test_error_messages_print_verbatim_and_unwrapped(capsys):
+    """Brackets in a message are text, not rich markup (a "[/tmp/x]" used to raise MarkupError), and a
+    long message is not hard-wrapped at the terminal width (paths stay copyable)."""
+    import typer
+
+    from negclean.cli.console import fail
+    from negclean.errors import InputError
+
+    message = "negative_passages[3] is not an object, see [/tmp/x] and " + "/very/long/path" * 10
+    with pytest.raises(typer.Exit) as exc:
+        fail(InputError(message, path="/tmp/a.jsonl", line=3), as_json=False)
+    assert exc.value.exit_code == InputError("x").exit_code
+    err = capsys.readouterr().err
+    assert err == f"error: /tmp/a.jsonl:3: {message}\n"
+
+
+def test_inspect_prints_bracketed_texts_as_text(tmp_path):
+    """Passage texts and ids are data: "[/x]" or "[bold]" in them is printed, not parsed as rich markup."""
+    from typer.testing import CliRunner
+
+    from negclean.cli.main import app
+
+    data = tmp_path / "in.jsonl"
+    data.write_text(json.dumps({"query_id": "q[1]", "query": "what is [/x]?", "positive_passages": [
+        {"docid": "p", "text": "a [bold]positive[/bold] text"}], "negative_passages": [
+        {"docid": "n[2]", "text": "closing [/tmp/x] tag"}]}) + "\n")
+    res = CliRunner().invoke(app, ["judge", str(data), "--cascade", "screen", "-o", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    res = CliRunner().invoke(app, ["inspect", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())
+    assert "what is [/x]?" in out and "a [bold]positive[/bold] text" in out and "[/tmp/x]" in out

@@ -58,19 +58,20 @@ def compare_command(
 
 def _print_tables(result, *, alpha: float) -> None:
     from rich.console import Console
+    from rich.markup import escape  # run names are data, not markup
     from rich.table import Table
 
     console = Console()
     for t in result.tables:
-        table = Table(title=f"{t.measure} ({t.queries} queries, baseline {t.baseline})")
+        table = Table(title=f"{t.measure} ({t.queries} queries, baseline {escape(t.baseline)})")
         for col in ("system", "mean", "Δ", "Δ 95% CI", "p t-test", "p random.", "p Holm", "W/L/T"):
             table.add_column(col, justify="left" if col == "system" else "right")
         for r in t.rows:
             if r.delta is None:
-                table.add_row(r.name, f"{r.mean:.4f}", "", "", "", "", "", "")
+                table.add_row(escape(r.name), f"{r.mean:.4f}", "", "", "", "", "", "")
                 continue
             mark = "*" if r.p_holm is not None and r.p_holm < alpha else ""
-            table.add_row(r.name, f"{r.mean:.4f}", f"{r.delta:+.4f}{mark}",
+            table.add_row(escape(r.name), f"{r.mean:.4f}", f"{r.delta:+.4f}{mark}",
                           f"[{r.delta_ci[0]:+.4f}, {r.delta_ci[1]:+.4f}]", f"{r.p_ttest:.4f}",
                           f"{r.p_randomisation:.4f}", f"{r.p_holm:.4f}", f"{r.wins}/{r.losses}/{r.ties}")
         console.print(table)

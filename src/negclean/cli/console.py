@@ -22,8 +22,11 @@ def fail(exc: NegcleanError, *, as_json: bool) -> None:
         emit_json({"error": type(exc).__name__, "message": str(exc), "exit_code": exc.exit_code})
     else:
         from rich.console import Console
+        from rich.text import Text
 
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+        # the message as plain text (a "[3]" in it is not markup), never hard-wrapped: a path stays copyable
+        Console(stderr=True, soft_wrap=True).print(Text.assemble(("error:", "bold red"), " ", str(exc)),
+                                                   highlight=False)
     raise typer.Exit(exc.exit_code)
 
 
@@ -91,9 +94,11 @@ def print_run_summary(summary: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from rich.markup import escape
+
     console = Console(width=None if sys.stdout.isatty() else 120)
     read = summary.get("read", {})
-    console.print(f"[bold]input[/] {summary.get('input')} ({read.get('format')}): read {read.get('read')}, "
+    console.print(f"[bold]input[/] {escape(str(summary.get('input')))} ({read.get('format')}): read {read.get('read')}, "
                   f"ok {read.get('ok')}, rejected {read.get('rejected')}"
                   + (f", warnings {read.get('warnings')}" if read.get("warnings") else ""))
     cas = summary.get("cascade")
@@ -125,13 +130,13 @@ def print_run_summary(summary: dict) -> None:
                 console.print("audit: " + s["miss_estimate"]["text"])
             if s.get("undecided_reasons"):
                 top = sorted(s["undecided_reasons"].items(), key=lambda kv: -kv[1])[:3]
-                console.print(f"undecided at {s['name']}: " + "; ".join(f"{n}x {r}" for r, n in top))
+                console.print(f"undecided at {s['name']}: " + "; ".join(f"{n}x {escape(r)}" for r, n in top))
         console.print(f"[bold]false negatives[/] {cas['false_negatives']} in {cas['instances_with_fn']} of "
                       f"{cas['instances']} instances ({cas['candidates']} candidates); ambiguous (over cap) "
                       f"{cas['ambiguous']}; undecided at the end {cas['undecided_final']}; cost ${cas['cost']:.4f}")
     fix = summary.get("fix")
     if fix:
-        console.print(f"[bold]fix[/] {fix.get('operation')}: wrote {fix['written']} -> {fix.get('output')}; "
+        console.print(f"[bold]fix[/] {fix.get('operation')}: wrote {fix['written']} -> {escape(str(fix.get('output')))}; "
                       f"removed {fix['dropped_removed']}, dropped ambiguous {fix['dropped_ambiguous']}, "
                       f"changed {fix['changed']}, relabeled {fix['relabeled']}, negatives removed "
                       f"{fix['negatives_removed']}, undecided kept {fix['undecided_kept']}")
@@ -140,4 +145,4 @@ def print_run_summary(summary: dict) -> None:
         console.print(("[green]" if ok else "[red]") + f"counts reconcile: {ok}[/] "
                       "(read = written + removed + ambiguous + rejected)")
     if summary.get("stopped"):
-        console.print(f"[yellow]stopped:[/] {summary['stopped']}")
+        console.print(f"[yellow]stopped:[/] {escape(str(summary['stopped']))}")

@@ -43,10 +43,12 @@ def inspect_run(run_dir: Path, *, query_id: str | None, flagged: bool, index: in
     from rich.console import Console
     from rich.table import Table
 
+    from rich.markup import escape  # texts and ids are data, not markup
+
     console = Console()
-    console.print(f"[bold]query[/] {inst.query_id} (line {inst.line}): {inst.query}")
+    console.print(f"[bold]query[/] {escape(inst.query_id)} (line {inst.line}): {escape(inst.query)}")
     for p in inst.positives:
-        console.print(f"[green]positive[/] {p.docid}: {p.text[:300]}")
+        console.print(f"[green]positive[/] {escape(p.docid)}: {escape(p.text[:300])}")
     t = Table(show_lines=True)
     for col in ("#", "docid", "final", "stages", "text"):
         t.add_column(col)
@@ -57,6 +59,7 @@ def inspect_run(run_dir: Path, *, query_id: str | None, flagged: bool, index: in
             f" p={v.confidence:.2f}" if v.confidence is not None else "")
         if i in fns:
             final = f"[bold red]FALSE NEGATIVE[/] {final}"
-        trail = "\n".join(f"{s}: {t.label.value}" + (f" ({t.reason[:60]})" if t.reason else "") for s, t in c.trail)
-        t.add_row(str(i + 1), p.docid, final, trail, p.text[:200])
+        trail = "\n".join(f"{s}: {t.label.value}" + (f" ({escape(t.reason[:60])})" if t.reason else "")
+                          for s, t in c.trail)
+        t.add_row(str(i + 1), escape(p.docid), final, trail, escape(p.text[:200]))
     console.print(t)
