@@ -154,17 +154,22 @@ def select_chunk(filter_scores: np.ndarray, *, valid: np.ndarray, exclusions: Ma
             # in rank order, check only as many as are still missing, until enough are found or none is left
             found = np.zeros(n, dtype=np.int64)
             unchecked = codes == SURVIVOR
-            while True:
-                need = num_negatives - found
-                batch = unchecked & (np.cumsum(unchecked, axis=1) <= need[:, None])
-                rows, cols = np.nonzero(batch)
-                if rows.size == 0:
+            active = np.arange(n)  # rows that may still need checks
+            while active.size:
+                sub = unchecked[active]
+                need = num_negatives - found[active]
+                r, cols = np.nonzero(sub & (np.cumsum(sub, axis=1, dtype=np.int32) <= need[:, None]))
+                if r.size == 0:
                     break
+                rows = active[r]
                 dup = np.asarray(is_duplicate(rows, cols), dtype=bool)
                 codes[rows[dup], cols[dup]] = CODE["duplicate"]
                 unchecked[rows, cols] = False
                 examined += np.bincount(rows, minlength=n)
                 found += np.bincount(rows[~dup], minlength=n)
+                # a row without a duplicate in its batch has all it needs, or nothing left to check
+                active = np.unique(rows[dup])
+                active = active[unchecked[active].any(axis=1)]
         else:  # random and SimANS sample from duplicate-free candidates: check them all
             rows, cols = np.nonzero(codes == SURVIVOR)
             if rows.size:
@@ -174,7 +179,7 @@ def select_chunk(filter_scores: np.ndarray, *, valid: np.ndarray, exclusions: Ma
     alive = codes == SURVIVOR
     survivors = alive.sum(axis=1)
     if sampling == "top":
-        codes[alive & (np.cumsum(alive, axis=1) <= num_negatives)] = KEPT
+        codes[alive & (np.cumsum(alive, axis=1, dtype=np.int32) <= num_negatives)] = KEPT
     else:
         for r in np.flatnonzero(survivors > num_negatives):
             cols = np.flatnonzero(alive[r])
