@@ -162,3 +162,23 @@ def test_inspect_prints_bracketed_texts_as_text(tmp_path):
     assert res.exit_code == 0, res.output
     out = " ".join(res.output.split())
     assert "what is [/x]?" in out and "a [bold]positive[/bold] text" in out and "[/tmp/x]" in out
+
+
+def test_config_paths_expand_home_and_environment_variables(tmp_path, monkeypatch):
+    """Pipeline and experiment YAMLs resolve paths alike: ~ and $VARS expanded, the rest relative to the file."""
+    from negclean.experiment.config import load_experiment
+    from negclean.pipeline import load_pipeline
+
+    monkeypatch.setenv("NEGCLEAN_TEST_DATA", str(tmp_path / "data"))
+    (tmp_path / "cfg").mkdir()
+    pipe = tmp_path / "cfg" / "p.yaml"
+    pipe.write_text("input: $NEGCLEAN_TEST_DATA/train.jsonl\noutput_dir: runs/x\ncascade: screen\n")
+    cfg = load_pipeline(pipe)
+    assert cfg.input == str(tmp_path / "data" / "train.jsonl")
+    assert cfg.output_dir == str(tmp_path / "cfg" / "runs" / "x")
+    exp = tmp_path / "cfg" / "e.yaml"
+    exp.write_text("output_dir: ${NEGCLEAN_TEST_DATA}/exp\ndata: {input: t.jsonl}\ncascade: screen\n"
+                   "train: {kind: retriever}\neval: {sets: [{name: t, beir: ~/beir, split: test}]}\n")
+    e = load_experiment(exp)
+    assert str(e.output_dir) == str(tmp_path / "data" / "exp")
+    assert str(e.eval.sets[0].beir) == str(Path.home() / "beir")

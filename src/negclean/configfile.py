@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,12 @@ def read_yaml(path: Path, *, missing: str) -> Any:
         raise ConfigError(f"{path}: {missing}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+
+
+def resolve_path(base: Path, value: str) -> str:
+    """A path written in a config file: ``~`` and ``$VARS`` expanded, relative to the file's folder ``base``."""
+    p = Path(os.path.expandvars(os.path.expanduser(value)))
+    return str(p if p.is_absolute() else base / p)
 
 
 def invalid_config(exc: ValidationError, heading: str, *, root: str = "") -> ConfigError:

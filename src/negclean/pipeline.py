@@ -19,7 +19,7 @@ from negclean.cascade.outcome import outcome_from_row, outcome_row, read_verdict
 from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
 from negclean.cascade.store import JudgmentStore
-from negclean.configfile import invalid_config, read_yaml
+from negclean.configfile import invalid_config, read_yaml, resolve_path
 from negclean.errors import BudgetExceeded, ConfigError, InputError
 from negclean.fix.operations import FixCounts, Operation, fix_instance
 
@@ -57,25 +57,20 @@ def load_pipeline(path: str | Path, *, overrides: dict[str, Any] | None = None) 
     base = path.resolve().parent
     for key in ("input", "output_dir", "store"):
         if isinstance(data.get(key), str):
-            data[key] = _resolve(base, data[key])
+            data[key] = resolve_path(base, data[key])
     if isinstance(data.get("fix"), dict) and isinstance(data["fix"].get("output"), str):
-        data["fix"]["output"] = _resolve(base, data["fix"]["output"])
+        data["fix"]["output"] = resolve_path(base, data["fix"]["output"])
     if isinstance(data.get("mine"), dict):
         for key in ("beir", "input", "cache_dir"):
             if isinstance(data["mine"].get(key), str):
-                data["mine"][key] = _resolve(base, data["mine"][key])
+                data["mine"][key] = resolve_path(base, data["mine"][key])
     if isinstance(data.get("cascade"), str):  # a preset name or a cascade YAML path
         from negclean.presets import load_cascade_dict
 
         ref = data["cascade"]
-        data["cascade"] = load_cascade_dict(_resolve(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
+        data["cascade"] = load_cascade_dict(resolve_path(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
     data.update(overrides or {})
     return validate_pipeline(data, source=str(path))
-
-
-def _resolve(base: Path, value: str) -> str:
-    p = Path(os.path.expanduser(value))
-    return str(p if p.is_absolute() else base / p)
 
 
 def validate_pipeline(data: dict, *, source: str = "config") -> PipelineConfig:

@@ -10,8 +10,24 @@ import typer
 train_app = typer.Typer(no_args_is_help=True, help="Fine-tune a retriever (bi-encoder) or reranker (cross-encoder) "
                         "on an instance file with the sentence-transformers trainers.")
 
+# options both commands take (declared once; typer reads them per command)
 _INPUT = typer.Argument(..., help="instances file (JSONL, JSONL.gz or Parquet; any supported format)")
 _OUTPUT = typer.Option(..., "--output", "-o", help="folder for the trained model (replaced when training succeeds)")
+_MODEL = typer.Option(None, "--model", "-m", help="base model (default all-MiniLM-L6-v2, offline)")
+_EPOCHS = typer.Option(None, "--epochs", help="default 1")
+_LR = typer.Option(None, "--lr", help="learning rate (default 2e-5)")
+_WARMUP = typer.Option(None, "--warmup-ratio", help="default 0.1")
+_HARD_NEGATIVES = typer.Option(None, "--hard-negatives", "-k", help="per query (default 7)")
+_QUERY_PREFIX = typer.Option(None, "--query-prefix", help='e.g. "query: "')
+_PASSAGE_PREFIX = typer.Option(None, "--passage-prefix", help='e.g. "passage: "')
+_NO_TITLE = typer.Option(False, "--no-title", help="passages without their title")
+_SEED = typer.Option(None, "--seed", help="default 42")
+_MAX_STEPS = typer.Option(None, "--max-steps", help="stop after N steps (trials)")
+_THREADS = typer.Option(None, "--threads", help="torch CPU threads")
+_DEVICE = typer.Option(None, "--device", help="cpu, cuda, mps (default: best available)")
+_CONFIG = typer.Option(None, "--config", help="YAML with training options (flags override)")
+_FORMAT = typer.Option(None, "--format", "-f", help="input format (default: detected)")
+_JSON = typer.Option(False, "--json", help="print the result as JSON")
 
 
 def _options(config: Optional[Path], flags: dict[str, Any], *, kind: str):
@@ -21,12 +37,9 @@ def _options(config: Optional[Path], flags: dict[str, Any], *, kind: str):
 
     data: dict[str, Any] = {}
     if config is not None:
-        import yaml
+        from negclean.configfile import read_yaml
 
-        try:
-            loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{config}: cannot read training options: {exc}") from None
+        loaded = read_yaml(config, missing="no such training options file") or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{config}: expected a mapping of training options")
         data.update(loaded.get("train", loaded))
@@ -68,24 +81,24 @@ def _common_flags(model, epochs, batch_size, lr, warmup_ratio, hard_negatives, m
 def retriever(
     input: Path = _INPUT,
     output: Path = _OUTPUT,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="base model (default all-MiniLM-L6-v2, offline)"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="default 1"),
+    model: Optional[str] = _MODEL,
+    epochs: Optional[int] = _EPOCHS,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="queries per batch (default 32)"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default 2e-5)"),
-    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", help="default 0.1"),
-    hard_negatives: Optional[int] = typer.Option(None, "--hard-negatives", "-k", help="per query (default 7)"),
+    lr: Optional[float] = _LR,
+    warmup_ratio: Optional[float] = _WARMUP,
+    hard_negatives: Optional[int] = _HARD_NEGATIVES,
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="token limit (default: model's)"),
-    query_prefix: Optional[str] = typer.Option(None, "--query-prefix", help='e.g. "query: "'),
-    passage_prefix: Optional[str] = typer.Option(None, "--passage-prefix", help='e.g. "passage: "'),
-    no_title: bool = typer.Option(False, "--no-title", help="passages without their title"),
+    query_prefix: Optional[str] = _QUERY_PREFIX,
+    passage_prefix: Optional[str] = _PASSAGE_PREFIX,
+    no_title: bool = _NO_TITLE,
     scale: Optional[float] = typer.Option(None, "--scale", help="InfoNCE scale = 1/temperature (default 20)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="default 42"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="stop after N steps (trials)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads"),
-    device: Optional[str] = typer.Option(None, "--device", help="cpu, cuda, mps (default: best available)"),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with training options (flags override)"),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="input format (default: detected)"),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    seed: Optional[int] = _SEED,
+    max_steps: Optional[int] = _MAX_STEPS,
+    threads: Optional[int] = _THREADS,
+    device: Optional[str] = _DEVICE,
+    config: Optional[Path] = _CONFIG,
+    fmt: Optional[str] = _FORMAT,
+    as_json: bool = _JSON,
 ):
     """Bi-encoder with InfoNCE: each query's hard negatives plus in-batch negatives; positives rotate by epoch."""
     flags = _common_flags(model, epochs, batch_size, lr, warmup_ratio, hard_negatives, max_seq_length, query_prefix,
@@ -98,24 +111,24 @@ def retriever(
 def reranker(
     input: Path = _INPUT,
     output: Path = _OUTPUT,
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="base model (default all-MiniLM-L6-v2, offline)"),
+    model: Optional[str] = _MODEL,
     loss: Optional[str] = typer.Option(None, "--loss", help="bce (binary, default), listnet or lambda (listwise)"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="default 1"),
+    epochs: Optional[int] = _EPOCHS,
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="rows per batch: pairs (bce) or queries"),
-    lr: Optional[float] = typer.Option(None, "--lr", help="learning rate (default 2e-5)"),
-    warmup_ratio: Optional[float] = typer.Option(None, "--warmup-ratio", help="default 0.1"),
-    hard_negatives: Optional[int] = typer.Option(None, "--hard-negatives", "-k", help="per query (default 7)"),
+    lr: Optional[float] = _LR,
+    warmup_ratio: Optional[float] = _WARMUP,
+    hard_negatives: Optional[int] = _HARD_NEGATIVES,
     max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="token limit of query + passage"),
-    query_prefix: Optional[str] = typer.Option(None, "--query-prefix"),
-    passage_prefix: Optional[str] = typer.Option(None, "--passage-prefix"),
-    no_title: bool = typer.Option(False, "--no-title", help="passages without their title"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="default 42"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="stop after N steps (trials)"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="torch CPU threads"),
-    device: Optional[str] = typer.Option(None, "--device"),
-    config: Optional[Path] = typer.Option(None, "--config", help="YAML with training options (flags override)"),
-    fmt: Optional[str] = typer.Option(None, "--format", "-f", help="input format (default: detected)"),
-    as_json: bool = typer.Option(False, "--json", help="print the result as JSON"),
+    query_prefix: Optional[str] = _QUERY_PREFIX,
+    passage_prefix: Optional[str] = _PASSAGE_PREFIX,
+    no_title: bool = _NO_TITLE,
+    seed: Optional[int] = _SEED,
+    max_steps: Optional[int] = _MAX_STEPS,
+    threads: Optional[int] = _THREADS,
+    device: Optional[str] = _DEVICE,
+    config: Optional[Path] = _CONFIG,
+    fmt: Optional[str] = _FORMAT,
+    as_json: bool = _JSON,
 ):
     """Cross-encoder: binary (query, passage, label) rows or listwise rows; positives rotate by epoch."""
     flags = _common_flags(model, epochs, batch_size, lr, warmup_ratio, hard_negatives, max_seq_length, query_prefix,

@@ -5,13 +5,12 @@ Relative paths are relative to the YAML file's folder; ``~`` and ``$VARS`` are e
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from negclean.configfile import invalid_config, read_yaml
+from negclean.configfile import invalid_config, read_yaml, resolve_path
 from negclean.errors import ConfigError
 from negclean.train.config import TrainConfig
 
@@ -106,11 +105,6 @@ class ExperimentConfig(BaseModel):
         return self.train.model_copy(update={"seed": self.seed, "threads": self.threads or self.train.threads})
 
 
-def _resolve(base: Path, value: str) -> str:
-    p = Path(os.path.expandvars(os.path.expanduser(value)))
-    return str(p if p.is_absolute() else base / p)
-
-
 def load_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None) -> ExperimentConfig:
     """Read and validate an experiment YAML; errors name the file and each offending field."""
     path = Path(path)
@@ -121,28 +115,28 @@ def load_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
     data.update(overrides or {})
     for key in ("output_dir", "store", "cache_dir"):
         if isinstance(data.get(key), str):
-            data[key] = _resolve(base, data[key])
+            data[key] = resolve_path(base, data[key])
     src = data.get("data")
     if isinstance(src, dict):
         if isinstance(src.get("input"), str):
-            src["input"] = _resolve(base, src["input"])
+            src["input"] = resolve_path(base, src["input"])
         if isinstance(src.get("mine"), dict):
             for key in ("beir", "input", "corpus", "cache_dir"):
                 if isinstance(src["mine"].get(key), str):
-                    src["mine"][key] = _resolve(base, src["mine"][key])
+                    src["mine"][key] = resolve_path(base, src["mine"][key])
     ev = data.get("eval")
     if isinstance(ev, dict):
         for s in ev.get("sets") or []:
             if isinstance(s, dict) and isinstance(s.get("beir"), str):
-                s["beir"] = _resolve(base, s["beir"])
+                s["beir"] = resolve_path(base, s["beir"])
         fs = ev.get("first_stage")
         if isinstance(fs, str) and fs != "bm25" and (base / fs).exists():
-            ev["first_stage"] = _resolve(base, fs)
+            ev["first_stage"] = resolve_path(base, fs)
     if isinstance(data.get("cascade"), str):
         from negclean.presets import load_cascade_dict
 
         ref = data["cascade"]
-        data["cascade"] = load_cascade_dict(_resolve(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
+        data["cascade"] = load_cascade_dict(resolve_path(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
     return validate_experiment(data, source=str(path))
 
 
