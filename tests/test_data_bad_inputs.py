@@ -164,3 +164,7 @@ def test_warnings_are_logged_with_file_and_line_up_to_the_limit(caplog):
     assert "1 more warnings and rejections not shown" in messages[1]
     assert len(messages) == 2
     assert reader.stats.warnings["duplicate_docid"] == 2  # counted even when not shown
+    caplog.clear()
+    quiet = read_instances(BAD / "duplicate_docids.jsonl", log_limit=0)  # a second pass over a logged file
+    list(quiet)
+    assert caplog.records == [] and quiet.stats.warnings["duplicate_docid"] == 2

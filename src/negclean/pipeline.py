@@ -177,12 +177,13 @@ def _write_summary(out_dir: Path, summary: dict) -> None:
 
 def run_fix(*, input_path: str, verdicts_path: str, output_path: str, operation: Operation, fmt: str | None = None,
             out_fmt: str | None = None, on_error: str = "skip", drop_undecided: bool = False,
-            max_false_negatives: int | None = None, reject_path: str | None = None) -> dict:
-    """Apply a fix operation from a verdicts file (made by `negclean judge` from the same input)."""
+            max_false_negatives: int | None = None, reject_path: str | None = None, log_limit: int = 20) -> dict:
+    """Apply a fix operation from a verdicts file (made by `negclean judge` from the same input).
+    ``log_limit=0``: log no reader warnings (for callers that read the same input before and logged them)."""
     from negclean.data.io import open_writer, read_instances
 
     counts = FixCounts()
-    reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=reject_path)
+    reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit)
     rows = read_verdict_rows(verdicts_path)
     with open_writer(output_path, fmt=out_fmt, like=reader) as writer:
         for inst in reader:

@@ -63,7 +63,7 @@ def read_instances(
         reject_path: where rejected lines go, as JSON Lines {path, line, reason, raw} (gzip if ``.gz``);
             created (empty) even when nothing is rejected, so a rerun never leaves a stale one. Written as
             lines are rejected (not atomically), so it also holds the line that stopped an on_error="fail" run.
-        log_limit: how many warnings and rejections are logged one by one (all are counted).
+        log_limit: how many warnings and rejections are logged one by one (all are counted); 0 logs none.
 
     Returns:
         An iterable of ``Instance`` (each with ``line`` set) with a ``stats`` property (``ReadStats``).

@@ -196,7 +196,7 @@ class ExperimentRunner:
             path.parent.mkdir(parents=True, exist_ok=True)
             summary = run_fix(input_path=input_path, verdicts_path=verdicts, output_path=str(path), operation=op,
                               fmt=fmt, on_error=self.cfg.data.on_error, drop_undecided=self.cfg.drop_undecided,
-                              reject_path=str(path) + ".rejects.jsonl")
+                              reject_path=str(path) + ".rejects.jsonl", log_limit=0)  # judging logged them
             if not summary.get("reconciled", False):
                 raise ConfigError(f"fix '{name}' did not reconcile its counts: {summary['fix']}")
             out[name] = {"path": str(path), "verdicts": verdicts, **summary["fix"]}

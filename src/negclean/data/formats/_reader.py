@@ -249,7 +249,7 @@ class InstanceReader:
         finally:
             if rejects is not None:
                 rejects.close()
-            if self._unlogged:
+            if self._unlogged and self._log_limit > 0:  # log_limit=0: silent (all still counted)
                 log.warning(
                     "%s: %d more warnings and rejections not shown; %s", self.path, self._unlogged, self.stats.summary()
                 )
