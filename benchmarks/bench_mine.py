@@ -1,8 +1,8 @@
 """Hard-negative mining: negclean vs sentence-transformers' ``mine_hard_negatives``; negclean at scale.
 
     python benchmarks/bench_mine.py scifact [--cold]                    # same data, model and settings
-    python benchmarks/bench_mine.py scale --sizes 10000,100000,1000000  # synthetic embeddings, 1,000 queries
-    python benchmarks/bench_mine.py queries --size 100000 --queries 1000,10000,50000
+    python benchmarks/bench_mine.py scale --sizes 10000,100000,1000000 --repeat 2  # synthetic, 1,000 queries
+    python benchmarks/bench_mine.py queries --size 100000 --queries 1000,10000,50000 --repeat 5 --no-dedup-too
 
 Every measurement runs in a fresh Python process, so its peak RSS (VmHWM) belongs to that run only; the
 process also reports its CPU seconds (user + system, all threads), which is what to compare on a shared
@@ -22,6 +22,9 @@ filtered candidates first and then skips the first 10 of what is left.
 ``scale`` / ``queries``: synthetic clustered unit vectors (dim 384) stand in for embeddings (no model); each
 query is a noisy copy of its positive. Both tools get the same vectors (negclean through a memory-mapped .npy
 and a query encoder that computes vectors on demand; sentence-transformers through its encode functions).
+
+``--repeat N`` runs every tool N times, interleaved (so that a change in machine load hits both), and adds a
+table of medians, ranges and ratios to sentence-transformers.
 
 Results: printed as Markdown and written with --json; the numbers of record are in RESULTS-mine.md.
 """
