@@ -9,7 +9,7 @@ import pytest
 from negclean.errors import ConfigError
 from negclean.mine.config import MineConfig, parse_range
 from negclean.mine.select import (KEPT, query_rng, sample_positions, score_filter_masks, select, select_chunk,
-                                  simans_probabilities, window_positions)
+                                  simans_probabilities, window_columns)
 
 
 def test_parse_range():
@@ -37,11 +37,16 @@ def test_config_errors_are_actionable(tmp_path):
     assert cfg.params()["rank_range"] == "5:50" and "beir" not in cfg.params()
 
 
-def test_window_positions_skip_and_pad():
+def test_window_columns_skip_and_pad():
     row = np.array([7, 3, 9, 1, -1, -1])
-    assert window_positions(row, 0, 3).tolist() == [0, 1, 2]
-    assert window_positions(row, 1, 6).tolist() == [1, 2, 3]  # ranks 2..6, empty slots dropped
-    assert window_positions(row, 5, 10).tolist() == []
+
+    def window_positions(start, end):  # window columns that hold a candidate
+        cols = np.arange(row.size)[window_columns(row.size, start, end)]
+        return cols[row[cols] >= 0]
+
+    assert window_positions(0, 3).tolist() == [0, 1, 2]
+    assert window_positions(1, 6).tolist() == [1, 2, 3]  # ranks 2..6, empty slots dropped
+    assert window_positions(5, 10).tolist() == []
 
 
 def test_ratio_filter_is_sign_safe():

@@ -92,9 +92,8 @@ def count_lines(path: str) -> int | None:
 def print_run_summary(summary: dict) -> None:
     """Read counts, the cascade funnel per stage, false negatives, fix counts, money."""
     from rich.console import Console
-    from rich.table import Table
-
     from rich.markup import escape
+    from rich.table import Table
 
     console = Console(width=None if sys.stdout.isatty() else 120)
     read = summary.get("read", {})

@@ -41,9 +41,8 @@ def inspect_run(run_dir: Path, *, query_id: str | None, flagged: bool, index: in
         print(json.dumps(row, indent=2, ensure_ascii=False))
         return
     from rich.console import Console
-    from rich.table import Table
-
     from rich.markup import escape  # texts and ids are data, not markup
+    from rich.table import Table
 
     console = Console()
     console.print(f"[bold]query[/] {escape(inst.query_id)} (line {inst.line}): {escape(inst.query)}")

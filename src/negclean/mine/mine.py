@@ -26,7 +26,7 @@ from negclean.mine.beir import BeirFolder, Corpus, read_corpus, read_queries
 from negclean.mine.config import MineConfig
 from negclean.mine.dedup import DuplicateFinder
 from negclean.mine.retrievers import Retrieved, Retriever, build_retriever
-from negclean.mine.select import query_rng, select_chunk
+from negclean.mine.select import OUTSIDE, query_rng, select_chunk, window_columns
 from negclean.mine.summary import MineStats, MineSummary
 
 Progress = Callable[[str, int, int], None]
@@ -226,13 +226,14 @@ def _mine_chunk(chunk: Sequence[QuerySpec], res: Retrieved, corpus: Corpus, cfg:
     exc_rows, exc_docs = _pairs(chunk, "excluded")
     is_pos = np.isin(keys, pos_rows * stride + pos_docs)
     is_exc = np.isin(keys, exc_rows * stride + exc_docs) if exc_docs.size else np.zeros_like(is_pos)
-    win = slice(start, max(start, min(end, indices.shape[1])))
+    win = window_columns(indices.shape[1], start, end)
     w_idx, w_filter = indices[:, win], res.filter_scores[:, win]
     pos_filter = [np.asarray(f, dtype=np.float64) for f in res.doc_filter_scores]
     s_pos = np.array([f.min() if f.size else np.nan for f in pos_filter])
+    positives = [_positive_passages(q, corpus) for q in chunk]
     check = None
     if finder is not None:
-        dup = finder.for_chunk([(_positive_passages(q, corpus), q.text, q.positives) for q in chunk])
+        dup = finder.for_chunk([(p, q.text, q.positives) for p, q in zip(positives, chunk)])
         check = lambda rows, cols: dup(rows, w_idx[rows, cols])  # noqa: E731
     rngs = None if cfg.sampling == "top" else [query_rng(cfg.seed, q.query_id) for q in chunk]
     sel = select_chunk(w_filter, valid=valid[:, win], exclusions={"positive": is_pos[:, win],
@@ -257,6 +258,7 @@ def _mine_chunk(chunk: Sequence[QuerySpec], res: Retrieved, corpus: Corpus, cfg:
     ids, texts, titles = corpus.ids, corpus.texts, corpus.titles
     pos_at = np.concatenate([[0], np.cumsum([len(q.positives) for q in chunk])]).tolist()
     pos_rank_list = pos_rank.tolist()
+    candidates = (sel.codes != OUTSIDE).sum(axis=1).tolist()
     out: list[Instance] = []
     for i, spec in enumerate(chunk):
         shortfall = int(sel.shortfall[i])
@@ -272,10 +274,10 @@ def _mine_chunk(chunk: Sequence[QuerySpec], res: Retrieved, corpus: Corpus, cfg:
             negatives = tuple(Passage(ids[d], texts[d], titles[d], s, r)
                               for d, s, r in zip(docs[a:b], scores[a:b], ranks[a:b]))
         pos_out = tuple(replace(p, score=round(float(s), 6), rank=r or None)
-                        for p, s, r in zip(_positive_passages(spec, corpus), res.doc_scores[i],
+                        for p, s, r in zip(positives[i], res.doc_scores[i],
                                            pos_rank_list[pos_at[i]:pos_at[i + 1]]))
         meta = dict(spec.base.meta) if spec.base is not None else {}
-        meta["negclean_mine"] = {**params, "candidates": int(valid[i, win].sum()),
+        meta["negclean_mine"] = {**params, "candidates": candidates[i],
                                  "survivors": int(sel.survivors[i]), "shortfall": shortfall,
                                  "positive_score_min": None if np.isnan(s_pos[i]) else float(s_pos[i])}
         if spec.base is not None:

@@ -31,10 +31,10 @@ FILTERS = ("ratio", "margin", "max_score", "min_score")
 REASONS = EXCLUSIONS + FILTERS + ("duplicate",)
 
 
-def window_positions(indices: np.ndarray, start: int, end: int) -> np.ndarray:
-    """Positions (0-based) of retrieved documents with rank in START+1..END; ranks are 1-based."""
-    pos = np.arange(start, min(end, indices.shape[0]))
-    return pos[indices[pos] >= 0]
+def window_columns(depth: int, start: int, end: int) -> slice:
+    """Columns (0-based) of ranks START+1..END in retrieval results ``depth`` columns wide (ranks are
+    1-based); a column whose index is -1 (the corpus ran out) holds no candidate."""
+    return slice(start, max(start, min(end, depth)))
 
 
 def score_filter_masks(scores: np.ndarray, s_pos: float | None, *, ratio: float | None, margin: float | None,
@@ -190,7 +190,7 @@ def select_chunk(filter_scores: np.ndarray, *, valid: np.ndarray, exclusions: Ma
             codes[r, cols[chosen]] = KEPT
         few = survivors <= num_negatives
         codes[alive & few[:, None]] = KEPT
-    shortfall = np.maximum(0, num_negatives - np.minimum(survivors, num_negatives))
+    shortfall = np.maximum(0, num_negatives - survivors)
     return ChunkSelection(codes, survivors, shortfall, examined, applied)
 
 

@@ -229,11 +229,11 @@ class MineStats:
         # REASONS after the exclusions (score filters, duplicates) have the codes from CODE[FILTERS[0]] up to KEPT
         pending["filtered"].append(window_scores[(codes >= CODE[FILTERS[0]]) & (codes < KEPT)])
         pending["not_sampled"].append(window_scores[codes == SURVIVOR])
-        has_pos = np.fromiter((p.size > 0 for p in pos_scores), dtype=bool, count=len(pos_scores))
+        # a query without positive scores compares with +inf: never "above"
         lo = np.array([p.min() if p.size else np.inf for p in pos_scores])
         hi = np.array([p.max() if p.size else np.inf for p in pos_scores])
-        self.above_lowest += int((has_pos & (top_unlabeled > lo)).sum())
-        self.above_all += int((has_pos & (top_unlabeled > hi)).sum())
+        self.above_lowest += int((top_unlabeled > lo).sum())
+        self.above_all += int((top_unlabeled > hi).sum())
 
     def freeze(self, *, output: str, fmt: str, params: dict, params_hash: str, retriever: dict,
                score_name: str, filter_score_name: str, seconds: dict[str, float]) -> MineSummary:
