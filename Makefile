@@ -9,12 +9,15 @@ STAMP := $(VENV)/.negclean-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml scripts/install-llama.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# CPU torch first, pinned: an unpinned torch pulls a multi-GB CUDA build
 	$(PIP) install -q torch==2.13.0
+	# llama.cpp for every CPU of this architecture (no -march=native: a native build segfaults on other CPUs)
+	scripts/install-llama.sh $(PY) server
 	$(PIP) install -q -e '.[all,dev]'
+	$(PY) scripts/check_llama_build.py
 	touch $(STAMP)
 
 demo: install
