@@ -95,7 +95,7 @@ def test_mixed_row_message_names_the_detection_line(tmp_path):
     "kwargs,error,message",
     [
         ({"fmt": "jsonl"}, ConfigError, "unknown format 'jsonl'"),
-        ({"on_error": "ignore"}, ConfigError, "on_error must be"),
+        ({"on_error": "ignore"}, ConfigError, "--on-error"),
         ({"fmt": "parquet"}, InputError, "not a Parquet file"),
     ],
 )

@@ -173,7 +173,7 @@ def test_like_accepts_a_reader_or_its_stats(tmp_path):
     [
         ("o.jsonl", {}, "say which format"),
         ("o.jsonl", {"fmt": "parquet"}, "name it \\*.parquet"),
-        ("o.parquet", {"fmt": "tevatron"}, "use fmt='parquet'"),
+        ("o.parquet", {"fmt": "tevatron"}, "use --to parquet"),
         ("o.parquet", {"fmt": "flagembedding"}, "writes JSON Lines"),
         ("o.jsonl", {"fmt": "csv"}, "unknown format 'csv'"),
         ("o.jsonl", {"like": 42}, "like= must be"),

@@ -82,6 +82,12 @@ def test_skip_mode_rejects_and_reconciles(name, cascade_file, tmp_path):
                                     "output_dir": str(out_dir), "cascade": DUPLICATE,
                                     "fix": {"operation": "relabel"}}))
     code, out, err, exc = invoke("run", pipe, "--json")
+    if exp["ok"] == 0:  # every line rejected: nothing was read, which is an error (exit 3), not an empty run
+        assert exc is None and code == 3 and "nothing was read" in json.loads(out)["message"], (code, out, err)
+        rejects = [json.loads(line) for line in (out_dir / "rejects.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert {str(r["line"]) for r in rejects} == set(exp["rejected"])
+        assert not (out_dir / "verdicts.jsonl").exists()
+        return
     assert exc is None and code == 0, (code, out, err)
     summary = json.loads(out)
     read, fix = summary["read"], summary["fix"]
@@ -115,15 +121,14 @@ def test_undetectable_format_exits_3_saying_why(name, cascade_file, tmp_path):
     assert error["message"].startswith(str(BAD / name)) and EXPECTED[name]["detect"]["error"] in error["message"]
 
 
-def test_empty_file_with_a_format_is_an_empty_run(cascade_file, tmp_path):
+def test_empty_file_with_a_format_exits_3_as_nothing_was_read(cascade_file, tmp_path):
     pipe = tmp_path / "pipe.yaml"
     pipe.write_text(yaml.safe_dump({"input": str(BAD / "empty.jsonl"), "format": "tevatron",
                                     "output_dir": str(tmp_path / "run"), "cascade": DUPLICATE}))
     code, out, err, exc = invoke("run", pipe, "--json")
-    assert exc is None and code == 0, (code, out, err)
-    summary = json.loads(out)
-    assert summary["read"]["read"] == 0 and summary["reconciled"] is True
-    assert (tmp_path / "run" / "verdicts.jsonl").read_text() == ""
+    assert exc is None and code == 3, (code, out, err)
+    assert "nothing was read" in json.loads(out)["message"]
+    assert not (tmp_path / "run" / "verdicts.jsonl").exists()
 
 
 def test_missing_input_exits_3(cascade_file, tmp_path):

@@ -1,7 +1,10 @@
 """The injection measurement runs in CI: `benchmarks/bench_injection.py` on a few real DL19 pairs with the real
 local judge. The flip rate itself is measured, not asserted (benchmarks/RESULTS-injection.md has the numbers of
 record); what must hold is that the measurement is complete and consistent: every pair judged clean and with
-every injected text, each verdict a real label or an explicit undecided, and rates that match the rows."""
+every injected text, each verdict a real label or an explicit undecided, and rates that match the rows. The same
+pairs go through the cascade's injection guard too: every injected text is set aside (never sent, undecided), so
+no injected text moves a verdict to the label it asks for, and what the guard lets through gets the bare judge's
+verdict."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import pytest
 pytest.importorskip("llama_cpp", reason="the local judge needs llama-cpp-python (pip install 'negclean[llamacpp]')")
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("control", "instruction", "forged_structure", "chat_tokens")
+VARIANTS = ("control", "instruction", "forged_structure", "chat_tokens", "plain_turn")
 
 
 @pytest.mark.slow
@@ -41,3 +44,16 @@ def test_injection_flip_rate_is_measured_with_the_local_judge(shared_data, tmp_p
         assert v["of"] == len(clean_not) and v["flips"] == flips
         assert v["rate"] == (round(flips / len(clean_not), 4) if clean_not else None)
         assert v["undecided"] == sum(r[name]["label"] == "undecided" for r in rows)
+        assert v["to_target"] == sum(r[name]["label"] == "relevant" for r in clean_not)
+
+    guarded = result["promote_guarded"]
+    assert [r["candidate"] for r in guarded["rows"]] == [r["candidate"] for r in rows]  # the same pairs
+    for bare, row in zip(rows, guarded["rows"]):
+        for name in ("clean", "control"):
+            assert row[name]["label"] == bare[name]["label"], (name, row[name], bare[name])
+        for name in VARIANTS[1:]:  # every injected text is set aside, whatever the passage
+            assert row[name]["label"] == "undecided", row[name]
+            assert row[name]["reason"].startswith("set aside: possible prompt injection ("), row[name]
+    for name in VARIANTS[1:]:
+        assert guarded["by_variant"][name]["to_target"] == 0
+        assert guarded["by_variant"][name]["set_aside"] == len(rows)

@@ -115,11 +115,11 @@ def server():
         yield srv
 
 
-def _cascade(srv, **extra) -> CascadeConfig:
+def _cascade(srv, *, judge: dict | None = None, **extra) -> CascadeConfig:
     return CascadeConfig.model_validate({"stages": [
         {"name": "dup", "judge": {"backend": "duplicate"}, "escalate": "cleared"},
         {"name": "llm", "judge": {"backend": "openai", "model": "gpt-4o-mini", "base_url": srv.base_url,
-                                  "max_candidates": 10, "concurrency": 4}}],
+                                  "max_candidates": 10, "concurrency": 4, **(judge or {})}}],
         "prices": {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}, "chunk_size": 1, **extra})
 
 
@@ -182,18 +182,21 @@ def test_rerun_reuses_shards_and_a_new_plan_starts_afresh_without_paying(tmp_pat
 def test_budget_is_never_exceeded_and_the_rerun_pays_only_the_rest(tmp_path, examples_dir, server):
     src = examples_dir / "msmarco_hn_scored.jsonl"
     start = server.requests.count
-    local = run_judge(input_path=str(src), cascade=_cascade(server), output_dir=tmp_path / "local")
+    # each call reserves its worst case (max_tokens of output) before it is sent: keep max_tokens near what the
+    # test server answers, so that a shard's share of the budget fits a few calls
+    short = {"max_tokens": 200}
+    local = run_judge(input_path=str(src), cascade=_cascade(server, judge=short), output_dir=tmp_path / "local")
     full_cost, calls = local["cascade"]["cost"], server.requests.count - start
     start = server.requests.count
     limit = 0.8 * full_cost  # split over 4 shards: each may spend a fifth of the whole, about two instances
     with pytest.raises(BudgetExceeded, match="--max-cost"):
-        _sharded_run(src, tmp_path / "run", server, cascade=_cascade(server, max_cost=limit))
+        _sharded_run(src, tmp_path / "run", server, cascade=_cascade(server, judge=short, max_cost=limit))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["cascade"]["cost"] <= limit and summary["stopped"]
     assert not (tmp_path / "run" / "verdicts.jsonl").exists()
     paid = server.requests.count - start
     assert 0 < paid < calls
-    final = _sharded_run(src, tmp_path / "run", server)
+    final = _sharded_run(src, tmp_path / "run", server, cascade=_cascade(server, judge=short))
     assert server.requests.count - start == calls  # as many calls as the local run: nothing paid twice
     assert final["cascade"]["false_negatives"] == local["cascade"]["false_negatives"]
 

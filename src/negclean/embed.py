@@ -7,7 +7,6 @@ Any other name or path goes to ``SentenceTransformer`` unchanged. Loaded models 
 
 from __future__ import annotations
 
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -21,6 +20,14 @@ if TYPE_CHECKING:  # pragma: no cover
     from sentence_transformers import SentenceTransformer
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
+#: Characters kept per token of a model's input limit when texts are cut before tokenizing. A safe upper bound
+#: for text that has words: WordPiece makes one [UNK] of any word over 100 characters, and the longest tokens of
+#: BPE vocabularies are shorter. Cutting first keeps memory bounded whatever the input (tokenizing a 50 MB
+#: passage took 7.98 GB) and changes no vector: the model never sees more than its first max_seq_length tokens.
+#: Not covered: text whose first CHARS_PER_TOKEN x max_seq_length characters hold fewer tokens than the
+#: limit because most of them are characters the tokenizer drops (long runs of white space).
+CHARS_PER_TOKEN = 100
+_FALLBACK_MAX_TOKENS = 512  # for a model that states no input limit
 _MINILM_NAMES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
 
 _CACHE: dict[tuple[str, str | None], "Embedder"] = {}
@@ -43,20 +50,20 @@ def resolve_model(name: str) -> str:
 def model_identity(name: str) -> str:
     """A stable id of a model's weights, used in cache keys (e.g. corpus-embedding caches).
 
-    The packaged MiniLM and hub names are identified by their canonical name; a local directory by
-    its resolved path plus the names, sizes and modification times of its files, so that
-    re-training a model in place invalidates caches built with the old weights.
+    The packaged MiniLM is identified by its canonical name; a local directory by the content of its
+    files (names and bytes, not where it lies: a copy hits the same cache entries, a model re-trained in
+    place does not); a hub name by the revision the local hub cache holds, where it holds one. Digests are
+    remembered per file (``negclean.data.digest``), so only the first call for a model reads its weights.
     """
     if is_default_minilm(name):
         return "sentence-transformers/all-MiniLM-L6-v2"
+    from negclean.data.digest import directory_digest, hub_revision
+
     path = Path(name).expanduser()
-    if not path.is_dir():
-        return name
-    digest = hashlib.sha256(str(path.resolve()).encode())
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
-        st = file.stat()
-        digest.update(f"{file.relative_to(path)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return f"{path.name}@{digest.hexdigest()[:16]}"
+    if path.is_dir():
+        return f"local-model@{directory_digest(path)[:32]}"
+    revision = hub_revision(name)
+    return name if revision is None else f"{name}@{revision}"
 
 
 class Embedder:
@@ -76,6 +83,11 @@ class Embedder:
     def identity(self) -> str:
         return model_identity(self.name)
 
+    @property
+    def max_chars(self) -> int:
+        """The longest text (prefix included) handed to the tokenizer; longer ones are cut to it."""
+        return text_char_limit(getattr(self.model, "max_seq_length", None))
+
     def encode(self, texts: Sequence[str], *, prefix: str = "", batch_size: int = 64,
                show_progress: bool = False) -> np.ndarray:
         """Encode texts (each preceded by ``prefix``, e.g. ``"query: "``) into an (n, dim) float32 array.
@@ -84,10 +96,19 @@ class Embedder:
         """
         if len(texts) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        batch = [prefix + t for t in texts] if prefix else list(texts)
+        keep = max(self.max_chars - len(prefix), 1)  # cut before prefixing: no copy of a huge text is made
+        batch = [prefix + (t if len(t) <= keep else t[:keep]) for t in texts]
         vectors = self.model.encode(batch, batch_size=batch_size, convert_to_numpy=True,
                                     normalize_embeddings=True, show_progress_bar=show_progress)
         return np.ascontiguousarray(vectors, dtype=np.float32)
+
+
+def text_char_limit(max_tokens: int | None) -> int:
+    """How many characters of a text to tokenize for a model that reads at most ``max_tokens`` tokens
+    (``CHARS_PER_TOKEN`` each; 512 tokens when the model states no limit)."""
+    if not isinstance(max_tokens, int) or not 0 < max_tokens <= 1_000_000:
+        max_tokens = _FALLBACK_MAX_TOKENS
+    return max_tokens * CHARS_PER_TOKEN
 
 
 def load_embedder(name: str = DEFAULT_MODEL, *, device: str | None = None) -> Embedder:
@@ -141,5 +162,5 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-__all__ = ["DEFAULT_MODEL", "Embedder", "clear_cache", "encode", "is_default_minilm",
-           "load_embedder", "load_model", "model_identity", "resolve_model"]
+__all__ = ["CHARS_PER_TOKEN", "DEFAULT_MODEL", "Embedder", "clear_cache", "encode", "is_default_minilm",
+           "load_embedder", "load_model", "model_identity", "resolve_model", "text_char_limit"]

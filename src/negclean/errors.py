@@ -8,6 +8,7 @@ EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_BUDGET = 4
 EXIT_BACKEND = 5
+EXIT_STORE = 6
 
 
 class NegcleanError(Exception):
@@ -47,6 +48,12 @@ class BackendError(NegcleanError):
     """A judge backend could not be reached or is misconfigured."""
 
     exit_code = EXIT_BACKEND
+
+
+class StoreError(NegcleanError):
+    """The judgment store cannot be used: not a database, another schema, read-only, disk full."""
+
+    exit_code = EXIT_STORE
 
 
 class MissingDependency(NegcleanError, ImportError):

@@ -6,6 +6,7 @@ Used by `negclean judge`, `negclean fix` and `negclean run PIPELINE.yaml`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -20,6 +21,7 @@ from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
 from negclean.cascade.store import JudgmentStore
 from negclean.configfile import invalid_config, read_yaml, resolve_path
+from negclean.data.paths import refuse_overwrite
 from negclean.errors import BudgetExceeded, ConfigError, InputError
 from negclean.fix.operations import FixCounts, Operation, fix_instance
 
@@ -114,12 +116,17 @@ def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path
     the fixed data when ``fix`` is given, and ``summary.json``. Every file appears only when complete.
     Returns the summary. Raises BudgetExceeded (summary written, outputs not) when --max-cost stops it.
     """
-    from negclean.data.io import open_writer, read_instances
+    from negclean.data.io import open_writer, read_instances, require_instances
 
     out_dir = Path(output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     store_file = store_path or str(out_dir / "judgments.sqlite")
     reject_path = out_dir / "rejects.jsonl"
+    refuse_overwrite(input_path, {
+        "the verdicts file": out_dir / "verdicts.jsonl", "the summary file": out_dir / "summary.json",
+        "the reject file": reject_path, "the store (--store)": store_file,
+        "the fixed output (fix.output)": None if fix is None or dry_run else
+        (Path(fix.output) if fix.output else default_fixed_path(input_path, out_dir))})
     t0 = time.time()
     summary: dict[str, Any] = {"input": input_path, "output_dir": str(out_dir), "store": store_file,
                                "dry_run": dry_run, "config": config_echo or {"cascade": cascade.model_dump(mode="json")}}
@@ -127,8 +134,9 @@ def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path
     fixed_path = None
     with JudgmentStore(store_file) as store, ExitStack() as stack:
         reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=str(reject_path))
+        # --max-cost counts per run: the output folder keys its spend in the store (a resume continues it)
         runner = stack.enter_context(Cascade(cascade, store=store, judges=judges, dry_run=dry_run,
-                                             on_progress=on_progress))
+                                             on_progress=on_progress, budget_scope=f"run:{out_dir.resolve()}"))
         try:
             if dry_run:
                 for _ in runner.run(reader):
@@ -146,6 +154,7 @@ def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path
                                              drop_undecided=fix.drop_undecided)
                         if fixed is not None:
                             writer.write(fixed)
+            require_instances(reader.stats, reject_path=reject_path)  # before any output is renamed into place
         except BudgetExceeded as exc:
             summary.update(_summary_parts(reader, runner, None, None, t0))
             summary["stopped"] = str(exc)
@@ -170,9 +179,20 @@ def _summary_parts(reader, runner: Cascade, fix_counts: FixCounts | None, fix_in
     return out
 
 
+def standard_json(value: Any) -> Any:
+    """``value`` with every non-finite number (a cap of ``inf``) as null: standard JSON, readable by any parser."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: standard_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [standard_json(v) for v in value]
+    return value
+
+
 def _write_summary(out_dir: Path, summary: dict) -> None:
     with atomic_text(out_dir / "summary.json") as fh:
-        json.dump(summary, fh, indent=2, ensure_ascii=False)
+        json.dump(standard_json(summary), fh, indent=2, ensure_ascii=False, allow_nan=False)
 
 
 def run_fix(*, input_path: str, verdicts_path: str, output_path: str, operation: Operation, fmt: str | None = None,
@@ -180,8 +200,10 @@ def run_fix(*, input_path: str, verdicts_path: str, output_path: str, operation:
             max_false_negatives: int | None = None, reject_path: str | None = None, log_limit: int = 20) -> dict:
     """Apply a fix operation from a verdicts file (made by `negclean judge` from the same input).
     ``log_limit=0``: log no reader warnings (for callers that read the same input before and logged them)."""
-    from negclean.data.io import open_writer, read_instances
+    from negclean.data.io import open_writer, read_instances, require_instances
 
+    refuse_overwrite(input_path, {"--output": output_path, "the reject file": reject_path})
+    refuse_overwrite(verdicts_path, {"--output": output_path, "the reject file": reject_path})
     counts = FixCounts()
     reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit)
     rows = read_verdict_rows(verdicts_path)
@@ -198,6 +220,7 @@ def run_fix(*, input_path: str, verdicts_path: str, output_path: str, operation:
             fixed = fix_instance(outcome, operation, counts=counts, drop_undecided=drop_undecided)
             if fixed is not None:
                 writer.write(fixed)
+        require_instances(reader.stats, reject_path=reject_path)
         if next(rows, None) is not None:
             raise InputError("verdicts file has more rows than the input has readable instances: "
                              "was it made from this input with the same --on-error?", path=verdicts_path)

@@ -170,7 +170,7 @@ def run_system(bench: Benchmark, system: System, *, store, timings: Timings, pri
     price = price_for("openai", price_model, prices)
     stages, tot_in, tot_out, cost, est = [], 0, 0, 0.0, 0.0
     for sc, st in zip(cfg.stages, cascade.stats.stages):
-        fp = cascade.judge_for(sc).fingerprint if sc.judge.backend in ("similarity", "qrels", "learned") else sc.judge.fingerprint()
+        fp = cascade.stage_fingerprint(sc.name)  # the key its verdicts are stored under (file content included)
         memo = getattr(cascade.judge_for(sc), "_embedder", None) if sc.judge.backend == "similarity" else None
         if isinstance(memo, MemoEmbedder):
             # screens share one encoder: time per encoded text, kept per model (a passage is one candidate)

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
 from negclean.cascade.audit import MissEstimate, estimate_misses
+from negclean.cascade.budget import Budget
+from negclean.cascade.guard import guarded, rules_in_reason
 from negclean.cascade.outcome import CandidateVerdict, InstanceOutcome
 from negclean.cascade.pricing import FREE, Price, price_for
 from negclean.cascade.stages import CascadeConfig, StageConfig
-from negclean.cascade.store import JudgmentStore, task_keys
+from negclean.cascade.store import JudgmentStore, Key, task_keys
 from negclean.data.records import Instance
 from negclean.errors import BudgetExceeded, ConfigError
 from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict
@@ -47,6 +49,9 @@ class StageStats:
     est_cost: float = 0.0
     seconds: float = 0.0
     undecided_reasons: dict[str, int] = field(default_factory=dict)
+    #: candidates not sent to the model for a possible prompt injection (undecided), and the rules that fired
+    set_aside: int = 0
+    set_aside_rules: dict[str, int] = field(default_factory=dict)
     #: the judge's own counters (requests, retries, failed calls, errors by kind) where it keeps them
     backend: dict | None = None
 
@@ -67,6 +72,8 @@ class CascadeStats:
     undecided_final: int = 0
     stages: list[StageStats] = field(default_factory=list)
     stopped_by_budget: bool = False
+    #: the --max-cost ledger (cap, spent before this run, in it, in all), see cascade.budget
+    budget: dict | None = None
     dry_run: bool = False
 
     @property
@@ -92,6 +99,18 @@ class CascadeStats:
 
 
 _MODEL_BACKENDS = frozenset({"openai", "llamacpp", "openai-batch", "vllm"})
+
+
+def _takes(judge: Judge, keyword: str) -> bool:
+    """Whether ``judge.judge`` accepts the keyword argument ``keyword``."""
+    try:
+        return keyword in inspect.signature(judge.judge).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _titles_shown(stage: StageConfig) -> bool:
+    return bool(getattr(stage.judge, "include_titles", False))
 
 
 def _takes_on_call(judge: Judge) -> bool:
@@ -130,10 +149,13 @@ class Cascade:
             stages still run, so routing to the first paid stage is exact; later paid stages get an
             upper bound: everything the first paid stage would see).
         on_progress: called with the number of instances finished after each chunk.
+        budget_scope: the key of this run's spend in the store's ledger (``negclean judge`` uses the output
+            folder): a run with the same scope continues from what it spent. None: counted from 0, in memory.
     """
 
     def __init__(self, config: CascadeConfig, *, store: JudgmentStore, judges: dict[str, Judge] | None = None,
-                 dry_run: bool = False, on_progress: Callable[[int], None] | None = None):
+                 dry_run: bool = False, on_progress: Callable[[int], None] | None = None,
+                 budget_scope: str | None = None):
         self.config = config
         self.store = store
         self.dry_run = dry_run
@@ -143,14 +165,30 @@ class Cascade:
         self._built: list[Judge] = []
         self.stats = CascadeStats(dry_run=dry_run, stages=[
             StageStats(s.name, s.judge.judge_id()) for s in config.stages])
+        self.budget = Budget(cap=config.max_cost, store=store, scope=budget_scope)
+        self.stats.budget = self.budget.as_dict()
+        # store keys per stage: a judge passed in is stored under its own fingerprint; otherwise the config's,
+        # which covers the content of the files the judge will read (equal to the built judge's, and cheap)
+        self._fingerprints: list[str] = []
+        self._by_id: list[bool] = []
         for s in config.stages:
-            store.register_judge(s.judge.fingerprint(), s.judge.judge_id(), s.judge.model_dump_json())
+            given = self._judges.get(s.name)
+            fp = s.judge.fingerprint() if given is None else given.fingerprint
+            self._fingerprints.append(fp)
+            by_id = type(s.judge).keys_by_id if given is None else bool(getattr(given, "keys_by_id", False))
+            self._by_id.append(by_id)
+            judge_id = getattr(given, "judge_id", None) or s.judge.judge_id()
+            store.register_judge(fp, judge_id, s.judge.model_dump_json())
+
+    def stage_fingerprint(self, name: str) -> str:
+        """The fingerprint that keys the verdicts of stage ``name`` in the store."""
+        return self._fingerprints[[s.name for s in self.config.stages].index(name)]
 
     def judge_for(self, stage: StageConfig) -> Judge:
         if stage.name not in self._judges:
             self._judges[stage.name] = build_judge(stage.judge)
             self._built.append(self._judges[stage.name])
-        return self._judges[stage.name]
+        return guarded(self._judges[stage.name], enabled=self._guard_on(stage), include_titles=_titles_shown(stage))
 
     def close(self) -> None:
         """Release the judges this cascade built (HTTP clients, local models); judges passed in stay open."""
@@ -165,6 +203,21 @@ class Cascade:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def _guard_on(self, stage: StageConfig) -> bool:
+        """Whether the injection guard screens this stage: LLM stages, unless the stage or the cascade turns it off."""
+        on = self.config.injection_guard if stage.injection_guard is None else stage.injection_guard
+        return on and stage.judge.backend in _MODEL_BACKENDS
+
+    def _stop_for_budget(self, stage: StageConfig) -> None:
+        """End the run: the next call's worst case does not fit under the cap (everything judged is stored)."""
+        b = self.budget
+        self.stats.stopped_by_budget = True
+        self.stats.budget = b.as_dict()
+        raise BudgetExceeded(
+            f"--max-cost reached at stage '{stage.name}': {b.refused}. Spent ${b.spent:.6f} of ${b.cap:.6f} "
+            f"(${b.spent_this_run:.6f} in this run, ${b.spent_before:.6f} before it). Everything judged so far "
+            "is stored and is not paid again: rerun the same command with a higher --max-cost to resume.")
 
     def _calls_model(self, index: int) -> bool:
         """Stages that call an LLM: skipped (estimated) in a dry run, checked against the budget."""
@@ -211,18 +264,26 @@ class Cascade:
 
     def _judge_stage(self, si: int, stage: StageConfig, tasks: list[JudgeTask]) -> list[list[Verdict]] | None:
         st = self.stats.stages[si]
-        fp = stage.judge.fingerprint()
+        fp, by_id = self._fingerprints[si], self._by_id[si]
         t0 = time.perf_counter()
-        stored = self.store.get(fp, [k for t in tasks for k in task_keys(t)])
+        keys = [task_keys(t, by_id=by_id) for t in tasks]
+        stored = self.store.get(fp, [k for ks in keys for k in ks])
         st.instances += len(tasks)
         st.candidates += sum(len(t.candidates) for t in tasks)
         pending: list[JudgeTask] = []
-        for t in tasks:
-            missing = tuple(c for c, k in zip(t.candidates, task_keys(t)) if k not in stored)
+        asked: set[Key] = set()  # each key goes to the judge once per chunk; its duplicates take that verdict
+        for t, ks in zip(tasks, keys):
+            missing = []
+            for c, k in zip(t.candidates, ks):
+                if k not in stored and k not in asked:
+                    asked.add(k)
+                    missing.append(c)
             st.from_store += len(t.candidates) - len(missing)
             if missing:
-                pending.append(JudgeTask(t.instance, missing))
+                pending.append(JudgeTask(t.instance, tuple(missing)))
         new: dict[tuple[str, str, str], Verdict] = {}
+        extra: dict = {}  # the budget, for judges that take it
+        meter = chunk_hold = None
         if pending:
             if self._calls_model(si):
                 judge = self.judge_for(stage)
@@ -237,19 +298,25 @@ class Cascade:
                     st.est_cost += est_cost
                     st.seconds += time.perf_counter() - t0
                     return None
-                limit = self.config.max_cost
-                if limit is not None and self.stats.cost + est_cost > limit:
-                    self.stats.stopped_by_budget = True
-                    raise BudgetExceeded(
-                        f"stage '{stage.name}' would spend about ${est_cost:.4f} on the next {len(pending)} "
-                        f"instance(s), which passes --max-cost ${limit:.4f} (spent ${self.stats.cost:.4f} so far). "
-                        "Everything judged so far is stored: rerun with a higher --max-cost to resume.")
+                meter = self.budget.meter(self._prices[si], stage=stage.name)
+                if _takes(judge, "budget"):  # the judge reserves each call's worst case right before sending it
+                    extra["budget"] = meter
+                else:  # a judge that cannot: hold the whole chunk's worst case before it starts
+                    chunk_hold = meter.reserve(est_in, est_out, what=f"the next {len(pending)} instance(s)")
+                    if chunk_hold is None:
+                        self._stop_for_budget(stage)
+                    if chunk_hold.recorded is not None:
+                        chunk_hold.recorded.result()
             judge = self.judge_for(stage)
             streamed = _takes_on_call(judge)
             if streamed:  # each call's verdicts are stored as it finishes: a crash loses only calls in flight
-                results = judge.judge(pending, on_call=lambda part, result: self.store.put(fp, part, result))
+                # through the store's writer thread: a lock held by another process never stalls the calls
+                results = judge.judge(pending, on_call=lambda part, result: self.store.put_later(
+                    fp, part, result, by_id=by_id), **extra)
             else:
-                results = judge.judge(pending)
+                results = judge.judge(pending, **extra)
+            if chunk_hold is not None:
+                meter.settle(chunk_hold, sum(r.tokens_in for r in results), sum(r.tokens_out for r in results))
             backend_stats = getattr(judge, "stats", None)
             if hasattr(backend_stats, "as_dict"):
                 st.backend = backend_stats.as_dict()
@@ -260,18 +327,27 @@ class Cascade:
                     raise RuntimeError(f"judge {judge.judge_id} returned {len(r.verdicts)} verdicts "
                                        f"for {len(t.candidates)} candidates")
                 if not streamed:
-                    self.store.put(fp, t, r)
-                st.judged += len(t.candidates)
+                    self.store.put(fp, t, r, by_id=by_id)
+                st.judged += sum(not rules_in_reason(v.reason) for v in r.verdicts)  # set aside: not sent
                 st.tokens_in += r.tokens_in
                 st.tokens_out += r.tokens_out
                 st.cost += self._prices[si].cost(r.tokens_in, r.tokens_out)
-                for k, v in zip(task_keys(t), r.verdicts):
+                for k, v in zip(task_keys(t, by_id=by_id), r.verdicts):
                     new[k] = v
             st.tasks_sent += len(pending)
+            # report what the store holds (first wins: another process may have stored a pair before us), so a
+            # rerun served from the store gives exactly these verdicts; failed calls' verdicts are not stored
+            flush = getattr(self.store, "flush", None)
+            if flush is not None:
+                flush()
+            new.update(self.store.get(fp, list(new)))
+            self.stats.budget = self.budget.as_dict()
+            if meter is not None and meter.refused is not None:  # calls in flight finished and are stored
+                self._stop_for_budget(stage)
         out = []
-        for t in tasks:
+        for t, ks in zip(tasks, keys):
             vs = []
-            for k in task_keys(t):
+            for k in ks:
                 v = new.get(k) or stored[k]
                 vs.append(v)
                 self._count(st, v)
@@ -293,6 +369,11 @@ class Cascade:
             st.undecided += 1
             reason = (v.reason or "unknown")[:80]
             st.undecided_reasons[reason] = st.undecided_reasons.get(reason, 0) + 1
+            rules = rules_in_reason(v.reason or "")
+            if rules:
+                st.set_aside += 1
+                for rule in rules:
+                    st.set_aside_rules[rule] = st.set_aside_rules.get(rule, 0) + 1
 
     def _goes_on(self, stage: StageConfig, v: Verdict) -> bool:
         if v.label is Label.UNDECIDED:
@@ -311,7 +392,7 @@ class Cascade:
     def _route(self, si: int, stage: StageConfig, task: JudgeTask, vs: Sequence[Verdict], audited: set[int],
                audit_origin: dict, inst_index: int) -> tuple[int, ...]:
         st = self.stats.stages[si]
-        keys = task_keys(task)
+        keys = task_keys(task, by_id=self._by_id[si])
         go = []
         for c, k, v in zip(task.candidates, keys, vs):
             if self._goes_on(stage, v):

@@ -33,6 +33,9 @@ class StageConfig(BaseModel):
     escalate_undecided: bool = True
     audit_rate: float = Field(0.0, ge=0.0, le=1.0)
     unit: Literal["instance", "candidate"] = "candidate"
+    injection_guard: bool | None = Field(
+        None, description="LLM stages: set aside candidates that may carry a prompt injection (undecided, not "
+        "sent); default: the cascade's injection_guard")
 
     @model_validator(mode="after")
     def _check_band(self) -> "StageConfig":
@@ -56,6 +59,8 @@ class CascadeConfig(BaseModel):
     prices: dict[str, dict[str, float]] = Field(default_factory=dict)
     seed: int = 0
     chunk_size: int = Field(64, ge=1, description="instances judged together (memory and checkpoint unit)")
+    injection_guard: bool = Field(True, description="set aside candidates that may carry a prompt injection "
+                                  "before every LLM stage (a stage's own injection_guard overrides it)")
 
     @model_validator(mode="after")
     def _unique_names(self) -> "CascadeConfig":

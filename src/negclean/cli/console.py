@@ -13,7 +13,10 @@ from negclean.errors import EXIT_INTERNAL, NegcleanError
 
 
 def emit_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+    from negclean.pipeline import standard_json  # standard JSON: a cap of inf is null, never Infinity
+
+    sys.stdout.write(json.dumps(standard_json(data), indent=2, ensure_ascii=False, default=str,
+                                allow_nan=False) + "\n")
 
 
 def fail(exc: NegcleanError, *, as_json: bool) -> None:
@@ -127,6 +130,10 @@ def print_run_summary(summary: dict) -> None:
                               + (f"; errors: {errors}" if errors else ""), highlight=False)
             if s.get("miss_estimate"):
                 console.print("audit: " + s["miss_estimate"]["text"])
+            if s.get("set_aside"):
+                rules = ", ".join(f"{r} {n}" for r, n in sorted(s.get("set_aside_rules", {}).items(), key=lambda kv: -kv[1]))
+                console.print(f"set aside at {s['name']}: {s['set_aside']} candidate(s) not sent to the model, possible "
+                              f"prompt injection ({rules}); they stay undecided", highlight=False)
             if s.get("undecided_reasons"):
                 top = sorted(s["undecided_reasons"].items(), key=lambda kv: -kv[1])[:3]
                 console.print(f"undecided at {s['name']}: " + "; ".join(f"{n}x {escape(r)}" for r, n in top))

@@ -30,7 +30,8 @@ from negclean.data.formats._checks import WARNING_KINDS
 from negclean.data.formats._reader import InstanceReader, ReadStats, detect_format
 from negclean.data.formats._registry import FORMATS, FormatInfo
 from negclean.data.formats._writer import InstanceWriter, write_format
-from negclean.errors import ConfigError
+from negclean.data.paths import refuse_overwrite
+from negclean.errors import ConfigError, InputError
 
 __all__ = [
     "FORMATS",
@@ -42,6 +43,7 @@ __all__ = [
     "detect_format",
     "open_writer",
     "read_instances",
+    "require_instances",
 ]
 
 
@@ -102,6 +104,9 @@ def open_writer(
             as gzip's usual 6 for files about 10% larger (benchmarks/RESULTS-io.md).
     """
     p = Path(path)
+    source = getattr(like, "path", None)  # a reader or its stats: never write over the file being read
+    if source is not None:
+        refuse_overwrite(source, {"the output": p})
     fmt = write_format(p, fmt, like)
     if multi_positive not in st.MULTI_POSITIVE:
         raise ConfigError(f"multi_positive must be one of {st.MULTI_POSITIVE}, not {multi_positive!r}")
@@ -117,3 +122,17 @@ def open_writer(
         negatives=negatives,
         compresslevel=compresslevel,
     )
+
+
+def require_instances(stats: ReadStats, *, reject_path: str | os.PathLike[str] | None = None) -> None:
+    """Raise InputError (exit 3) when a finished pass produced no instance: an empty file, or one whose every
+    line was rejected. A command that read nothing has nothing to judge, fix or mine, and must not look like a
+    successful run."""
+    if stats.ok:
+        return
+    if stats.read == 0:
+        raise InputError("nothing was read: the file holds no records. Check the path, and that the file was "
+                         "written completely", path=stats.path)
+    where = f"the reasons are in {reject_path}" if reject_path is not None else "no reject file was kept"
+    raise InputError(f"nothing was read: all {stats.read} records were rejected ({where}). Fix the input, or "
+                     f"check that --format (read as {stats.format}) is right", path=stats.path)

@@ -152,13 +152,14 @@ def rerank_run(data: BeirSplit, first_stage: Run, *, model: str, top_k: int = 10
                query_prefix: str = "", passage_prefix: str = "", max_seq_length: int | None = None,
                batch_size: int = 64, device: str | None = None, show_progress: bool = False) -> Run:
     """Score the top ``top_k`` documents of ``first_stage`` per query with a cross-encoder; a run of those."""
-    from negclean.embed import load_model
+    from negclean.embed import load_model, text_char_limit
     from negclean.evaluate.measures import sorted_docs
 
     ce = load_model("CrossEncoder", model, extra="embed", purpose="Evaluating a reranker",
                     what=f"reranker '{model}'", hint="Give a folder written by `negclean train reranker`",
                     device=device, max_length=max_seq_length)
     corpus = data.corpus
+    limit = text_char_limit(getattr(ce, "max_length", None))  # cut before tokenizing: memory bounded
     pairs: list[tuple[str, str]] = []
     owners: list[tuple[str, str]] = []
     for qid in data.queries:
@@ -167,7 +168,7 @@ def rerank_run(data: BeirSplit, first_stage: Run, *, model: str, top_k: int = 10
             if pos is None:
                 continue
             text = corpus.indexed_text(pos, include_title=include_title)  # type: ignore[attr-defined]
-            pairs.append((query_prefix + data.queries[qid], passage_prefix + text))
+            pairs.append((query_prefix + data.queries[qid][:limit], passage_prefix + text[:limit]))
             owners.append((qid, docid))
     run: Run = {qid: {} for qid in data.queries}
     if pairs:

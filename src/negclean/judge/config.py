@@ -1,7 +1,8 @@
 """Judge configurations: declarative, validated, hashable values.
 
 A config's canonical JSON (only fields that can change a verdict) plus the prompt template's hash
-is the judge fingerprint that keys the judgment store. Operational fields (URLs, concurrency,
+plus the content of the files the judge reads (``content_identity``: qrels file, learned model, model
+weights) is the judge fingerprint that keys the judgment store. Operational fields (URLs, concurrency,
 timeouts, key variables) are excluded: changing them never invalidates stored verdicts.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,6 +26,8 @@ class _JudgeConfig(BaseModel):
     operational: ClassVar[frozenset[str]] = frozenset()
     #: module and class that implement the backend, imported only when built
     implementation: ClassVar[tuple[str, str]] = ("", "")
+    #: the judge decides by query and document ids, not by text: its verdicts are stored per id
+    keys_by_id: ClassVar[bool] = False
 
     name: str | None = Field(default=None, description="readable id in reports; defaults to backend:model")
 
@@ -36,9 +40,20 @@ class _JudgeConfig(BaseModel):
         data["prompt_hashes"] = {n: template_hash(n) for n in self.prompt_names()}
         return data
 
+    def content_identity(self) -> str | None:
+        """What the verdicts depend on beyond the fields: the content of the files the judge reads (a
+        digest, remembered per file so that asking again is cheap), or None when the fields say it all."""
+        return None
+
     def fingerprint(self) -> str:
+        """The key of this judge's verdicts in the store: equal for interchangeable judges, different as soon as
+        a field, the prompt template or the content named by ``content_identity`` differs."""
         blob = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
+        base = hashlib.sha256(blob.encode()).hexdigest()[:24]
+        identity = self.content_identity()
+        if identity is None:
+            return base
+        return hashlib.sha256(f"{base}|{identity}".encode()).hexdigest()[:24]
 
     def judge_id(self) -> str:
         return self.name or self.default_id()
@@ -73,6 +88,13 @@ class SimilarityJudgeConfig(_JudgeConfig):
     batch_size: int = 64
     device: str | None = None
 
+    def content_identity(self) -> str | None:
+        from negclean.embed import is_default_minilm
+
+        if is_default_minilm(self.model):  # the packaged copy: identified by its name, as in the embedding cache
+            return None
+        return _model_identity(self.model)
+
     def default_id(self) -> str:
         return f"similarity:{self.model.rsplit('/', 1)[-1]}"
 
@@ -81,10 +103,14 @@ class QrelsJudgeConfig(_JudgeConfig):
     """Judges from known relevance labels (benchmarks and tests)."""
 
     implementation: ClassVar = ("negclean.judge.qrels", "QrelsJudge")
+    keys_by_id: ClassVar = True
     backend: Literal["qrels"] = "qrels"
     path: str = Field(..., description="TREC or BEIR qrels file (query-id, corpus-id, score)")
     min_grade: int = 1
     unjudged: Literal["not_relevant", "undecided"] = "not_relevant"
+
+    def content_identity(self) -> str | None:
+        return _file_identity(self.path)
 
 
 class OpenAIJudgeConfig(_JudgeConfig):
@@ -143,6 +169,14 @@ class LlamaCppJudgeConfig(_JudgeConfig):
 
     def prompt_names(self) -> tuple[str, ...]:
         return (self.mode if self.mode == "pointwise" else ("listwise" if self.reasoning else "listwise_brief"),)
+
+    def content_identity(self) -> str | None:
+        from negclean.judge.gguf_models import PACKAGED_MODELS
+
+        packaged = PACKAGED_MODELS.get(self.model)
+        if packaged is not None:  # its file is checked against this sha256 before it is loaded: no need to hash it
+            return f"gguf-sha256:{packaged.sha256}"
+        return f"gguf-sha256:{_file_identity(self.model)}"
 
     def default_id(self) -> str:
         return f"llamacpp:{self.model.rsplit('/', 1)[-1]}/{self.mode}"
@@ -231,6 +265,9 @@ class VLLMJudgeConfig(_JudgeConfig):
     def prompt_names(self) -> tuple[str, ...]:
         return (self.mode if self.mode == "pointwise" else ("listwise" if self.reasoning else "listwise_brief"),)
 
+    def content_identity(self) -> str | None:
+        return _model_identity(self.model, cache_dir=self.download_dir)
+
     def default_id(self) -> str:
         return f"vllm:{self.model.rsplit('/', 1)[-1]}/{self.mode}"
 
@@ -239,7 +276,8 @@ class LearnedJudgeConfig(_JudgeConfig):
     """A calibrated model over cheap signals, fitted by `negclean fit-judge` (saved as JSON, no pickle).
 
     Its confidence is the calibrated P(false negative), so ``uncertain: [lo, hi]`` escalates the uncertain band.
-    The fingerprint covers the model file's content (see ``LearnedJudge``), not only its path.
+    The fingerprint covers the model file's content, not only its path, and, where they can change its
+    verdicts, the content of a local embedding model it names and the judges its prior feature reads.
     """
 
     implementation: ClassVar = ("negclean.judge.learned", "LearnedJudge")
@@ -255,6 +293,9 @@ class LearnedJudgeConfig(_JudgeConfig):
     batch_size: int = 64
     device: str | None = None
 
+    def content_identity(self) -> str | None:
+        return _learned_identity(self)
+
     def default_id(self) -> str:
         return f"learned:{self.path.rsplit('/', 1)[-1]}"
 
@@ -264,6 +305,66 @@ JudgeConfig = Annotated[
           OpenAIBatchJudgeConfig, VLLMJudgeConfig, LearnedJudgeConfig],
     Field(discriminator="backend"),
 ]
+
+
+def _file_identity(path: str) -> str:
+    """sha256 of a file the verdicts depend on (remembered per file), or a marker naming a file that is absent
+    (the judge's build reports it; the marker keeps old verdicts of the path from being served meanwhile)."""
+    from negclean.data.digest import file_digest
+
+    p = Path(path).expanduser()
+    try:
+        return file_digest(p)
+    except OSError:
+        return f"unreadable:{p}"
+
+
+def _model_identity(name: str, *, cache_dir: str | None = None) -> str | None:
+    from negclean.data.digest import model_content_identity
+
+    try:
+        return model_content_identity(name, cache_dir=cache_dir)
+    except OSError:
+        return f"unreadable:{name}"
+
+
+def _learned_identity(config: LearnedJudgeConfig) -> str:
+    """The model file's sha256 (as the learned judge has always used); then, where they apply, the content of a
+    local embedding model the file names and the fingerprints its 'prior' feature reads from ``prior_store``."""
+    digest = _file_identity(config.path)
+    try:
+        data = json.loads(Path(config.path).expanduser().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return digest  # not readable as a model: the judge's build says what is wrong
+    if not isinstance(data, dict):
+        return digest
+    parts = [digest]
+    embedder = data.get("embedder")
+    if isinstance(embedder, str) and Path(embedder).expanduser().exists():
+        parts.append(f"embedder:{_model_identity(embedder)}")
+    if "prior" in (data.get("features") or ()) and config.prior_store and config.prior_judge:
+        parts.append("prior:" + ",".join(_judges_named(config.prior_store, config.prior_judge)))
+    return "|".join(parts)
+
+
+def _judges_named(store_path: str, judge: str) -> list[str]:
+    """Fingerprints of the judges a store knows by this id or fingerprint (read-only; [] without the store)."""
+    import sqlite3
+    from urllib.parse import quote
+
+    p = Path(store_path).expanduser()
+    if not p.is_file():
+        return []
+    try:
+        con = sqlite3.connect(f"file:{quote(str(p.resolve()))}?mode=ro", uri=True, timeout=10.0)
+        try:
+            rows = con.execute("SELECT fingerprint FROM judges WHERE fingerprint=? OR judge_id=?",
+                               (judge, judge)).fetchall()
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return []
+    return sorted(r[0] for r in rows)
 
 
 def build_judge(config: _JudgeConfig):

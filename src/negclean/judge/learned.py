@@ -8,8 +8,6 @@ model uses an earlier stage's confidence), so a refitted model never reuses old 
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Sequence
 
 from negclean.judge.base import Grade, JudgeTask, Label, TaskResult, Verdict
@@ -29,8 +27,7 @@ class LearnedJudge:
         self.model = LearnedModel.load(config.path)
         self.threshold = self.model.threshold if config.threshold is None else config.threshold
         self.judge_id = config.judge_id()
-        blob = f"{config.fingerprint()}|{hashlib.sha256(Path(config.path).read_bytes()).hexdigest()}"
-        self.fingerprint = hashlib.sha256(blob.encode()).hexdigest()[:24]
+        self.fingerprint = config.fingerprint()  # covers the model file's bytes (LearnedJudgeConfig.content_identity)
         self._embedder = embedder
         self._prior = None
         if "prior" in self.model.features:

@@ -1,156 +1,50 @@
-"""Local GGUF judge, in-process through llama-cpp-python (extra ``llamacpp``).
+"""Local GGUF judge through llama-cpp-python (extra ``llamacpp``), with llama.cpp in a child process.
 
-Prompts come from the shared templates (``listwise.chunk_calls``) and are formatted with the model's
-own chat template (GGUF metadata ``tokenizer.chat_template``), as ``create_chat_completion`` would.
-Message contents are tokenized as plain text: a passage that contains ``<|im_end|>`` or another
-control token's spelling cannot open or close a turn (the template's own markup keeps its special
-tokens).
+The computation (prompts, prefix reuse, P(yes), listwise generation) is ``LlamaCppEngine`` in
+``judge/llamacpp_engine.py``; this judge runs that engine in a child process (``judge/isolated.py``)
+and keeps the Judge protocol here. Verdicts are those of the engine run in-process, bit for bit (the
+child runs the same code on the same library with the same settings; the slow tests compare them).
 
-Pointwise mode reads P(yes) from the next-token logits at the start of the assistant turn: the
-probability mass of the yes variants ("yes", "Yes", " yes", ...) renormalised over yes + no
-variants. Nothing is generated; ``tokens_out`` is 0.
+Why a child: a llama.cpp build made for another CPU dies with SIGSEGV or SIGILL at its first decode,
+and in-process that killed the whole run without a word. Now the judge raises ``BackendError``
+(exit 5) naming the model, the signal and the fix (a portable build, ``scripts/install-llama.sh``).
 
-Prefix reuse: every prompt is evaluated in two batches, split where its candidate part begins
-(instructions, question and positives come first in the templates). The split point depends only
-on the prompt's content: it is where the task's prompt stops agreeing with the same prompt rendered
-around two sentinel candidates. When the KV cache already holds that exact prefix batch (the
-previous call was for the same query and positives) only the second batch is evaluated. Cached and
-uncached evaluation are then the same computation, hence bit-identical: verdicts never depend on
-what was judged before, which resumed runs and the judgment store rely on. Reusing an arbitrary
-common prefix is not: llama.cpp's quantised CPU kernels round differently depending on how tokens
-are grouped into a batch; a 4-aligned reuse was exact for long suffixes here, but suffixes of 1-7
-tokens and some alignments still moved P(yes) by up to ~0.01 (0.5B model). The split is aligned
-down to ``PREFIX_ALIGN`` tokens so that it matches one-batch evaluation as often as possible. Calls
-are reordered by query to make reuse likely; the tests check cached == uncached.
-
-Listwise mode generates from the same formatted tokens through ``create_completion`` (the same
-sampler ``create_chat_completion`` uses, with the same prefix reuse) with the configured
-temperature, ``max_tokens`` and seed; the output is parsed by the shared strict parser, and a
-truncated output (``finish_reason == "length"``) is undecided.
-
-Token counts use the model's tokenizer. ``TaskResult.tokens_in`` counts whole prompts (comparable
-across backends); ``stats.tokens_evaluated`` counts the prompt tokens actually run after reuse.
+Each call's verdicts are handed over as the call finishes (``judge(tasks, on_call=...)``: every
+candidate in pointwise mode, every call in listwise mode), so the cascade stores them at once: a crash
+or a kill loses at most the call in progress. Starting the child costs about a second (a fresh
+interpreter) plus the model load, once per judge.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
+import importlib.util
 import json
-import threading
-import time
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-import numpy as np
-
-from negclean.data.records import Passage
-from negclean.errors import BackendError, require
+from negclean.data.records import Instance, Passage
+from negclean.errors import BackendError, MissingDependency
 from negclean.judge.base import JudgeTask, TaskResult
 from negclean.judge.config import LlamaCppJudgeConfig
 from negclean.judge.gguf_models import resolve_model
-from negclean.judge.listwise import Call, CallOutput, assemble, chunk_calls
+from negclean.judge.isolated import ChildEngine, EngineDied, EngineError
+from negclean.judge.listwise import Call, CallOutput, assemble, call_result, chunk_calls
+from negclean.judge.llamacpp_engine import (  # noqa: F401  (the computation's names, importable from here too)
+    BRIEF_FIXED, BRIEF_PER_CANDIDATE, NO_WORDS, PREFIX_ALIGN, REASONING_PER_CANDIDATE, SAMPLING, YES_WORDS,
+    LlamaCppStats, PointwiseScore, common_prefix, split_point,
+)
 
-#: the prefix/candidate split is aligned down to a multiple of this many tokens (module docstring)
-PREFIX_ALIGN = 4
+#: the engine the judge runs in its child, ``"module:name"``; tests point it at engines that crash
+ENGINE = "negclean.judge.llamacpp_engine:LlamaCppEngine"
+_LLAMA_ENGINE = ENGINE
 
-YES_WORDS = ("yes", "Yes", "YES", " yes", " Yes", " YES")
-NO_WORDS = ("no", "No", "NO", " no", " No", " NO")
+#: CMake flags of a llama.cpp build that runs on any x86-64 CPU with AVX2 (scripts/install-llama.sh)
+PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 
-#: sampler settings for listwise generation, pinned here rather than left to the library's
-#: defaults (they only matter when temperature > 0; temperature 0 is greedy)
-SAMPLING = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "typical_p": 1.0, "repeat_penalty": 1.0,
-            "frequency_penalty": 0.0, "presence_penalty": 0.0}
-
-#: listwise output estimate per call of n candidates, in tokens (capped at max_tokens): the verdict
-#: line (tags, JSON keys, one number and a separator per candidate as if every one were listed),
-#: plus a short reasoning line per candidate when the prompt asks for reasoning
-BRIEF_FIXED, BRIEF_PER_CANDIDATE, REASONING_PER_CANDIDATE = 16, 4, 40
-
-_MARK = "\u241f{}NEGCLEAN-CONTENT\u241f"
-_SENTINELS = ("A", "B")  # two candidate texts that differ in their first token
-_Probes = dict[tuple[int, int], list[list[int]]]  # (task index, candidates per call) -> probe prompts
-
-
-@dataclass
-class LlamaCppStats:
-    """Running totals of one judge.
-
-    Args:
-        calls: model calls made (one per candidate in pointwise mode).
-        tokens_in: prompt tokens of those calls, whole prompts.
-        tokens_out: generated tokens (listwise only).
-        tokens_evaluated: prompt tokens actually evaluated, after prefix reuse.
-        prefix_hits: calls whose prefix batch came from the KV cache.
-        seconds: wall time spent in calls (tokenizing, evaluating, generating).
-        load_seconds: time to load the model.
-    """
-
-    calls: int = 0
-    tokens_in: int = 0
-    tokens_out: int = 0
-    tokens_evaluated: int = 0
-    prefix_hits: int = 0
-    seconds: float = 0.0
-    load_seconds: float = 0.0
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
-
-
-@dataclass(frozen=True, slots=True)
-class PointwiseScore:
-    """The yes/no reading of one pointwise prompt.
-
-    Args:
-        p_yes: P(yes) renormalised over the yes and no variants.
-        yes_no_mass: share of the whole next-token distribution on yes or no variants (low means the
-            model wanted to say something else; P(yes) is then less meaningful).
-        answer: the single most likely next token, as text.
-        prompt_tokens: length of the prompt.
-        split: length of the prefix batch (0: evaluated in one batch).
-        evaluated: prompt tokens evaluated for this reading (the rest came from the cache).
-    """
-
-    p_yes: float
-    yes_no_mass: float
-    answer: str
-    prompt_tokens: int
-    split: int
-    evaluated: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Prompt:
-    tokens: list[int]
-    split: int
-
-
-def common_prefix(a: Sequence[int] | np.ndarray, b: Sequence[int] | np.ndarray) -> int:
-    """Length of the longest common prefix of two token sequences."""
-    m = min(len(a), len(b))
-    if m == 0:
-        return 0
-    differ = np.flatnonzero(np.asarray(a[:m], dtype=np.int64) != np.asarray(b[:m], dtype=np.int64))
-    return int(differ[0]) if differ.size else m
-
-
-def split_point(tokens: Sequence[int], probes: Sequence[Sequence[int]], *, align: int | None = None) -> int:
-    """Where a prompt's shared prefix ends: its agreement with every probe (the same prompt around
-    sentinel candidates) and theirs with each other, leaving at least one token, aligned down."""
-    align = PREFIX_ALIGN if align is None else align
-    split = len(tokens) - 1
-    for i, probe in enumerate(probes):
-        split = min(split, common_prefix(tokens, probe))
-        for other in probes[i + 1:]:
-            split = min(split, common_prefix(probe, other))
-    split = max(split, 0)
-    return split - split % align
-
-
-class _PromptTooLong(Exception):
-    def __init__(self, n: int, n_ctx: int):
-        super().__init__(f"prompt of {n} tokens does not fit n_ctx={n_ctx}; raise n_ctx")
-        self.n = n
+#: called with (the part of a task one call covered, its verdicts) as soon as that call is done
+OnCall = Callable[[JudgeTask, TaskResult], None]
 
 
 class LlamaCppJudge:
@@ -160,10 +54,19 @@ class LlamaCppJudge:
         config: the judge's settings; ``model`` is a GGUF path or a packaged model name.
         prefix_cache: reuse a cached prefix batch (verdicts are unchanged); False evaluates both
             batches of every prompt (for benchmarks and tests).
+        engine: ``"module:name"`` of the engine to run in the child (default ``ENGINE``); it is built
+            as ``engine(config=..., model_path=...)`` and must offer ``LlamaCppEngine``'s methods.
+
+    Attributes:
+        stats: ``LlamaCppStats`` over every call this judge made.
+        n_ctx: the context size llama.cpp gave (it may round ``config.n_ctx`` up).
     """
 
-    def __init__(self, config: LlamaCppJudgeConfig, *, prefix_cache: bool = True):
-        llama_cpp = require("llama_cpp", extra="llamacpp", purpose="The llamacpp judge")
+    def __init__(self, config: LlamaCppJudgeConfig, *, prefix_cache: bool = True, engine: str | None = None):
+        factory = engine or ENGINE
+        if factory == _LLAMA_ENGINE and importlib.util.find_spec("llama_cpp") is None:
+            # checked here: llama.cpp itself is only ever imported in the child
+            raise MissingDependency("llama_cpp", "llamacpp", "The llamacpp judge")
 
         self.config = config
         self.judge_id = config.judge_id()
@@ -172,140 +75,97 @@ class LlamaCppJudge:
         self.template = config.prompt_names()[0]
         self.prefix_cache = prefix_cache
         self.model_path = resolve_model(config.model, cache_dir=config.cache_dir)
-        self._lib = llama_cpp
-        self._lock = threading.Lock()
-        kwargs: dict[str, Any] = {"model_path": str(self.model_path), "n_ctx": config.n_ctx,
-                                  "seed": config.seed, "logits_all": False, "verbose": False}
-        if config.n_threads is not None:
-            kwargs["n_threads"] = config.n_threads
-            kwargs["n_threads_batch"] = config.n_threads
-        start = time.perf_counter()
-        try:
-            self._llm = llama_cpp.Llama(**kwargs)
-        except (ValueError, RuntimeError) as exc:
-            raise BackendError(f"llama.cpp could not load {self.model_path}: {exc}; is it a GGUF file this "
-                               f"llama-cpp-python version supports?") from exc
-        self.stats = LlamaCppStats(load_seconds=time.perf_counter() - start)
-        self._n_ctx = self._llm.n_ctx()
-        self._n_vocab = self._llm.n_vocab()
-        self._cached_prefix: list[int] | None = None  # the prefix batch now in the KV cache, if any
-
-        try:
-            self._set_up_chat()
-        except BaseException:
-            self.close()
-            raise
-
-    def _set_up_chat(self) -> None:
-        chat_template = self._llm.metadata.get("tokenizer.chat_template")
-        if not chat_template:
-            raise BackendError(f"{self.model_path} has no chat template in its metadata "
-                               f"(tokenizer.chat_template); the llamacpp judge needs an instruction-tuned "
-                               f"model that carries one")
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-        eos, bos = self._llm.token_eos(), self._llm.token_bos()
-        self._formatter = Jinja2ChatFormatter(
-            template=chat_template,
-            eos_token=self._piece(eos) if eos >= 0 else "",
-            bos_token=self._piece(bos) if bos >= 0 else "",
-            add_generation_prompt=True,
-        )
-        self._yes_ids = self._single_token_ids(YES_WORDS)
-        self._no_ids = self._single_token_ids(NO_WORDS)
-        if not self.listwise and (not self._yes_ids or not self._no_ids):
-            raise BackendError(f"the tokenizer of {self.model_path} has no single token for yes or no; "
-                               f"use mode=listwise with this model")
+        self.stats = LlamaCppStats()
+        self._seen: tuple[int | None, dict[str, float]] = (None, {})  # (child pid, its last stats)
+        self._engine: ChildEngine | None = None
+        with self._crash_is_backend_error():
+            self._engine = ChildEngine(factory, kwargs={"config": config, "model_path": str(self.model_path)},
+                                       name=f"llamacpp judge ({self.model_path.name})")
+            self.n_ctx = int(self._engine.call("info")["n_ctx"])
+            self._absorb(self._engine.call("stats_dict"))
 
     # -- the Judge protocol -------------------------------------------------------------------
 
-    def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
-        """One TaskResult per task; model or context failures become undecided verdicts."""
-        calls = self._calls(tasks)
-        # calls of one query (and positives) in a row, so that their prefix batch stays cached
-        order = sorted(range(len(calls)), key=lambda i: (tasks[calls[i].task_index].instance.query_key,
-                                                         tasks[calls[i].task_index].instance.positives_key, i))
+    def judge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None) -> list[TaskResult]:
+        """One TaskResult per task; model or context failures become undecided verdicts.
+
+        ``on_call(part, result)``, when given, is called as each model call finishes, with the part of
+        a task the call covered and its verdicts (the cascade stores them at once).
+
+        Raises:
+            BackendError: the llama.cpp process died (SIGSEGV, SIGILL, abort...); ``on_call`` has
+                had every verdict made before.
+        """
+        tasks = list(tasks)
+        if not tasks:
+            return []
+        calls = chunk_calls(tasks, template=self.template, max_candidates=self.config.max_candidates,
+                            include_titles=self.config.include_titles)
+        ids = [self.call_id(c) for c in calls]
         outputs: list[CallOutput | None] = [None] * len(calls)
-        probes: _Probes = {}
-        with self._lock:
-            for i in order:
-                outputs[i] = self._run(tasks, calls[i], probes)
+        engine = self._running()
+        with self._crash_is_backend_error(), \
+                contextlib.closing(engine.stream("run_calls", [_sendable(t) for t in tasks],
+                                                 prefix_cache=self.prefix_cache)) as made:
+            for i, out, stats in made:
+                outputs[i] = out
+                self._absorb(stats)
+                if on_call is not None:
+                    on_call(*call_result(tasks, calls[i], out, template=self.template, judge_id=self.judge_id,
+                                         call_id=ids[i], yes_threshold=self.config.yes_threshold))
+        missing = [i for i, out in enumerate(outputs) if out is None]
+        if missing:
+            raise EngineError(f"{engine.name}: no output for {len(missing)} of {len(calls)} calls")
         return assemble(tasks, calls, outputs, template=self.template, judge_id=self.judge_id,  # type: ignore[arg-type]
-                        call_ids=[self.call_id(c) for c in calls], yes_threshold=self.config.yes_threshold)
+                        call_ids=ids, yes_threshold=self.config.yes_threshold)
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
         """(input, output) tokens of the calls for ``task``, input counted with the model's tokenizer."""
-        calls = self._calls([task])
-        tokens_in = sum(len(self.encode_messages(c.messages)) for c in calls)
-        if not self.listwise:
-            return tokens_in, 0
-        per = REASONING_PER_CANDIDATE if self.config.reasoning else BRIEF_PER_CANDIDATE
-        tokens_out = sum(min(self.config.max_tokens, BRIEF_FIXED + per * len(c.positions)) for c in calls)
-        return tokens_in, tokens_out
+        tokens_in, tokens_out = self._call("estimate_tokens", _sendable(task))
+        return int(tokens_in), int(tokens_out)
 
     def call_id(self, call: Call) -> str:
         """Content id of a call: the same judge and messages give the same id."""
         blob = json.dumps([self.fingerprint, list(call.messages)], sort_keys=True, ensure_ascii=False)
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:24]
 
-    # -- model access ---------------------------------------------------------------------------
+    # -- model access (each a round trip to the child) ------------------------------------------
 
     def encode_messages(self, messages: Sequence[dict]) -> list[int]:
-        """Prompt tokens for chat ``messages`` plus the assistant turn's opening, as the model expects.
+        """Prompt tokens for chat ``messages`` (``LlamaCppEngine.encode_messages``)."""
+        return self._call("encode_messages", list(messages))
 
-        The template is rendered with placeholders for the contents; template markup is tokenized
-        with special tokens, contents as plain text. If a template moves or repeats a content (no
-        known one does), the whole rendered prompt is tokenized as ``create_chat_completion`` does.
-        """
-        marks = [_MARK.format(i) for i in range(len(messages))]
-        rendered = self._render([{**m, "content": mark} for m, mark in zip(messages, marks)])
-        pieces: list[tuple[str, bool]] = []
-        pos = 0
-        for mark, message in zip(marks, messages):
-            at = rendered.find(mark, pos)
-            if at < 0 or rendered.count(mark) != 1:
-                return self._tokenize(self._render(list(messages)), special=True)
-            pieces += [(rendered[pos:at], True), (message["content"], False)]
-            pos = at + len(mark)
-        pieces.append((rendered[pos:], True))
-        tokens: list[int] = []
-        for text, special in pieces:
-            tokens += self._tokenize(text, special=special)
-        return tokens
+    def render(self, messages: Sequence[dict]) -> str:
+        """The model's chat template applied to ``messages``, with the assistant turn's opening."""
+        return self._call("render", list(messages))
+
+    def tokenize(self, text: str, *, special: bool) -> list[int]:
+        """Tokens of ``text`` by the model's tokenizer (``special``: control-token spellings count)."""
+        return self._call("tokenize", text, special=special)
 
     def pointwise_scores(self, task: JudgeTask, *, prefix_cache: bool | None = None,
                          one_batch: bool = False) -> list[PointwiseScore]:
-        """P(yes) readings for the candidates of one task, in order (pointwise template).
-
-        Args:
-            prefix_cache: None: the judge's setting; False: evaluate every prompt in full.
-            one_batch: evaluate each prompt in a single batch, as a plain llama.cpp call would (not
-                the judge's computation: P(yes) may differ from ``judge`` in the last digits).
-        """
-        calls = chunk_calls([task], template="pointwise", max_candidates=1,
-                            include_titles=self.config.include_titles)
+        """P(yes) readings for the candidates of one task, in order (``LlamaCppEngine.pointwise_scores``;
+        ``prefix_cache`` None: the judge's setting)."""
         use_cache = self.prefix_cache if prefix_cache is None else prefix_cache
-        probes: _Probes = {}
-        with self._lock:
-            out = []
-            for call in calls:
-                prompt = self._prompt([task], call, probes, template="pointwise")
-                if one_batch:
-                    prompt = _Prompt(prompt.tokens, 0)
-                out.append(self._score(prompt, use_cache and not one_batch))
-            return out
+        scores = self._call("pointwise_scores", _sendable(task), prefix_cache=use_cache, one_batch=one_batch)
+        self._absorb(self._call("stats_dict"))
+        return scores
 
     def clear_cache(self) -> None:
         """Empty the KV cache (the next call evaluates its prompt in full)."""
-        self._llm.reset()
-        self._cached_prefix = None
+        self._call("clear_cache")
+
+    @property
+    def pid(self) -> int | None:
+        """Process id of the llama.cpp child, None when it is not running."""
+        return self._engine.pid if self._engine is not None else None
 
     def close(self) -> None:
-        """Free the model now rather than at garbage collection."""
-        llm = getattr(self, "_llm", None)
-        if llm is not None:
-            llm.close()
-            self._llm = None
+        """End the child process and free the model."""
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     def __enter__(self) -> "LlamaCppJudge":
         return self
@@ -315,114 +175,49 @@ class LlamaCppJudge:
 
     # -- internals ------------------------------------------------------------------------------
 
-    def _calls(self, tasks: Sequence[JudgeTask], template: str | None = None) -> list[Call]:
-        return chunk_calls(tasks, template=template or self.template, max_candidates=self.config.max_candidates,
-                           include_titles=self.config.include_titles)
+    def _running(self) -> ChildEngine:
+        if self._engine is None:
+            raise BackendError(f"the llamacpp judge for {self.model_path.name} was closed; build a new one")
+        return self._engine
 
-    def _prompt(self, tasks: Sequence[JudgeTask], call: Call, probes: _Probes, *, template: str | None = None) -> _Prompt:
-        """Tokens of a call and its split point (probe prompts cached per task and call size)."""
-        tokens = self.encode_messages(call.messages)
-        key = (call.task_index, len(call.positions))
-        if key not in probes:
-            task = tasks[call.task_index]
-            probes[key] = [self._probe(task, len(call.positions), text, template) for text in _SENTINELS]
-        return _Prompt(tokens, split_point(tokens, probes[key]))
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        engine = self._running()
+        with self._crash_is_backend_error():
+            return engine.call(method, *args, **kwargs)
 
-    def _probe(self, task: JudgeTask, n: int, text: str, template: str | None) -> list[int]:
-        fake = task.instance.replace(negatives=tuple(Passage(f"probe{i}", text) for i in range(n)))
-        calls = chunk_calls([JudgeTask(fake, tuple(range(n)))], template=template or self.template,
-                            max_candidates=n, include_titles=self.config.include_titles)
-        return self.encode_messages(calls[0].messages)
+    def _absorb(self, snapshot: dict[str, float]) -> None:
+        """Add what the child's counters grew by since the last snapshot (a fresh child starts at 0)."""
+        pid = self.pid
+        last = self._seen[1] if self._seen[0] == pid else {}
+        for key, value in snapshot.items():
+            setattr(self.stats, key, getattr(self.stats, key) + value - last.get(key, 0))
+        self._seen = (pid, snapshot)
 
-    def _run(self, tasks: Sequence[JudgeTask], call: Call, probes: _Probes) -> CallOutput:
-        start = time.perf_counter()
-        n = 0
+    @contextlib.contextmanager
+    def _crash_is_backend_error(self) -> Iterator[None]:
         try:
-            prompt = self._prompt(tasks, call, probes)
-            n = len(prompt.tokens)
-            if self.listwise:
-                out = self._generate(prompt)
-            else:
-                score = self._score(prompt, self.prefix_cache)
-                raw = json.dumps({"answer": score.answer, "p_yes": round(score.p_yes, 6),
-                                  "yes_no_mass": round(score.yes_no_mass, 6)}, ensure_ascii=False)
-                out = CallOutput(raw, "stop", tokens_in=n, p_yes=score.p_yes)
-        except _PromptTooLong as exc:
-            # deterministic for this config (n_ctx is in the fingerprint): stored as undecided, not retried
-            out = CallOutput(None, str(exc), tokens_in=exc.n)
-        except Exception as exc:  # a decode failure must not take the batch down; retried on a rerun
-            self.clear_cache()
-            out = CallOutput(None, None, tokens_in=n, error=f"llama.cpp call failed: {exc!r}")
-        self.stats.calls += 1
-        self.stats.tokens_in += out.tokens_in
-        self.stats.tokens_out += out.tokens_out
-        self.stats.seconds += time.perf_counter() - start
-        return out
+            yield
+        except EngineDied as died:
+            raise BackendError(crash_message(died, model=self.model_path.name)) from None
 
-    def _load_prefix(self, prompt: _Prompt, use_cache: bool) -> int:
-        """Put the prompt's prefix batch in the KV cache, evaluating it unless it is there; return
-        the number of tokens evaluated. Afterwards the model's position is the split point."""
-        prefix = prompt.tokens[: prompt.split]
-        if use_cache and prompt.split and self._cached_prefix == prefix and self._llm.n_tokens >= prompt.split:
-            self._llm.n_tokens = prompt.split
-            self.stats.prefix_hits += 1
-            return 0
-        self._llm.n_tokens = 0
-        self._cached_prefix = None
-        if prefix:
-            self._llm.eval(prefix)
-            self._cached_prefix = prefix
-        return len(prefix)
 
-    def _score(self, prompt: _Prompt, use_cache: bool) -> PointwiseScore:
-        n = len(prompt.tokens)
-        if n >= self._n_ctx:
-            raise _PromptTooLong(n, self._n_ctx)
-        evaluated = self._load_prefix(prompt, use_cache)
-        self._llm.eval(prompt.tokens[prompt.split:])
-        evaluated += n - prompt.split
-        self.stats.tokens_evaluated += evaluated
-        ptr = self._lib.llama_get_logits_ith(self._llm.ctx, -1)
-        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).astype(np.float64)
-        log_yes = np.logaddexp.reduce(logits[self._yes_ids])
-        log_no = np.logaddexp.reduce(logits[self._no_ids])
-        log_all = np.logaddexp.reduce(logits)
-        p_yes = float(1.0 / (1.0 + np.exp(log_no - log_yes)))
-        mass = float(np.exp(np.logaddexp(log_yes, log_no) - log_all))
-        return PointwiseScore(p_yes, mass, self._piece(int(np.argmax(logits))), n, prompt.split, evaluated)
+def _sendable(task: JudgeTask) -> JudgeTask:
+    """The task as it crosses to the child: ``meta`` fields (read-only mappings, which do not pickle) as
+    plain dicts. Prompts never read them."""
+    def plain(p: Passage) -> Passage:
+        return dataclasses.replace(p, meta=dict(p.meta))
 
-    def _generate(self, prompt: _Prompt) -> CallOutput:
-        n = len(prompt.tokens)
-        room = self._n_ctx - n
-        if room <= 0:
-            raise _PromptTooLong(n, self._n_ctx)
-        evaluated = self._load_prefix(prompt, self.prefix_cache)
-        # create_completion matches its prompt against the cache, which now holds exactly the prefix
-        # batch: it evaluates the rest of the prompt as one batch, then samples
-        response = self._llm.create_completion(
-            prompt=prompt.tokens, max_tokens=min(self.config.max_tokens, room),
-            temperature=self.config.temperature, seed=self.config.seed, stream=False, **SAMPLING)
-        choice = response["choices"][0]  # type: ignore[index]
-        usage = response["usage"]  # type: ignore[index]
-        self.stats.tokens_evaluated += evaluated + n - prompt.split
-        return CallOutput(choice["text"], choice["finish_reason"], tokens_in=n,
-                          tokens_out=int(usage["completion_tokens"]))
+    inst: Instance = task.instance
+    return JudgeTask(dataclasses.replace(inst, positives=tuple(map(plain, inst.positives)),
+                                         negatives=tuple(map(plain, inst.negatives)), meta=dict(inst.meta)),
+                     task.candidates)
 
-    def _render(self, messages: list[dict]) -> str:
-        return self._formatter(messages=messages).prompt
 
-    def _tokenize(self, text: str, *, special: bool) -> list[int]:
-        if not text:
-            return []
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
-
-    def _piece(self, token: int) -> str:
-        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
-
-    def _single_token_ids(self, words: Sequence[str]) -> list[int]:
-        ids = []
-        for w in words:
-            toks = self._tokenize(w, special=False)
-            if len(toks) == 1 and toks[0] not in ids:
-                ids.append(toks[0])
-        return ids
+def crash_message(died: EngineDied, *, model: str) -> str:
+    """One line: what died, how, its last words, the likely cause and fix, and that a rerun resumes."""
+    last = f" (its last output: {died.output_tail[-1][:200]})" if died.output_tail else ""
+    return (f"the llamacpp judge's llama.cpp process (model {model}) {died.how}{last}. A llama-cpp-python "
+            f"built for another CPU (a native build) does this: reinstall it portably with "
+            f"scripts/install-llama.sh, or by hand with CMAKE_ARGS=\"{PORTABLE_CMAKE_ARGS}\" pip install "
+            f"--force-reinstall --no-cache-dir --no-binary llama-cpp-python llama-cpp-python (README, Set up). "
+            f"Verdicts made before the crash are stored: rerun the same command to resume.")

@@ -27,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
+from negclean.cascade.budget import Reservation, StageMeter
 from negclean.errors import BackendError, require
 from negclean.judge.base import JudgeTask, TaskResult
 from negclean.judge.config import OpenAIBatchJudgeConfig
 from negclean.judge.listwise import CallOutput, assemble, chunk_calls
 from negclean.judge.openai_chat import OpenAIJudge, call_id
 from negclean.judge.openai_retry import safe_url
+from negclean.judge.tokens import count_message_tokens
 
 log = logging.getLogger(__name__)
 
@@ -127,12 +129,15 @@ class OpenAIBatchJudge:
         self.endpoint = "/chat/completions" if azure else "/v1/chat/completions"
 
     # ---- Judge protocol
-    def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
+    def judge(self, tasks: Sequence[JudgeTask], *, budget: StageMeter | None = None) -> list[TaskResult]:
+        """Judge a batch as one job. ``budget``, when given, holds what each batch file can cost (every
+        request's input plus ``max_tokens``) before the file is uploaded; a file that does not fit is not
+        submitted, and its requests come back undecided and retryable."""
         tasks = list(tasks)
         if not tasks:
             return []
         requests, calls, ids = self.requests_of(tasks)
-        outputs = self.run(requests)
+        outputs = self.run(requests, budget=budget)
         return assemble(tasks, calls, [outputs[i] for i in ids], template=self.template, judge_id=self.judge_id,
                         call_ids=ids, yes_threshold=self.config.yes_threshold)
 
@@ -166,9 +171,12 @@ class OpenAIBatchJudge:
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     # ---- one job
-    def run(self, requests: Mapping[str, Sequence[dict]]) -> dict[str, CallOutput]:
+    def run(self, requests: Mapping[str, Sequence[dict]], *, budget: StageMeter | None = None
+            ) -> dict[str, CallOutput]:
         """Submit (or resume), wait, collect and resubmit until every request has an answer or gives up."""
         cfg = self.config
+        holds: dict[str, Reservation] = {}  # budget reservations of the files this process submitted
+        settled: set[str] = set()
         state_dir = Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
         job = JobState.open(state_dir, self.job_key(list(requests)), fingerprint=self.fingerprint,
                             endpoint=safe_url(self._online._endpoint()), requests=len(requests))
@@ -180,8 +188,10 @@ class OpenAIBatchJudge:
             self.stats.jobs_resumed += bool(job.rounds)
             while True:
                 if job.rounds and not job.rounds[-1]["submitted"]:
-                    self._submit(job, requests)
+                    self._submit(job, requests, budget=budget, holds=holds)
                 running = self._collect(job, collected, deadline)
+                if budget is not None:
+                    self._settle(job, collected, budget, holds, settled)
                 results, failures = self._merge(job, collected)
                 if running:
                     reason = (f"batch {running[0][0]} still {running[0][1]} after max_wait ({cfg.max_wait:g} s); "
@@ -191,7 +201,7 @@ class OpenAIBatchJudge:
                             failures[cid] = _Failure(reason, final=True)
                     break
                 pending = [cid for cid in requests if cid not in results and not failures.get(cid, _F).final]
-                if not pending or len(job.rounds) >= cfg.max_rounds:
+                if not pending or len(job.rounds) >= cfg.max_rounds or (budget is not None and budget.refused):
                     break
                 if job.rounds:
                     self.stats.missing += sum(cid not in failures for cid in pending)
@@ -202,7 +212,9 @@ class OpenAIBatchJudge:
             if cid in results:
                 outputs[cid] = results[cid]
                 continue
-            failure = failures.get(cid) or _Failure("in neither the output nor the error file of its batch")
+            failure = failures.get(cid) or _Failure(
+                f"not submitted: {budget.refused}" if budget is not None and budget.refused
+                else "in neither the output nor the error file of its batch")
             self.stats.gave_up += 1
             outputs[cid] = CallOutput(None, None, error=f"batch request got no answer after {len(job.rounds)} "
                                       f"submission(s): {failure.reason}")
@@ -227,8 +239,12 @@ class OpenAIBatchJudge:
         job.save()
         self.stats.rounds += 1
 
-    def _submit(self, job: "JobState", requests: Mapping[str, Sequence[dict]]) -> None:
-        """Upload and create what the last round lacks; every id is saved as soon as the API returns it."""
+    def _submit(self, job: "JobState", requests: Mapping[str, Sequence[dict]], *,
+                budget: StageMeter | None = None, holds: dict[str, "Reservation"] | None = None) -> None:
+        """Upload and create what the last round lacks; every id is saved as soon as the API returns it.
+
+        With a budget, a file's worst case is reserved (and the reservation committed) before it is uploaded;
+        the first file that does not fit is dropped from the round with every later one."""
         cfg = self.config
         rnd = job.rounds[-1]
         client = self._api()
@@ -237,6 +253,21 @@ class OpenAIBatchJudge:
             if entry["batch"] is not None:
                 continue
             lines = self.request_lines({cid: requests[cid] for cid in entry["ids"]})
+            if entry["file"] is None and budget is not None:
+                ref = f"batch:{job.key}:r{number}:{i + 1}"
+                held = budget.reserve(sum(count_message_tokens(requests[cid], cfg.model) for cid in entry["ids"]),
+                                      self._max_tokens() * len(entry["ids"]),
+                                      what=f"batch file {i + 1} of round {number} ({len(entry['ids'])} requests)",
+                                      ref=ref)
+                if held is None:
+                    del rnd["files"][i:]  # never uploaded: their requests stay unjudged (retryable)
+                    break
+                if held.recorded is not None:
+                    held.recorded.result()
+                entry["budget_ref"] = ref
+                if holds is not None:
+                    holds[ref] = held
+                job.save()
             if entry["file"] is None:
                 name = f"negclean-{job.key[:12]}-r{number}-{i + 1}.jsonl"
                 uploaded = self._call(lambda: client.files.create(file=(name, b"".join(lines), "application/jsonl"),
@@ -257,8 +288,30 @@ class OpenAIBatchJudge:
             self.stats.batches += 1
             self.stats.requests_submitted += len(lines)
             log.info("%s: submitted batch %s (%d requests, round %d)", self.judge_id, batch.id, len(lines), number)
-        rnd["submitted"] = True
+        if not rnd["files"]:  # the budget let no file go: the round never happened
+            job.rounds.pop()
+        else:
+            rnd["submitted"] = True
         job.save()
+
+    def _max_tokens(self) -> int:
+        return 1 if self.template == "pointwise" else self.config.max_tokens
+
+    def _settle(self, job: "JobState", collected: Mapping[str, "_Collected"], budget: StageMeter,
+                holds: dict[str, "Reservation"], settled: set[str]) -> None:
+        """Settle each finished batch's reservation to what its answers used (failed rows are not billed)."""
+        for rnd in job.rounds:
+            for entry in rnd["files"]:
+                ref, got = entry.get("budget_ref"), collected.get(entry["batch"] or "")
+                if ref is None or got is None or ref in settled:
+                    continue
+                settled.add(ref)
+                tokens_in = sum(o.tokens_in for o in got.outputs.values())
+                tokens_out = sum(o.tokens_out for o in got.outputs.values())
+                if ref in holds:
+                    budget.settle(holds.pop(ref), tokens_in, tokens_out)
+                else:  # submitted by an earlier process: its reservation is in the store's ledger
+                    budget.settle_earlier(ref, tokens_in, tokens_out)
 
     def _find_orphan(self, key: str, file_id: str) -> str | None:
         """A batch created for this file before its id could be saved (a crash in between)."""
@@ -288,7 +341,7 @@ class OpenAIBatchJudge:
                 self.stats.failed_batches += 1
                 errors = getattr(getattr(batch, "errors", None), "data", None) or []
                 message = "; ".join(f"{getattr(e, 'code', '')}: {getattr(e, 'message', '')}" for e in errors)
-                got.error = f"batch {batch_id} failed: {message or 'no reason given'}"
+                got.error = f"batch {batch_id} failed: {self._online._redact(message) or 'no reason given'}"
             for row in self._download(batch.output_file_id):
                 out = self._row_output(row)
                 if isinstance(out, CallOutput):
@@ -382,7 +435,7 @@ class OpenAIBatchJudge:
             out = self._online._output(response.get("body"), messages)
         except ValueError as exc:
             self.stats.failed_rows += 1
-            return _Failure(f"unusable answer: {exc}", final=False)
+            return _Failure(f"unusable answer: {self._online._redact(str(exc))}", final=False)
         self.stats.succeeded += 1
         self.stats.tokens_in += out.tokens_in
         self.stats.tokens_out += out.tokens_out
@@ -396,7 +449,7 @@ class OpenAIBatchJudge:
                 self.stats.expired_rows += 1
             else:
                 self.stats.failed_rows += 1
-            return _Failure(f"{code}: {error.get('message') or ''}".strip(), final=False)
+            return _Failure(self._online._redact(f"{code}: {error.get('message') or ''}".strip()), final=False)
         response = row.get("response") or {}
         status = response.get("status_code")
         body = response.get("body") or {}

@@ -6,31 +6,35 @@ The backend only transports messages: calls are built by ``listwise.chunk_calls`
 event loop, across batches), with bounded retries of its own (the client's are off): exponential
 backoff with jitter, ``Retry-After`` honoured on 429/503 (and then held by every call, since a rate
 limit is per account). A call that still fails becomes an undecided verdict with the reason; only
-configuration errors (401/403/404, missing key) raise ``BackendError``. The API key is read from the
+configuration errors (401/403/404, missing key) and an endpoint that cannot be reached on the last
+attempt (connection refused, unknown host, no route) raise ``BackendError``. The API key is read from the
 environment variable ``config.api_key_env`` and never appears in a message or a log record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
 import random
-import re
+import socket
 import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
+from negclean.cascade.budget import StageMeter
 from negclean.errors import BackendError, require
 from negclean.judge.base import JudgeTask, TaskResult
 from negclean.judge.config import OpenAIJudgeConfig
 from negclean.judge.listwise import CallOutput, assemble, call_result, chunk_calls
 from negclean.judge.openai_retry import OpenAIStats, backoff_delay, is_loopback, parse_retry_after, safe_url
 from negclean.judge.parse import ParseFailure, p_yes_from_logprobs
+from negclean.judge.redact import redact
 from negclean.judge.tokens import count_message_tokens, count_tokens, estimate_tokens
 
 log = logging.getLogger(__name__)
@@ -39,7 +43,6 @@ log = logging.getLogger(__name__)
 LOCAL_DUMMY_KEY = "EMPTY"
 #: pointwise: least probability the first token must put on yes/no for P(yes) to be used
 MIN_YES_NO_MASS = 0.5
-_KEY_PATTERN = re.compile(r"\b(sk-[A-Za-z0-9_*\-]{2})[A-Za-z0-9_*\-]+")
 
 
 #: called with (the part of a task one call covered, its verdicts) as soon as that call is done
@@ -96,24 +99,29 @@ class OpenAIJudge:
         self._finalizer: weakref.finalize | None = None
 
     # ---- Judge protocol
-    def judge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None) -> list[TaskResult]:
+    def judge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None,
+              budget: StageMeter | None = None) -> list[TaskResult]:
         """Judge a batch; runs on the judge's own event-loop thread (so it also works inside Jupyter).
 
         ``on_call(part, result)``, when given, is called (on that thread) as each call finishes, with the
         part of a task the call covered and its verdicts: the cascade stores them at once, so that a
-        crash loses only the calls in flight, not the whole batch."""
+        crash loses only the calls in flight, not the whole batch. ``budget``, when given, holds each
+        request's worst case right before it is sent; a request that does not fit is not sent (its
+        candidates come back undecided and retryable) and neither is any later one."""
         tasks = list(tasks)
         if not tasks:
             return []
-        future = asyncio.run_coroutine_threadsafe(self.ajudge(tasks, on_call=on_call), self._runner_loop())
+        future = asyncio.run_coroutine_threadsafe(self.ajudge(tasks, on_call=on_call, budget=budget),
+                                                  self._runner_loop())
         try:
             return future.result()
         except BaseException:
             future.cancel()
             raise
 
-    async def ajudge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None) -> list[TaskResult]:
-        """Judge a batch in the running event loop (``on_call``: see ``judge``)."""
+    async def ajudge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None,
+                     budget: StageMeter | None = None) -> list[TaskResult]:
+        """Judge a batch in the running event loop (``on_call``, ``budget``: see ``judge``)."""
         tasks = list(tasks)
         if not tasks:
             return []
@@ -126,7 +134,7 @@ class OpenAIJudge:
                 on_call(*call_result(tasks, calls[i], output, template=self.template, judge_id=self.judge_id,
                                      call_id=ids[i], yes_threshold=self.config.yes_threshold))
         state = self._state()
-        outputs = await self._run_calls(state, [c.messages for c in calls], on_output=done)
+        outputs = await self._run_calls(state, [c.messages for c in calls], on_output=done, budget=budget)
         return assemble(tasks, calls, outputs, template=self.template, judge_id=self.judge_id, call_ids=ids,
                         yes_threshold=self.config.yes_threshold)
 
@@ -230,14 +238,13 @@ class OpenAIJudge:
             return None
 
     def _redact(self, text: str) -> str:
-        key = os.environ.get(self.config.api_key_env, "").strip()
-        if len(key) >= 4:
-            text = text.replace(key, "***")
-        return _KEY_PATTERN.sub(r"\1***", text)
+        """Every text from the server passes here before it reaches a message, a log or the store."""
+        return redact(text, os.environ.get(self.config.api_key_env))
 
     # ---- calls
     async def _run_calls(self, state: _LoopState, messages: Sequence[Sequence[dict]], *,
-                         on_output: Callable[[int, CallOutput], None] | None = None) -> list[CallOutput]:
+                         on_output: Callable[[int, CallOutput], None] | None = None,
+                         budget: StageMeter | None = None) -> list[CallOutput]:
         """Run every call. At most 4x concurrency calls exist at once (bounded memory for large batches)
         while the semaphore bounds requests in flight, so calls waiting out a backoff leave their slot."""
         outputs: list[CallOutput | None] = [None] * len(messages)
@@ -245,7 +252,7 @@ class OpenAIJudge:
 
         async def run(i: int) -> None:
             try:
-                outputs[i] = await self._call(state, messages[i])
+                outputs[i] = await self._call(state, messages[i], budget=budget)
                 if on_output is not None:
                     on_output(i, outputs[i])
             finally:
@@ -269,22 +276,49 @@ class OpenAIJudge:
             params["max_tokens"] = cfg.max_tokens
         return params
 
-    async def _call(self, state: _LoopState, messages: Sequence[dict]) -> CallOutput:
+    async def _call(self, state: _LoopState, messages: Sequence[dict], *,
+                    budget: StageMeter | None = None) -> CallOutput:
         cfg = self.config
         params = self._request(messages)
         self.stats.add(calls=1)
+        worst_in = count_message_tokens(messages, cfg.model) if budget is not None else 0
         attempts = cfg.max_retries + 1
         failure = _Failure("none", "", False)
         for attempt in range(attempts):
             try:
                 async with state.semaphore:  # released as soon as the answer is in: parsing needs no slot
                     await state.hold_off()
+                    held = None
+                    if budget is not None:  # reserved right before sending: the cap holds at any concurrency
+                        held = budget.reserve(worst_in, params["max_tokens"])
+                        if held is None:
+                            self.stats.add(budget_refused=1)
+                            return CallOutput(None, None, error=f"not sent: {budget.refused}")
+                        if held.recorded is not None:  # committed before sending: a kill still counts it
+                            await asyncio.wrap_future(held.recorded)
                     self.stats.add(requests=1)
-                    # the client's generic POST: same auth, URL rules (Azure deployments), timeouts and
-                    # error classes as chat.completions.create, without its typed request/response layer,
-                    # which costs ~1 ms of CPU per call (a third of the client's budget on 2 cores)
-                    data = await state.client.post("/chat/completions", body=params, cast_to=object)
-                output = self._output(data, messages)
+                    try:
+                        # the client's generic POST: same auth, URL rules (Azure deployments), timeouts and
+                        # error classes as chat.completions.create, without its typed request/response layer,
+                        # which costs ~1 ms of CPU per call (a third of the client's budget on 2 cores)
+                        data = await state.client.post("/chat/completions", body=params, cast_to=object)
+                    except BaseException as exc:
+                        if held is not None:
+                            # the provider may have run (and billed) a request that timed out or lost its
+                            # connection: it is counted at its worst case; an HTTP error answer costs nothing
+                            if _maybe_billed(exc):
+                                budget.settle_worst(held)
+                            else:
+                                budget.settle(held, 0, 0)
+                        raise
+                try:
+                    output = self._output(data, messages)
+                except BaseException:
+                    if held is not None:  # answered (and billed) but unusable: its usage is unknown
+                        budget.settle_worst(held)
+                    raise
+                if held is not None:
+                    budget.settle(held, output.tokens_in, output.tokens_out)
             except BackendError:
                 raise
             except Exception as exc:  # classified below; unknown exceptions re-raise there
@@ -306,6 +340,13 @@ class OpenAIJudge:
             await asyncio.sleep(delay)
         self.stats.add(failed=1)
         tries = f"{attempt + 1} attempt" + ("s" if attempt else "")
+        if failure.kind == "unreachable":
+            # nothing answers there: every other call would fail the same way, so the run stops (exit 5)
+            # rather than record the whole batch as undecided; calls answered before are already stored
+            raise BackendError(
+                f"{self.judge_id}: the endpoint {safe_url(str(state.client.base_url)).rstrip('/')} is unreachable "
+                f"({failure.detail}; {tries}). Start the server or fix base_url; verdicts made so far are "
+                "stored and a rerun resumes from them.")
         reason = f"call failed after {tries}: {failure.detail}"
         log.warning("%s: %s", self.judge_id, reason)
         return CallOutput(None, None, error=reason)
@@ -313,6 +354,9 @@ class OpenAIJudge:
     def _classify(self, exc: Exception, state: _LoopState) -> _Failure:
         openai = require("openai", extra="openai", purpose="The 'openai' judge backend")
         root = _root_cause(exc)
+        unreachable = _unreachable(exc)
+        if unreachable is not None:  # before the timeout test: aiohttp reports a refused connect as one
+            return _Failure("unreachable", unreachable, True)
         # openai's aiohttp transport reports a dropped connection as a timeout: look at the root cause
         dropped = type(root).__module__.startswith("aiohttp") and not isinstance(root, TimeoutError)
         if isinstance(exc, openai.APITimeoutError) and not dropped:
@@ -360,7 +404,7 @@ class OpenAIJudge:
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
             error = data.get("error")
-            detail = f" (error: {error.get('message')})" if isinstance(error, dict) else ""
+            detail = f" (error: {self._redact(str(error.get('message')))})" if isinstance(error, dict) else ""
             raise ValueError("the answer holds no choices" + detail)
         choice = choices[0]
         message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
@@ -369,6 +413,8 @@ class OpenAIJudge:
             text = "".join(str(part.get("text", "")) for part in text if isinstance(part, dict))
         elif text is not None and not isinstance(text, str):
             raise ValueError(f"message content is {type(text).__name__}, not text")
+        if text:
+            text = self._redact(text)  # an answer that repeats the key must not be stored with it
         finish = choice.get("finish_reason")
         p_yes = self._p_yes(choice) if self.template == "pointwise" else None
         usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
@@ -400,6 +446,45 @@ class OpenAIJudge:
             return p_yes_from_logprobs(top)
         except ParseFailure:
             return None
+
+
+def _maybe_billed(exc: BaseException) -> bool:
+    """Whether a request that raised may still have been run by the provider (no answer, no status)."""
+    if isinstance(getattr(exc, "status_code", None), int):
+        return False  # the server answered with an error: nothing was generated
+    return not isinstance(_root_cause(exc), ConnectionRefusedError)  # refused: it never arrived
+
+
+#: OS errors of a connect that reached no server (nothing was sent): refused, no route, no network
+_UNREACHABLE_ERRNOS = frozenset({errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EADDRNOTAVAIL})
+
+
+def _unreachable(exc: BaseException) -> str | None:
+    """Why the endpoint could not be connected to at all, or None for any other failure.
+
+    A refused connection, a host name that does not resolve or no route to the host fails at once and
+    will fail the same way for every call; a timeout or a connection dropped mid-answer may not. The
+    transports wrap the OS error differently (httpx: ``ConnectError`` with the ``OSError`` as context;
+    aiohttp: ``ClientConnectorError`` inside a *timeout* error), so the whole chain is searched."""
+    chain = []
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        chain.append(e)
+        todo += [e.__cause__, e.__context__]
+    for e in chain:
+        if isinstance(e, socket.gaierror):
+            return f"host name not resolved: {e.strerror or e}"
+        if isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS:
+            return "connection refused" if e.errno == errno.ECONNREFUSED else (e.strerror or str(e)).lower()
+    for e in chain:  # aiohttp's connector errors whose OS error is not in the chain
+        if type(e).__module__.startswith("aiohttp") and type(e).__name__.startswith("ClientConnector"):
+            return f"cannot connect: {e}"
+    return None
 
 
 def _root_cause(exc: BaseException) -> BaseException:

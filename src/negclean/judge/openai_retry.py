@@ -19,7 +19,8 @@ class OpenAIStats:
 
     ``calls`` are logical calls (one per chunk of candidates), ``requests`` the HTTP attempts they
     took; ``errors`` counts failed attempts by kind (rate_limited, server_error, connection, timeout,
-    bad_response, bad_request); ``failed`` counts calls that gave up (their candidates are undecided).
+    bad_response, bad_request); ``failed`` counts calls that gave up (their candidates are undecided);
+    ``budget_refused`` counts calls not sent because their worst case did not fit under --max-cost.
     Tokens are the server's ``usage``, or our count where a response had none (``usage_missing``).
     """
 
@@ -33,6 +34,7 @@ class OpenAIStats:
     tokens_in: int = 0
     tokens_out: int = 0
     backoff_s: float = 0.0
+    budget_refused: int = 0
     errors: Counter = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
@@ -51,7 +53,7 @@ class OpenAIStats:
                     "succeeded": self.succeeded, "failed": self.failed, "truncated": self.truncated,
                     "usage_missing": self.usage_missing, "tokens_in": self.tokens_in,
                     "tokens_out": self.tokens_out, "backoff_s": round(self.backoff_s, 3),
-                    "errors": dict(self.errors)}
+                    "budget_refused": self.budget_refused, "errors": dict(self.errors)}
 
 
 def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:

@@ -7,7 +7,6 @@ Reads TREC qrels (``qid iter docid grade``, white-space separated, no header) or
 from __future__ import annotations
 
 import gzip
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -74,14 +73,6 @@ def _is_header(token: str) -> bool:
     return False
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class QrelsJudge:
     """Relevant when the qrels grade of (query id, docid) is at least ``min_grade``.
 
@@ -90,15 +81,14 @@ class QrelsJudge:
     """
 
     listwise = False
+    keys_by_id = True  # decides by (query id, docid): the cascade stores its verdicts per id, not per text
 
     def __init__(self, config: QrelsJudgeConfig):
         self.config = config
         path = Path(config.path)
         self.qrels = read_qrels(path)
         self.judge_id = config.judge_id()
-        # the file's content, not only its path, decides the verdicts
-        blob = f"{config.fingerprint()}|{_file_digest(path)}"
-        self.fingerprint = hashlib.sha256(blob.encode()).hexdigest()[:24]
+        self.fingerprint = config.fingerprint()  # covers the file's content (QrelsJudgeConfig.content_identity)
 
     def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
         return [TaskResult(tuple(self._verdict(task.instance.query_id, p.docid) for p in task.passages))

@@ -45,21 +45,6 @@ def band_confidence(rel: np.ndarray | float, band: tuple[float, float]) -> np.nd
     return np.clip((np.asarray(rel, dtype=np.float64) - low) / (high - low), 0.0, 1.0)
 
 
-def _fingerprint(config: SimilarityJudgeConfig) -> str:
-    """The config's fingerprint; for a model in a local directory also its weights' identity, so that
-    verdicts of a model re-trained in place are not served from the store."""
-    from pathlib import Path
-
-    if not Path(config.model).expanduser().is_dir():
-        return config.fingerprint()
-    import hashlib
-
-    from negclean.embed import model_identity
-
-    blob = f"{config.fingerprint()}|{model_identity(config.model)}"
-    return hashlib.sha256(blob.encode()).hexdigest()[:24]
-
-
 class SimilarityJudge:
     """Flags candidates whose embedding similarity to the query is close to that of the positives."""
 
@@ -73,7 +58,7 @@ class SimilarityJudge:
         if not high > low:
             raise ConfigError(f"similarity judge: band must be (low, high) with high > low, got {self.config.band}")
         self.judge_id = self.config.judge_id()
-        self.fingerprint = _fingerprint(self.config)
+        self.fingerprint = self.config.fingerprint()  # covers a local model's weights (content_identity)
         self._embedder = embedder  # injected in tests; otherwise loaded on first use
 
     @property

@@ -125,7 +125,7 @@ class DenseRetriever:
 
             embedder = load_embedder(cfg.model, device=cfg.device)
         self.embedder = embedder
-        # the model part of cache keys (for a model folder it hashes the folder's file list: computed once)
+        # the model part of cache keys (for a model folder a digest of its files' content: computed once)
         self.model_identity = getattr(embedder, "identity", None) or cfg.model
         self.cache_path: Path | None = None
         self.cache_hit = False

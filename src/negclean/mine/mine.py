@@ -53,6 +53,17 @@ class Source:
     stats: MineStats
 
 
+def refuse_overwriting_sources(config: MineConfig, output: str | Path) -> None:
+    """ConfigError (exit 2) when ``output`` is one of the files mining reads (input, corpus, BEIR files)."""
+    from negclean.data.paths import refuse_overwrite
+
+    sources = [Path(s) for s in (config.input, config.corpus) if s]
+    if config.beir is not None and Path(config.beir).is_dir():
+        sources += [p for p in Path(config.beir).rglob("*") if p.is_file()]
+    for src in sources:
+        refuse_overwrite(src, {"--output": output})
+
+
 def mine(config: MineConfig | None = None, *, output: str | Path, out_fmt: str | None = None, embedder=None,
          on_progress: Progress | None = None, **options: Any) -> MineSummary:
     """Mine hard negatives and write them as instances; returns the run's summary.
@@ -69,6 +80,7 @@ def mine(config: MineConfig | None = None, *, output: str | Path, out_fmt: str |
         config = MineConfig.from_options(options)
     elif options:
         config = MineConfig.from_options({**config.model_dump(), **options})
+    refuse_overwriting_sources(config, output)
     t0 = time.perf_counter()
     stats = MineStats(config.num_negatives)
     source = beir_source(config, stats) if config.beir is not None else instance_source(config, stats)

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterator
 
 from negclean.cascade.stages import CascadeConfig
 from negclean.cascade.store import JudgmentStore
+from negclean.data.paths import refuse_overwrite
 from negclean.errors import BackendError, BudgetExceeded, ConfigError, InputError, NegcleanError
 from negclean.scale.assemble import (fixed_suffix, merge_fix, merge_read, merge_stats, write_fixed, write_rejects,
                                      write_verdicts)
@@ -92,8 +93,11 @@ def run_judge_ray(*, input_path: str, cascade: CascadeConfig, output_dir: str | 
     shard_size = -(-opts.shard_size // cascade.chunk_size) * cascade.chunk_size
     shards = plan_shards(input_path, shard_size=shard_size)
     final = (Path(fix.output) if fix.output else out_dir / f"fixed.{Path(input_path).name}") if fix else None
+    refuse_overwrite(input_path, {"the fixed output (fix.output)": final, "the store (--store)": store_file,
+                                  "the verdicts file": out_dir / "verdicts.jsonl"})
     routing = cascade.model_dump(mode="json", exclude={"max_cost"})  # a new budget keeps finished shards
-    key = plan_key(file_identity(input_path), fmt, on_error, shard_size, routing,
+    judges = [s.judge.fingerprint() for s in cascade.stages]  # a changed qrels file or model redoes the shards
+    key = plan_key(file_identity(input_path), fmt, on_error, shard_size, routing, judges,
                    fix.model_dump(mode="json") if fix else None, fixed_suffix(final) if final else None)
     _clear_stale(out_dir, key, store_file)
     prepare_main(store_file)

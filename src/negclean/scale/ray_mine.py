@@ -136,7 +136,7 @@ def mine_ray(config: Any = None, *, output: str | Path, out_fmt: str | None = No
     ``<output folder>/.<output name>.ray``, kept so that a rerun reuses finished shards)."""
     from negclean.data.formats._writer import write_format
     from negclean.mine.config import MineConfig
-    from negclean.mine.mine import beir_source, instance_source
+    from negclean.mine.mine import beir_source, instance_source, refuse_overwriting_sources
     from negclean.mine.retrievers import build_retriever
     from negclean.mine.summary import MineStats
     from negclean.scale.assemble import fixed_suffix, join_parts
@@ -148,6 +148,7 @@ def mine_ray(config: Any = None, *, output: str | Path, out_fmt: str | None = No
     elif options:
         config = MineConfig.from_options({**config.model_dump(), **options})
     output = Path(output)
+    refuse_overwriting_sources(config, output)
     work = Path(work_dir) if work_dir else output.parent / f".{output.name}.ray"
     work.mkdir(parents=True, exist_ok=True)
     cfg = config if config.use_cache else config.model_copy(update={"use_cache": True,

@@ -50,6 +50,10 @@ class ReadOnlyStore(JudgmentStore):
         uri = f"file:{quote(str(Path(path).resolve()))}?mode=ro&immutable=1"
         self._conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
         self._lock = threading.Lock()
+        self._queue = None  # never written: no writer thread
+        self._writer = None
+        self._error = None
+        self._error_raised = False
 
 
 class ShardStore(JudgmentStore):

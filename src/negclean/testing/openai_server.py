@@ -102,6 +102,9 @@ class RequestRecord:
     authorized: bool | None = None
     started: float = 0.0
     finished: float = 0.0
+    #: tokens of the answer as billed (the ``usage`` the server sent; input is 0 with ``usage=False``)
+    tokens_in: int = 0
+    tokens_out: int = 0
 
 
 class RequestLog:
@@ -136,6 +139,11 @@ class RequestLog:
     def faults(self) -> Counter:
         return Counter(r.fault for r in self.records)
 
+    def tokens(self) -> tuple[int, int]:
+        """(input, output) tokens of every answered request: what a provider would bill."""
+        records = self.records
+        return sum(r.tokens_in for r in records), sum(r.tokens_out for r in records)
+
     def statuses(self) -> Counter:
         return Counter(r.status for r in self.records)
 
@@ -164,13 +172,16 @@ class OpenAITestServer:
             but ~7 ms of CPU for a 25-passage prompt); ``"approx"`` counts the prompt as characters / 4
             (for throughput benchmarks; the answer is still counted exactly); False leaves it out.
         logprobs: answer ``logprobs`` when asked (some servers ignore the parameter: set False to mimic them).
+        echo_key: the 429, 503 and 500 messages repeat the key that was sent: ``"plain"`` whole, ``"masked"`` as
+            its first 3 and last 12 characters around ``...`` (as some proxies do); None: they do not.
     """
 
     def __init__(self, *, responder: Responder | None = None, faults: FaultPlan | None = None,
                  delay: float = 0.0, max_concurrency: int | None = None, require_key: str | None = None,
                  models: Sequence[str] | None = None, usage: bool | Literal["approx"] = True, logprobs: bool = True,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", echo_key: Literal["plain", "masked"] | None = None) -> None:
         self.responder = responder or OverlapOracle()
+        self.echo_key = echo_key
         self.faults = faults or FaultPlan()
         self.delay = delay
         self.max_concurrency = max_concurrency
@@ -320,10 +331,12 @@ class OpenAITestServer:
         if fault in ("rate_limit", "unavailable"):
             status = 429 if fault == "rate_limit" else 503
             message = "Rate limit reached; retry later." if status == 429 else "The server is overloaded."
+            message += self._key_echo(request)
             return _error(web, status, message, "rate_limit_exceeded" if status == 429 else "overloaded",
                           headers=self._retry_after_headers())
         if fault == "server_error":
-            return _error(web, 500, "The server had an error while processing your request.", "server_error")
+            return _error(web, 500, "The server had an error while processing your request."
+                          + self._key_echo(request), "server_error")
         if fault == "reset":
             if request.transport is not None:
                 request.transport.abort()
@@ -337,8 +350,14 @@ class OpenAITestServer:
             return web.Response(status=200, text="<html>upstream proxy error</html>", content_type="application/json")
         if self._capacity is not None:
             async with self._capacity:
-                return await self._answer(web, body, messages, model, fault, rng)
-        return await self._answer(web, body, messages, model, fault, rng)
+                return await self._answer(web, body, messages, model, fault, rng, record)
+        return await self._answer(web, body, messages, model, fault, rng, record)
+
+    def _key_echo(self, request: Any) -> str:
+        key = self._sent_key(request)
+        if self.echo_key is None or not key:
+            return ""
+        return f" (API key: {key if self.echo_key == 'plain' else key[:3] + '...' + key[-12:]})"
 
     def _retry_after_headers(self) -> dict[str, str]:
         seconds = self.faults.retry_after
@@ -349,7 +368,7 @@ class OpenAITestServer:
         return {"Retry-After": f"{seconds:g}"}
 
     async def _answer(self, web: Any, body: dict, messages: list, model: str, fault: str,
-                      rng: random.Random) -> Any:
+                      rng: random.Random, record: RequestRecord) -> Any:
         # service time is exactly ``delay``: the answer is computed first, then the rest of it is slept
         started = time.perf_counter()
         reply = self.responder(body)
@@ -379,6 +398,8 @@ class OpenAITestServer:
             tokens_in = sum(3 + count(str(m.get("content") or "")) for m in messages) + 3
             answer["usage"] = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
                                "total_tokens": tokens_in + tokens_out}
+            record.tokens_in = tokens_in
+        record.tokens_out = tokens_out
         text = json.dumps(answer)
         delay = self.delay + (self.faults.slow_s if fault == "slow" else 0.0)
         if (rest := delay - (time.perf_counter() - started)) > 0:

@@ -3,7 +3,8 @@
 ``parse_prompt`` recovers the question, ground truths and candidates from a chat request built with
 negclean's templates (passages are tag-neutralised there, so the ``<doc>`` blocks are unambiguous).
 ``TableResponder`` answers from a table (candidate text -> better / worse / not relevant);
-``OverlapOracle`` marks candidates sharing most of the question's content words.
+``OverlapOracle`` marks candidates sharing most of the question's content words. ``FullLength`` pads
+another responder's answers to exactly ``max_tokens`` (the worst case a budget has to hold).
 """
 
 from __future__ import annotations
@@ -136,3 +137,33 @@ class OverlapOracle:
             scale = (ov - self.threshold) / (2 * max(self.threshold, 1 - self.threshold))
             probs.append(min(0.98, max(0.02, 0.5 + scale)))
         return _answer(view, grades, notes, probs)
+
+
+class FullLength:
+    """Answers as ``inner`` does, padded after the answer with filler words to exactly the request's
+    ``max_tokens`` (counted as the server counts them), with ``finish_reason: stop``: every call costs
+    its worst case, as a model that writes long answers would."""
+
+    def __init__(self, inner: "object | None" = None) -> None:
+        self.inner = inner if inner is not None else OverlapOracle()
+
+    def __call__(self, body: Mapping) -> Reply:
+        from negclean.judge.tokens import count_tokens
+
+        reply = self.inner(body)
+        if isinstance(reply, str):
+            reply = Reply(reply)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        if not isinstance(limit, int) or count_tokens(reply.content) >= limit:
+            return reply
+        pad = limit - count_tokens(reply.content)
+        for _ in range(8):  # " ok" is one token; a merge at the seam may need a step or two
+            content = reply.content + "\n" + " ok" * pad
+            have = count_tokens(content)
+            if have == limit or pad <= 0:
+                break
+            pad += limit - have
+        while count_tokens(content) > limit and pad > 0:
+            pad -= 1
+            content = reply.content + "\n" + " ok" * pad
+        return Reply(content, reply.finish_reason, reply.p_yes, reply.top_logprobs)

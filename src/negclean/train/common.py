@@ -66,10 +66,17 @@ class TrainResult:
         return out
 
 
-def read_data(data: Data, *, fmt: str | None = None) -> tuple[list[Instance], str]:
-    """All instances (training needs them in memory anyway) and a description of where they came from."""
+def read_data(data: Data, *, fmt: str | None = None,
+              output_dir: str | Path | None = None) -> tuple[list[Instance], str]:
+    """All instances (training needs them in memory anyway) and a description of where they came from.
+    ``output_dir``: the model folder the run will replace; ConfigError when it holds the data file."""
     if isinstance(data, (str, os.PathLike)):
         from negclean.data.io import read_instances
+
+        if output_dir is not None:
+            from negclean.data.paths import refuse_replacing_folder
+
+            refuse_replacing_folder(data, output_dir, label="--output")
 
         instances = list(read_instances(data, fmt=fmt, on_error="fail"))
         source = str(data)

@@ -67,7 +67,7 @@ def train_reranker(data: Data, *, output_dir: str | Path, config: TrainConfig | 
 
     if config.hard_negatives < 1:
         raise ConfigError("a reranker needs negatives to learn from: set hard_negatives to 1 or more")
-    instances, source = read_data(data, fmt=fmt)
+    instances, source = read_data(data, fmt=fmt, output_dir=output_dir)
     per_epoch, stats = build_groups(instances, epochs=config.epochs, hard_negatives=config.hard_negatives,
                                     seed=config.seed, include_title=config.include_title,
                                     query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)

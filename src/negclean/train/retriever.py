@@ -68,7 +68,7 @@ def train_retriever(data: Data, *, output_dir: str | Path, config: TrainConfig |
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
-    instances, source = read_data(data, fmt=fmt)
+    instances, source = read_data(data, fmt=fmt, output_dir=output_dir)
     per_epoch, stats = build_groups(instances, epochs=config.epochs, hard_negatives=config.hard_negatives,
                                     seed=config.seed, include_title=config.include_title,
                                     query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)

@@ -182,6 +182,14 @@ def main() -> None:
         ],
     )
     write("control_chars.jsonl", [line(tev("1")).replace(b"a thing", b"a\tthing", 1)])
+    write(
+        "duplicate_keys.jsonl",
+        [
+            ok1,
+            line(tev("2"))[:-1] + b', "query": "a second query"}',
+            line(tev("3")).replace(b'"text": "Unrelated text one."', b'"text": "one", "text": "two"', 1),
+        ],
+    )
     write("garbage_first_line.jsonl", [b"this is not json", ok1, ok2])
     write(
         "st_bad_rows.jsonl",

@@ -20,7 +20,25 @@ GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 BOM = b"\xef\xbb\xbf"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
-_DECODER = json.JSONDecoder(strict=False)  # strict=False: allow raw tabs/newlines inside strings
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object's members as a dict; RowError when a key repeats (json keeps the last value, silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                break
+            seen.add(key)
+        raise RowError(f"duplicate key {key!r} in a JSON object: only one of its values could be kept, so the "
+                       "line is ambiguous; remove or rename one of them")
+    return obj
+
+
+# strict=False: allow raw tabs/newlines inside strings. The pairs hook costs ~8 µs per Tevatron line of 31
+# passages (+50% of decoding, ~+15% of reading) and is what reports duplicate keys.
+_DECODER = json.JSONDecoder(strict=False, object_pairs_hook=_unique_keys)
 _FLUSH_BYTES = 1 << 20
 
 
@@ -83,6 +101,8 @@ def decode(raw: bytes) -> dict[str, Any]:
             tail = body[end:]
             if not tail.isspace():
                 raise json.JSONDecodeError("Extra data", body, end + len(tail) - len(tail.lstrip()))
+    except RowError:
+        raise
     except RecursionError:
         raise RowError("invalid JSON: nested too deeply to read") from None
     except json.JSONDecodeError as exc:

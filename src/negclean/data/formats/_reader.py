@@ -70,7 +70,7 @@ def detect_jsonl(path: Path) -> tuple[str, int]:
     if first is not None:
         raise InputError(
             f"cannot tell the format from the first record (line {first[0]}, keys: {show_keys(first[1])}); "
-            f"expected {EXPECTED}. Rename the fields or pass fmt=",
+            f"expected {EXPECTED}. Rename the fields, or name the format with --format (fmt= in Python)",
             path=str(path),
         )
     if first_error is not None:
@@ -79,7 +79,8 @@ def detect_jsonl(path: Path) -> tuple[str, int]:
             f"{first_error[1]}); is this a JSON Lines file?",
             path=str(path),
         )
-    raise InputError("the file has no records, so its format cannot be detected; pass fmt= to read it", path=str(path))
+    raise InputError("the file has no records, so its format cannot be detected; name it with --format "
+                     "(fmt= in Python) to read it", path=str(path))
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -166,7 +167,7 @@ class InstanceReader:
         log_limit: int = 20,
     ):
         if on_error not in _ON_ERROR:
-            raise ConfigError(f"on_error must be 'fail' or 'skip', not {on_error!r}")
+            raise ConfigError(f"--on-error (on_error in Python) must be 'fail' or 'skip', not {on_error!r}")
         self.path = existing(path)
         self._parquet = is_parquet(self.path)
         self._detected_at: int | None = None
@@ -195,12 +196,13 @@ class InstanceReader:
             if fmt == "flagembedding":
                 raise InputError(
                     "this is a Parquet file; flagembedding is read from JSON Lines only. "
-                    "Use fmt='parquet' (Tevatron columns) or fmt='st'",
+                    "Use --format parquet (Tevatron columns) or --format st (fmt= in Python)",
                     path=str(self.path),
                 )
         elif fmt == "parquet":
             raise InputError(
-                "fmt='parquet' was given but this is not a Parquet file; for Tevatron JSON Lines use fmt='tevatron'",
+                "the format 'parquet' was given but this is not a Parquet file; for Tevatron JSON Lines use "
+                "--format tevatron (fmt='tevatron' in Python)",
                 path=str(self.path),
             )
         return fmt
@@ -274,8 +276,8 @@ class InstanceReader:
         if self._on_error == "fail":
             what = "row" if self._parquet else "line"
             raise InputError(
-                f"{reason}. Fix or remove this {what}, or read with on_error='skip' to set bad "
-                "lines aside in a reject file",
+                f"{reason}. Fix or remove this {what}, or run with --on-error skip (on_error='skip' in Python) "
+                "to set bad lines aside in a reject file",
                 path=str(self.path),
                 line=lineno,
             ) from None

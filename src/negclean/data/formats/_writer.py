@@ -182,15 +182,17 @@ def write_format(path: Path, fmt: str | None, like: Any) -> str:
     if fmt is None:
         if parquet:
             return "parquet"
-        raise ConfigError(f"say which format to write {path} in: fmt= (one of {', '.join(FORMATS)}) or like=")
+        raise ConfigError(f"say which format to write {path} in: --to FORMAT (fmt= or like= in Python), one of "
+                          f"{', '.join(FORMATS)}")
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if fmt == "parquet" and not parquet:
         raise ConfigError(
-            f"fmt='parquet' writes a Parquet file; name it *.parquet (not {path.name}), "
-            "or use fmt='tevatron' for JSON Lines"
+            f"the format 'parquet' writes a Parquet file; name it *.parquet (not {path.name}), "
+            "or use --to tevatron (fmt='tevatron' in Python) for JSON Lines"
         )
     if parquet and fmt in ("tevatron", "flagembedding"):
-        hint = "use fmt='parquet' for Tevatron columns in Parquet" if fmt == "tevatron" else "name it *.jsonl[.gz]"
-        raise ConfigError(f"fmt={fmt!r} writes JSON Lines, but {path.name} ends in .parquet; {hint}")
+        hint = ("use --to parquet (fmt='parquet' in Python) for Tevatron columns in Parquet" if fmt == "tevatron"
+                else "name it *.jsonl[.gz]")
+        raise ConfigError(f"the format {fmt!r} writes JSON Lines, but {path.name} ends in .parquet; {hint}")
     return fmt
