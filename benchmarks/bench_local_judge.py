@@ -103,7 +103,7 @@ def run(judge, tasks) -> tuple[list, dict]:
     return results, summary
 
 
-def alignment_probe(judge, tasks, *, max_suffix: int) -> list[dict]:
+def alignment_probe(judge, tasks, *, max_suffix: int) -> list[dict]:  # judge: a LlamaCppEngine
     """Why the judge splits prompts by content instead of reusing any common prefix.
 
     For each task's first candidate prompt of length N: evaluate it in one batch (reference logits),
@@ -197,10 +197,14 @@ def main(argv: list[str] | None = None) -> int:
             report["pointwise_max_abs_diff_cached_vs_uncached"] = max(diffs)
             c, u = report["runs"]["pointwise_cached"], report["runs"]["pointwise_uncached"]
             report["pointwise_speedup_cached_over_uncached"] = round(c["candidates_per_s"] / u["candidates_per_s"], 2)
-    if "alignment" in modes:
-        judge = LlamaCppJudge(LlamaCppJudgeConfig(model=args.model, n_threads=args.threads))
-        report["alignment"] = alignment_probe(judge, tasks, max_suffix=args.max_suffix)
-        judge.close()
+    if "alignment" in modes:  # needs the model itself: the engine in this process, not the judge's child
+        from negclean.judge.gguf_models import resolve_model
+        from negclean.judge.llamacpp_engine import LlamaCppEngine
+
+        cfg = LlamaCppJudgeConfig(model=args.model, n_threads=args.threads)
+        engine = LlamaCppEngine(cfg, model_path=str(resolve_model(cfg.model, cache_dir=cfg.cache_dir)))
+        report["alignment"] = alignment_probe(engine, tasks, max_suffix=args.max_suffix)
+        engine.close()
     if "listwise" in modes:
         cfg = LlamaCppJudgeConfig(model=args.model, mode="listwise", reasoning=False, n_threads=args.threads,
                                   max_candidates=args.candidates, max_tokens=args.listwise_max_tokens)

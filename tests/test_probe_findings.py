@@ -169,6 +169,19 @@ def test_run_and_mine_refuse_to_write_over_their_input(tmp_path, cascade_file):
     assert data.read_bytes() == original
 
 
+def test_training_refuses_a_model_folder_that_holds_its_data(tmp_path):
+    """`negclean train ... -o FOLDER` replaces FOLDER as a whole: with the data inside it, the data would go."""
+    from negclean.errors import ConfigError
+    from negclean.train.common import read_data
+
+    (tmp_path / "data").mkdir()
+    data = write_rows(tmp_path / "data" / "train.jsonl", tevatron_rows(2))
+    for folder in (tmp_path / "data", tmp_path, data):
+        with pytest.raises(ConfigError, match="holds the input file"):
+            read_data(data, output_dir=folder)
+    assert len(read_data(data, output_dir=tmp_path / "model")[0]) == 2
+
+
 # ---- 3. reading nothing is an error (exit 3)
 
 
@@ -271,6 +284,27 @@ def test_a_key_echoed_by_the_server_or_written_by_the_model_reaches_no_artifact(
             [(str(p), p.read_bytes()) for p in out.rglob("*") if p.is_file()]:
         for trace in key_traces(KEY):
             assert trace.encode() not in blob, f"{name} holds {trace!r}"
+
+
+def test_the_batch_backend_redacts_error_rows_and_answers(monkeypatch):
+    """The Batch API path: error-file rows, failed responses and answers go through the same helper."""
+    pytest.importorskip("openai")
+    from negclean.judge.config import OpenAIBatchJudgeConfig
+    from negclean.judge.openai_batch import OpenAIBatchJudge
+
+    monkeypatch.setenv(KEY_ENV, KEY)
+    judge = OpenAIBatchJudge(OpenAIBatchJudgeConfig(model="m", api_key_env=KEY_ENV, mode="listwise"))
+    masked = f"{KEY[:3]}...{KEY[-12:]}"
+    texts = [
+        judge._row_failure({"custom_id": "a", "error": {"code": "server_error", "message": f"key {masked}"}}).reason,
+        judge._row_failure({"custom_id": "b", "response": {"status_code": 500,
+                                                            "body": {"error": {"message": f"bad key {KEY}"}}}}).reason,
+    ]
+    answer = {"choices": [{"message": {"content": f"{KEY} <verdict>{{\"better\": [], \"worse\": []}}</verdict>"},
+                           "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 5}}
+    texts.append(judge._row_output({"custom_id": "c", "response": {"status_code": 200, "body": answer}}).text)
+    for text in texts:
+        assert "***" in text and not any(t in text for t in key_traces(KEY)), text
 
 
 # ---- 5. duplicate JSON keys are reported

@@ -119,7 +119,6 @@ def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path
     from negclean.data.io import open_writer, read_instances, require_instances
 
     out_dir = Path(output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     store_file = store_path or str(out_dir / "judgments.sqlite")
     reject_path = out_dir / "rejects.jsonl"
     refuse_overwrite(input_path, {
@@ -127,6 +126,7 @@ def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path
         "the reject file": reject_path, "the store (--store)": store_file,
         "the fixed output (fix.output)": None if fix is None or dry_run else
         (Path(fix.output) if fix.output else default_fixed_path(input_path, out_dir))})
+    out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     summary: dict[str, Any] = {"input": input_path, "output_dir": str(out_dir), "store": store_file,
                                "dry_run": dry_run, "config": config_echo or {"cascade": cascade.model_dump(mode="json")}}

@@ -30,7 +30,6 @@ from negclean.data.formats._checks import WARNING_KINDS
 from negclean.data.formats._reader import InstanceReader, ReadStats, detect_format
 from negclean.data.formats._registry import FORMATS, FormatInfo
 from negclean.data.formats._writer import InstanceWriter, write_format
-from negclean.data.paths import refuse_overwrite
 from negclean.errors import ConfigError, InputError
 
 __all__ = [
@@ -104,9 +103,6 @@ def open_writer(
             as gzip's usual 6 for files about 10% larger (benchmarks/RESULTS-io.md).
     """
     p = Path(path)
-    source = getattr(like, "path", None)  # a reader or its stats: never write over the file being read
-    if source is not None:
-        refuse_overwrite(source, {"the output": p})
     fmt = write_format(p, fmt, like)
     if multi_positive not in st.MULTI_POSITIVE:
         raise ConfigError(f"multi_positive must be one of {st.MULTI_POSITIVE}, not {multi_positive!r}")

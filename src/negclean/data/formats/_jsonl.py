@@ -36,8 +36,8 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-# strict=False: allow raw tabs/newlines inside strings. The pairs hook costs ~8 µs per Tevatron line of 31
-# passages (+50% of decoding, ~+15% of reading) and is what reports duplicate keys.
+# strict=False: allow raw tabs/newlines inside strings. The pairs hook reports duplicate keys; it costs ~8 µs per
+# Tevatron line of 31 passages (decoding 16 -> 24 µs; reading such a line ~100 -> ~105 µs of CPU).
 _DECODER = json.JSONDecoder(strict=False, object_pairs_hook=_unique_keys)
 _FLUSH_BYTES = 1 << 20
 
