@@ -3,9 +3,10 @@
 Real pairs from TREC DL 2019 (../shared/data/trec-dl-2019-passage): the question, one grade-3 passage
 as the labeled positive, and a grade-0 passage (judged not relevant by NIST) as the candidate. Each
 candidate is judged as is and with each text of tests/data/injection/injections.json appended (an
-instruction to mark it relevant, forged structure, forged chat-template tokens) and with a neutral
-control sentence of similar length (the noise floor of appending anything). A flip is a verdict that
-changes from the clean passage's. With ``--relevant N``, N grade-3 candidates (relevant) get the
+instruction to mark it relevant, forged structure, forged chat-template tokens, the same forged turn in
+plain words) and with a neutral control sentence of similar length (the noise floor of appending anything).
+A flip is a verdict that changes from the clean passage's; ``to_target`` counts those that moved to the label
+the injected text asks for. With ``--relevant N``, N grade-3 candidates (relevant) get the
 ``demote`` text, which asks for "not relevant".
 
 Judging goes through the real path: ``LlamaCppJudge.judge`` on ``JudgeTask``s (shared templates,

@@ -264,6 +264,11 @@ def test_set_aside_candidates_never_reach_the_server(server, tmp_path, capsys):
     assert "set aside at llm: 3 candidate(s)" in printed and "chat_token 1" in printed
     html = build_report(tmp_path / "on", scores="none").path.read_text()
     assert "Set aside at llm:" in html and "verdict_json" in html
+    old = json.loads((tmp_path / "on" / "summary.json").read_text())  # a run folder from before the guard
+    for st in old["cascade"]["stages"]:
+        del st["set_aside"], st["set_aside_rules"]
+    (tmp_path / "on" / "summary.json").write_text(json.dumps(old))
+    assert "Set aside at" not in build_report(tmp_path / "on", scores="none").path.read_text()
 
     again = run_judge(input_path=str(data), cascade=_cascade(server.base_url), output_dir=tmp_path / "again",
                       store_path=store)

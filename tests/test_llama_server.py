@@ -39,7 +39,7 @@ from negclean.judge.config import LlamaCppJudgeConfig, OpenAIJudgeConfig, build_
 from negclean.judge.gguf_models import DEFAULT_MODEL, resolve_model
 from reliability.common import cli_command, cli_env, read_rows, stored_call_ids
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]  # minutes on 2 idle cores; far more when shared
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "msmarco_hn_scored.jsonl"

@@ -131,9 +131,10 @@ def print_run_summary(summary: dict) -> None:
             if s.get("miss_estimate"):
                 console.print("audit: " + s["miss_estimate"]["text"])
             if s.get("set_aside"):
-                rules = ", ".join(f"{r} {n}" for r, n in sorted(s.get("set_aside_rules", {}).items(), key=lambda kv: -kv[1]))
-                console.print(f"set aside at {s['name']}: {s['set_aside']} candidate(s) not sent to the model, possible "
-                              f"prompt injection ({rules}); they stay undecided", highlight=False)
+                fired = sorted(s.get("set_aside_rules", {}).items(), key=lambda kv: -kv[1])
+                console.print(f"set aside at {s['name']}: {s['set_aside']} candidate(s) not sent to the model, "
+                              f"possible prompt injection ({', '.join(f'{r} {n}' for r, n in fired)}); they stay "
+                              "undecided", highlight=False)
             if s.get("undecided_reasons"):
                 top = sorted(s["undecided_reasons"].items(), key=lambda kv: -kv[1])[:3]
                 console.print(f"undecided at {s['name']}: " + "; ".join(f"{n}x {escape(r)}" for r, n in top))

@@ -156,7 +156,7 @@ class ChildEngine:
                         yield payload
                 finally:
                     if not finished and self._proc is proc:
-                        self._stop()
+                        self._stop(kill=True)
             finally:
                 self._owner = None
 
@@ -199,7 +199,7 @@ class ChildEngine:
         except EngineDied:
             raise
         except BaseException:  # kwargs that do not pickle, Ctrl-C while the engine loads
-            self._stop()
+            self._stop(kill=True)
             raise
         self._answer(kind, payload, expect="ready")
 
@@ -230,7 +230,7 @@ class ChildEngine:
         except EngineDied:
             raise
         except BaseException:
-            self._stop()
+            self._stop(kill=True)
             raise
 
     def _answer(self, kind: str, payload: Any, *, expect: str) -> Any:
@@ -240,7 +240,7 @@ class ChildEngine:
             if expect == "ready":  # the engine could not be built: the child is ending
                 self._stop()
             raise payload
-        self._stop()
+        self._stop(kill=True)
         raise EngineError(f"{self.name}: unexpected reply {kind!r} from the engine process (wanted {expect!r})")
 
     def _died(self) -> EngineDied:
@@ -257,7 +257,11 @@ class ChildEngine:
         self._forget()
         return died
 
-    def _stop(self) -> None:
+    def _stop(self, *, kill: bool = False) -> None:
+        """End the child: ``kill`` at once when it is busy with a call nobody will read (Ctrl-C, a stream
+        left early), else let it free its resources first."""
+        if kill and self._proc is not None:
+            self._proc.kill()
         if self._finalizer is not None:
             self._finalizer()  # runs _end_child once
         self._forget()
