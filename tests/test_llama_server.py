@@ -7,7 +7,9 @@ extra `llama-cpp-python[server]`) serving the shipped Qwen 1.5B GGUF on a free l
    (`pytest -s`) and bounded. Known differences: the server renders and tokenises the chat itself (special
    tokens parsed in contents; the in-process judge reads contents as plain text), reads P(yes) from the top
    5 tokens (in-process: every yes/no spelling), reuses its KV cache across requests in its own way, and
-   samples with its own default `repeat_penalty` (1.1; in-process 1.0), which only listwise generation feels.
+   samples with its own default `repeat_penalty` (1.1; in-process 1.0), which only listwise generation feels:
+   here it drops the second candidate of each call (`"worse": []` where 1.0 gives `"worse": [2]`, checked by
+   sending `repeat_penalty: 1.0`, which the `openai` backend cannot send), so listwise agreement is 4/8.
 2. The server SIGKILLed mid-run: `negclean judge` exits 5 with one line naming the endpoint, the verdicts made
    before the kill are in the store, and a rerun against a restarted server asks only for the rest and ends
    as the clean run did (labels equal, P(yes) within the server's own run-to-run tolerance).
@@ -204,7 +206,7 @@ def test_listwise_through_the_server_parses_and_agrees(server, in_process_listwi
     served = _verdicts(_server_config(server, "listwise"), tasks)
     assert all(v.label is not Label.UNDECIDED for v in served), [v.reason for v in served]
     same, _ = _agreement("listwise (brief)", served, in_process_listwise)
-    assert same >= len(served) // 2  # sampling settings differ (module docstring): agreement is reported
+    assert same >= len(served) // 2  # the server's repeat_penalty differs (module docstring): reported
 
 
 def _count_stored(store: Path) -> int:

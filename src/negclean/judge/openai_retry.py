@@ -19,7 +19,8 @@ class OpenAIStats:
 
     ``calls`` are logical calls (one per chunk of candidates), ``requests`` the HTTP attempts they
     took; ``errors`` counts failed attempts by kind (rate_limited, server_error, connection, timeout,
-    bad_response, bad_request); ``failed`` counts calls that gave up (their candidates are undecided);
+    bad_response, bad_request, unreachable: a connect that failed, which ends the run when a call's last
+    attempt meets it); ``failed`` counts calls that gave up (their candidates are undecided);
     ``budget_refused`` counts calls not sent because their worst case did not fit under --max-cost.
     Tokens are the server's ``usage``, or our count where a response had none (``usage_missing``).
     """
