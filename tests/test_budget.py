@@ -131,3 +131,33 @@ def test_budget_refuses_once_and_for_all():
     budget.settle(held, 0.25)
     assert math.isclose(budget.spent, 0.25)
     assert Budget(cap=float("inf")).cap is None
+
+
+def _one_process_run(args):
+    """A separate process: one run of the same output folder and store (see the test below)."""
+    base_url, data, out, cap = args
+    from negclean.testing.openai_server import OpenAITestServer as _  # noqa: F401  (same imports as the parent)
+    srv = type("Srv", (), {"base_url": base_url})()
+    try:
+        run_judge(input_path=str(data), cascade=cascade(srv, cap), output_dir=out)
+        return "done"
+    except BudgetExceeded:
+        return "stopped"
+
+
+def test_two_processes_of_one_run_share_the_cap(server, data, tmp_path):
+    """Two processes started at once on the same output folder (a user who ran the command twice): the ledger check
+    and the reservation are one transaction in the shared store, so together they never pass the cap."""
+    import multiprocessing
+
+    cap = 0.03
+    out = tmp_path / "run"
+    before = server.requests.count
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(2) as pool:
+        outcomes = pool.map(_one_process_run, [(server.base_url, data, out, cap)] * 2)
+    records = server.requests.records[before:]
+    total = billed(records)
+    assert records, "the runs called the model"
+    assert total <= cap, f"two concurrent processes billed ${total:.6f} against one cap of ${cap} ({outcomes})"
+    assert "stopped" in outcomes

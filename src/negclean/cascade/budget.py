@@ -87,9 +87,22 @@ class Budget:
                 return None
             self._held += amount
         recorded = None
-        if self._store is not None:
-            recorded = self._store.submit(self._store.reserve_spend, self.scope, amount, ref)
+        if self._store is not None:  # the ledger has the last word: other processes may spend the same scope
+            recorded = self._store.submit(lambda: self._store.reserve_spend(self.scope, amount, ref, cap=self.cap))
         return Reservation(amount, recorded)
+
+    def confirmed(self, reservation: Reservation) -> bool:
+        """After its ledger row is written (``reservation.recorded`` done): whether the ledger accepted it. False
+        when another process sharing this scope spent the room first: the hold is released and, as for any
+        refusal, no call is started from now on."""
+        if reservation.recorded is None or reservation.recorded.result() is not None:
+            return True
+        with self._lock:
+            self._held -= reservation.amount
+            if self.refused is None:
+                self.refused = (f"a call that could cost up to ${reservation.amount:.6f} does not fit under "
+                                f"--max-cost ${self.cap:.6f}: other processes of this run spent or hold the rest")
+        return False
 
     def settle(self, reservation: Reservation, cost: float) -> None:
         """Replace a reservation by the call's actual cost (0 for a call that was answered with an error)."""
@@ -100,7 +113,7 @@ class Budget:
             self._settled += cost
         if reservation.recorded is not None:
             store, recorded = self._store, reservation.recorded
-            store.submit(lambda: store.settle_spend(recorded.result(), cost))
+            store.submit(lambda: recorded.result() is not None and store.settle_spend(recorded.result(), cost))
 
     def settle_earlier(self, ref: str, cost: float) -> bool:
         """Settle a reservation an earlier process made (a batch it submitted); False when none is open."""
@@ -146,6 +159,10 @@ class StageMeter:
             return Reservation(0.0)
         return self.budget.reserve(self.worst_case(tokens_in, max_tokens_out),
                                    what=f"stage '{self.stage}': {what}", ref=ref)
+
+    def confirmed(self, reservation: Reservation) -> bool:
+        """See ``Budget.confirmed``: call once the reservation's ledger row is written, before sending."""
+        return self.budget.confirmed(reservation)
 
     def settle(self, reservation: Reservation, tokens_in: int, tokens_out: int) -> None:
         self.budget.settle(reservation, self.price.cost(tokens_in, tokens_out))

@@ -303,10 +303,12 @@ class Cascade:
                     extra["budget"] = meter
                 else:  # a judge that cannot: hold the whole chunk's worst case before it starts
                     chunk_hold = meter.reserve(est_in, est_out, what=f"the next {len(pending)} instance(s)")
+                    if chunk_hold is not None and chunk_hold.recorded is not None:
+                        chunk_hold.recorded.result()
+                        if not meter.confirmed(chunk_hold):
+                            chunk_hold = None
                     if chunk_hold is None:
                         self._stop_for_budget(stage)
-                    if chunk_hold.recorded is not None:
-                        chunk_hold.recorded.result()
             judge = self.judge_for(stage)
             streamed = _takes_on_call(judge)
             if streamed:  # each call's verdicts are stored as it finishes: a crash loses only calls in flight

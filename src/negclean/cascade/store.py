@@ -395,11 +395,20 @@ class JudgmentStore:
                                      (scope,)).fetchone()
         return float(row[0])
 
-    def reserve_spend(self, scope: str, amount: float, ref: str | None = None) -> int:
-        """Record a reservation; returns its row id (for ``settle_spend``)."""
-        return self._transaction(lambda: self._conn.execute(
-            "INSERT INTO spend (scope, ref, reserved, cost, created) VALUES (?,?,?,NULL,?)",
-            (scope, ref, amount, time.time())).lastrowid, "recording a reservation")
+    def reserve_spend(self, scope: str, amount: float, ref: str | None = None, *,
+                      cap: float | None = None) -> int | None:
+        """Record a reservation; returns its row id (for ``settle_spend``), or None when ``cap`` is given and the
+        scope's ledger (settled costs + open reservations, every process's) plus ``amount`` would pass it. Check and
+        insert are one IMMEDIATE transaction, so processes sharing a scope can never reserve past the cap together."""
+        def write() -> int | None:
+            if cap is not None:
+                (total,) = self._conn.execute(
+                    "SELECT COALESCE(SUM(COALESCE(cost, reserved)), 0) FROM spend WHERE scope=?", (scope,)).fetchone()
+                if float(total) + amount > cap + 1e-12:
+                    return None
+            return self._conn.execute("INSERT INTO spend (scope, ref, reserved, cost, created) VALUES (?,?,?,NULL,?)",
+                                      (scope, ref, amount, time.time())).lastrowid
+        return self._transaction(write, "recording a reservation")
 
     def settle_spend(self, row: int | None, cost: float, *, scope: str | None = None,
                      ref: str | None = None) -> float | None:

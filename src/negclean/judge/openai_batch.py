@@ -259,11 +259,13 @@ class OpenAIBatchJudge:
                                       self._max_tokens() * len(entry["ids"]),
                                       what=f"batch file {i + 1} of round {number} ({len(entry['ids'])} requests)",
                                       ref=ref)
+                if held is not None and held.recorded is not None:
+                    held.recorded.result()
+                    if not budget.confirmed(held):  # another process of this run took the room
+                        held = None
                 if held is None:
                     del rnd["files"][i:]  # never uploaded: their requests stay unjudged (retryable)
                     break
-                if held.recorded is not None:
-                    held.recorded.result()
                 entry["budget_ref"] = ref
                 if holds is not None:
                     holds[ref] = held

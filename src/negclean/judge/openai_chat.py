@@ -296,6 +296,9 @@ class OpenAIJudge:
                             return CallOutput(None, None, error=f"not sent: {budget.refused}")
                         if held.recorded is not None:  # committed before sending: a kill still counts it
                             await asyncio.wrap_future(held.recorded)
+                            if not budget.confirmed(held):  # another process of this run took the room
+                                self.stats.add(budget_refused=1)
+                                return CallOutput(None, None, error=f"not sent: {budget.refused}")
                     self.stats.add(requests=1)
                     try:
                         # the client's generic POST: same auth, URL rules (Azure deployments), timeouts and
@@ -452,7 +455,7 @@ def _maybe_billed(exc: BaseException) -> bool:
     """Whether a request that raised may still have been run by the provider (no answer, no status)."""
     if isinstance(getattr(exc, "status_code", None), int):
         return False  # the server answered with an error: nothing was generated
-    return not isinstance(_root_cause(exc), ConnectionRefusedError)  # refused: it never arrived
+    return _unreachable(exc) is None  # refused, unresolved, no route: the request never arrived
 
 
 #: OS errors of a connect that reached no server (nothing was sent): refused, no route, no network
