@@ -156,22 +156,29 @@ def main(argv: list[str] | None = None) -> int:
             "judge_candidates_per_s_all": [round(r["judge_candidates_per_s"], 4) for r in ok],
         }
     names = [name for name, _ in builds]
-    if "native" in runs and "portable" in runs:
-        a, b = report["builds"]["portable"], report["builds"]["native"]
+    base = "portable" if "portable" in runs else names[0]
+    ref = next((r for r in runs[base] if "p_yes" in r), None)
+    report["compared_with"] = base
+    for other in names:
+        if other == base:
+            continue
+        a, b = report["builds"][base], report["builds"][other]
+        row: dict = {}
         for key in ("prefill_tokens_per_s_median", "judge_candidates_per_s_median"):
             if a[key] and b[key]:
-                report[f"ratio_portable_over_native_{key.rsplit('_median', 1)[0]}"] = round(a[key] / b[key], 3)
-        pa = next((r for r in runs["portable"] if "p_yes" in r), None)
-        pb = next((r for r in runs["native"] if "p_yes" in r), None)
-        if pa and pb:
-            diffs = [abs(x - y) for x, y in zip(pa["p_yes"], pb["p_yes"]) if x is not None and y is not None]
-            report["p_yes_max_abs_diff"] = max(diffs) if diffs else None
-            report["labels_agree"] = sum(x == y for x, y in zip(pa["labels"], pb["labels"]))
-            report["labels_compared"] = len(pa["labels"])
+                row[f"{base}_over_{other}_{key.rsplit('_median', 1)[0]}"] = round(a[key] / b[key], 3)
+        mine = next((r for r in runs[other] if "p_yes" in r), None)
+        if ref and mine:
+            diffs = [abs(x - y) for x, y in zip(ref["p_yes"], mine["p_yes"]) if x is not None and y is not None]
+            row["p_yes_max_abs_diff"] = max(diffs) if diffs else None
+            row["labels_agree"] = f"{sum(x == y for x, y in zip(ref['labels'], mine['labels']))}/{len(ref['labels'])}"
+        if not mine:
+            row["failed"] = runs[other][0] if runs[other] else None
+        report[f"{base}_vs_{other}"] = row
     print(json.dumps({k: v for k, v in report.items() if k != "machine"}, indent=2))
     if args.out:
         args.out.write_text(json.dumps(report, indent=2))
-    return 0 if all(report["builds"][n]["runs_ok"] for n in names) else 1
+    return 0 if report["builds"][base]["runs_ok"] else 1
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ def test_a_different_gguf_at_the_same_path_is_judged_again(tmp_path):
 def test_packaged_gguf_is_identified_by_its_pinned_sha256_without_reading_it(monkeypatch):
     from negclean.judge.gguf_models import DEFAULT_MODEL, PACKAGED_MODELS
 
-    monkeypatch.setattr(digest, "_hash", lambda path: pytest.fail(f"hashed {path}"))
+    monkeypatch.setattr(digest, "file_sha256", lambda path: pytest.fail(f"hashed {path}"))
     assert LlamaCppJudgeConfig().content_identity() == f"gguf-sha256:{PACKAGED_MODELS[DEFAULT_MODEL].sha256}"
 
 
@@ -160,8 +160,8 @@ def test_file_digest_is_remembered_in_process_and_on_disk(tmp_path, monkeypatch)
     f = tmp_path / "weights.bin"
     f.write_bytes(b"a" * 1000)
     reads = []
-    real = digest._hash
-    monkeypatch.setattr(digest, "_hash", lambda p: reads.append(p) or real(p))
+    real = digest.file_sha256
+    monkeypatch.setattr(digest, "file_sha256", lambda p: reads.append(p) or real(p))
     first = digest.file_digest(f)
     assert digest.file_digest(f) == first and len(reads) == 1
     monkeypatch.setattr(digest, "_memo", {})  # a new process: the disk memo answers

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Sequence
 
-from negclean.judge.base import JudgeTask, Label, TaskResult, Verdict
+from negclean.judge.base import JudgeTask, Label, TaskResult, Verdict, check_results
 from negclean.judge.injection import rule_names, scan_passage
 
 #: the reason of every set-aside verdict starts so (reports count them by it)
@@ -117,12 +117,8 @@ class InjectionGuard:
                 results = self.inner.judge(sent, on_call=on_call, **kwargs)
             else:
                 results = self.inner.judge(sent, **kwargs)
-            if len(results) != len(sent):
-                raise RuntimeError(f"judge {self.judge_id} returned {len(results)} results for {len(sent)} tasks")
+            check_results(self.judge_id, sent, results)
             for part, r in zip(sent, results):
-                if len(r.verdicts) != len(part.candidates):
-                    raise RuntimeError(f"judge {self.judge_id} returned {len(r.verdicts)} verdicts "
-                                       f"for {len(part.candidates)} candidates")
                 if on_call is not None and not self._inner_streams:
                     on_call(part, r)  # as the cascade stores a judge's results that come all at once
         out: list[TaskResult] = []

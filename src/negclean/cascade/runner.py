@@ -17,7 +17,7 @@ from negclean.cascade.stages import CascadeConfig, StageConfig
 from negclean.cascade.store import JudgmentStore, Key, task_keys
 from negclean.data.records import Instance
 from negclean.errors import BudgetExceeded, ConfigError
-from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict
+from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict, check_results
 from negclean.judge.config import build_judge
 
 
@@ -322,12 +322,8 @@ class Cascade:
             backend_stats = getattr(judge, "stats", None)
             if hasattr(backend_stats, "as_dict"):
                 st.backend = backend_stats.as_dict()
-            if len(results) != len(pending):
-                raise RuntimeError(f"judge {judge.judge_id} returned {len(results)} results for {len(pending)} tasks")
+            check_results(judge.judge_id, pending, results)
             for t, r in zip(pending, results):
-                if len(r.verdicts) != len(t.candidates):
-                    raise RuntimeError(f"judge {judge.judge_id} returned {len(r.verdicts)} verdicts "
-                                       f"for {len(t.candidates)} candidates")
                 if not streamed:
                     self.store.put(fp, t, r, by_id=by_id)
                 st.judged += sum(not rules_in_reason(v.reason) for v in r.verdicts)  # set aside: not sent

@@ -35,7 +35,8 @@ def _identity(path: Path) -> tuple:
     return (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
-def _hash(path: str) -> str:
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """sha256 (hex) of a file's bytes, read in chunks, not remembered (``file_digest`` remembers)."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         while block := fh.read(_CHUNK):
@@ -62,12 +63,12 @@ def file_digest(path: str | os.PathLike[str]) -> str:
                 return text
         except OSError:
             pass
-    value = _hash(ident[0])
+    value = file_sha256(ident[0])
     for _ in range(3):  # written while we read it: the digest may mix two versions, so read it again
         now = _identity(Path(path))
         if now == ident:
             break
-        ident, value = now, _hash(now[0])
+        ident, value = now, file_sha256(now[0])
     with _lock:
         _memo[ident] = value
     if memo_file is not None:

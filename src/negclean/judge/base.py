@@ -119,6 +119,16 @@ class Judge(Protocol):
         ...
 
 
+def check_results(judge_id: str, tasks: Sequence[JudgeTask], results: Sequence[TaskResult]) -> None:
+    """Raise RuntimeError unless a judge returned one result per task and one verdict per candidate."""
+    if len(results) != len(tasks):
+        raise RuntimeError(f"judge {judge_id} returned {len(results)} results for {len(tasks)} tasks")
+    for task, result in zip(tasks, results):
+        if len(result.verdicts) != len(task.candidates):
+            raise RuntimeError(f"judge {judge_id} returned {len(result.verdicts)} verdicts "
+                               f"for {len(task.candidates)} candidates")
+
+
 def undecided(task: JudgeTask, judge_id: str, reason: str, *, raw: str | None = None,
               tokens_in: int = 0, tokens_out: int = 0, call_id: str | None = None) -> TaskResult:
     """A TaskResult where every candidate is undecided for the same reason."""
