@@ -8,8 +8,9 @@ extra `llama-cpp-python[server]`) serving the shipped Qwen 1.5B GGUF on a free l
    tokens parsed in contents; the in-process judge reads contents as plain text), reads P(yes) from the top
    5 tokens (in-process: every yes/no spelling), reuses its KV cache across requests in its own way, and
    samples with its own default `repeat_penalty` (1.1; in-process 1.0), which only listwise generation feels:
-   here it drops the second candidate of each call (`"worse": []` where 1.0 gives `"worse": [2]`, checked by
-   sending `repeat_penalty: 1.0`, which the `openai` backend cannot send), so listwise agreement is 4/8.
+   here it drops the second candidate of each call (`"worse": []` where 1.0 gives `"worse": [2]`), so listwise
+   agreement with the server's defaults is 4/8; with `extra_body: {repeat_penalty: 1.0}` (the in-process
+   sampler's value) the same calls are run again and must agree at least as well.
 2. The server SIGKILLed mid-run: `negclean judge` exits 5 with one line naming the endpoint, the verdicts made
    before the kill are in the store, and a rerun against a restarted server asks only for the rest and ends
    as the clean run did (labels equal, P(yes) within the server's own run-to-run tolerance).
@@ -205,8 +206,12 @@ def test_pointwise_p_yes_from_server_logprobs_agrees_with_in_process(served_poin
 def test_listwise_through_the_server_parses_and_agrees(server, in_process_listwise, tasks):
     served = _verdicts(_server_config(server, "listwise"), tasks)
     assert all(v.label is not Label.UNDECIDED for v in served), [v.reason for v in served]
-    same, _ = _agreement("listwise (brief)", served, in_process_listwise)
+    same, _ = _agreement("listwise (brief), server defaults", served, in_process_listwise)
     assert same >= len(served) // 2  # the server's repeat_penalty differs (module docstring): reported
+    matched = _verdicts(_server_config(server, "listwise", extra_body={"repeat_penalty": 1.0}), tasks)
+    assert all(v.label is not Label.UNDECIDED for v in matched), [v.reason for v in matched]
+    same_matched, _ = _agreement("listwise (brief), repeat_penalty 1.0 as in-process", matched, in_process_listwise)
+    assert same_matched >= same
 
 
 def _count_stored(store: Path) -> int:

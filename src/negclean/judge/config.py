@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from negclean.judge.prompts import template_hash
 
@@ -113,6 +113,11 @@ class QrelsJudgeConfig(_JudgeConfig):
         return _file_identity(self.path)
 
 
+#: request fields the openai backend sets itself (``extra_body`` may not replace them)
+_REQUEST_FIELDS = frozenset({"model", "messages", "temperature", "max_tokens", "logprobs", "top_logprobs", "n",
+                             "stream"})
+
+
 class OpenAIJudgeConfig(_JudgeConfig):
     """Any OpenAI-compatible chat endpoint: OpenAI, Azure, vLLM, SGLang, Ollama, llama.cpp server."""
 
@@ -139,6 +144,23 @@ class OpenAIJudgeConfig(_JudgeConfig):
     transport: Literal["auto", "aiohttp", "httpx"] = Field(
         "auto", description="HTTP layer under the openai client: aiohttp (about half the CPU per call; "
         "needs openai[aiohttp]), httpx, or auto (aiohttp when installed)")
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="more request fields a server understands, sent as they are (part of the "
+        "fingerprint): e.g. {repeat_penalty: 1.0} for llama.cpp's server, {top_k: 1} for vLLM")
+
+    @model_validator(mode="after")
+    def _extra_body_adds_only(self) -> "OpenAIJudgeConfig":
+        taken = sorted(set(self.extra_body) & _REQUEST_FIELDS)
+        if taken:
+            raise ValueError(f"extra_body may not set {', '.join(taken)}: use the judge's own options "
+                             "(model, temperature, max_tokens, mode) instead")
+        return self
+
+    def canonical(self) -> dict[str, Any]:
+        data = super().canonical()
+        if not self.extra_body:  # stores written before the field existed keep their keys
+            data.pop("extra_body", None)
+        return data
 
     def prompt_names(self) -> tuple[str, ...]:
         return (self.mode if self.mode == "pointwise" else ("listwise" if self.reasoning else "listwise_brief"),)
@@ -196,6 +218,7 @@ class OpenAIBatchJudgeConfig(_JudgeConfig):
                                        "poll_interval", "max_poll_interval", "max_wait", "max_rounds", "timeout"})
     backend: Literal["openai-batch"] = "openai-batch"
     model: str
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="as for `openai`")
     mode: Literal["listwise", "pointwise"] = "listwise"
     reasoning: bool = True
     temperature: float = 0.1
@@ -226,7 +249,7 @@ class OpenAIBatchJudgeConfig(_JudgeConfig):
         """The online config making the same requests (same fingerprint)."""
         shared = {k: getattr(self, k) for k in ("model", "mode", "reasoning", "temperature", "max_tokens",
                                                 "max_candidates", "include_titles", "yes_threshold", "base_url",
-                                                "api_key_env", "azure_api_version", "timeout")}
+                                                "api_key_env", "azure_api_version", "timeout", "extra_body")}
         return OpenAIJudgeConfig(**shared)
 
     def canonical(self) -> dict[str, Any]:

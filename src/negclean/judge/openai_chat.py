@@ -269,7 +269,8 @@ class OpenAIJudge:
 
     def _request(self, messages: Sequence[dict]) -> dict[str, Any]:
         cfg = self.config
-        params: dict[str, Any] = {"model": cfg.model, "messages": list(messages), "temperature": cfg.temperature}
+        params: dict[str, Any] = {**cfg.extra_body, "model": cfg.model, "messages": list(messages),
+                                  "temperature": cfg.temperature}
         if self.template == "pointwise":
             params.update(max_tokens=1, logprobs=True, top_logprobs=5)
         else:
