@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 from typing import Any, Sequence
 
-from negclean.judge.base import JudgeTask, Label, TaskResult, Verdict, check_results
+from negclean.judge.base import JudgeTask, Label, TaskResult, Verdict, accepts_keyword, check_results
 from negclean.judge.injection import rule_names, scan_passage
 
 #: the reason of every set-aside verdict starts so (reports count them by it)
@@ -46,7 +46,7 @@ class InjectionGuard:
     def __init__(self, inner: Any, *, include_titles: bool = False):
         self.inner = inner
         self.include_titles = include_titles
-        self._inner_streams = _accepts(inner, "on_call")
+        self._inner_streams = accepts_keyword(inner, "on_call")
         # The cascade (and code built on it) asks ``inspect.signature(judge.judge)`` which keyword arguments a
         # judge takes: show the inner judge's own, plus ``on_call``, which the guard always accepts.
         self.judge = self._judge
@@ -136,13 +136,6 @@ class InjectionGuard:
                        TaskResult(verdicts, raw=r.raw, tokens_in=r.tokens_in, tokens_out=r.tokens_out,
                                   call_id=r.call_id))
         return out
-
-
-def _accepts(judge: Any, name: str) -> bool:
-    try:
-        return name in inspect.signature(judge.judge).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _with_signature(func: Any, sig: inspect.Signature) -> Any:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import inspect
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
@@ -17,7 +16,7 @@ from negclean.cascade.stages import CascadeConfig, StageConfig
 from negclean.cascade.store import JudgmentStore, Key, task_keys
 from negclean.data.records import Instance
 from negclean.errors import BudgetExceeded, ConfigError
-from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict, check_results
+from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict, accepts_keyword, check_results
 from negclean.judge.config import build_judge
 
 
@@ -101,24 +100,8 @@ class CascadeStats:
 _MODEL_BACKENDS = frozenset({"openai", "llamacpp", "openai-batch", "vllm"})
 
 
-def _takes(judge: Judge, keyword: str) -> bool:
-    """Whether ``judge.judge`` accepts the keyword argument ``keyword``."""
-    try:
-        return keyword in inspect.signature(judge.judge).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _titles_shown(stage: StageConfig) -> bool:
     return bool(getattr(stage.judge, "include_titles", False))
-
-
-def _takes_on_call(judge: Judge) -> bool:
-    """Whether ``judge.judge`` accepts ``on_call`` (hands over each call's verdicts as it finishes)."""
-    try:
-        return "on_call" in inspect.signature(judge.judge).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _audit_draw(seed: int, stage: str, key: tuple[str, str, str]) -> float:
@@ -299,7 +282,7 @@ class Cascade:
                     st.seconds += time.perf_counter() - t0
                     return None
                 meter = self.budget.meter(self._prices[si], stage=stage.name)
-                if _takes(judge, "budget"):  # the judge reserves each call's worst case right before sending it
+                if accepts_keyword(judge, "budget"):  # the judge reserves each call's worst case right before sending it
                     extra["budget"] = meter
                 else:  # a judge that cannot: hold the whole chunk's worst case before it starts
                     chunk_hold = meter.reserve(est_in, est_out, what=f"the next {len(pending)} instance(s)")
@@ -310,7 +293,7 @@ class Cascade:
                     if chunk_hold is None:
                         self._stop_for_budget(stage)
             judge = self.judge_for(stage)
-            streamed = _takes_on_call(judge)
+            streamed = accepts_keyword(judge, "on_call")
             if streamed:  # each call's verdicts are stored as it finishes: a crash loses only calls in flight
                 # through the store's writer thread: a lock held by another process never stalls the calls
                 results = judge.judge(pending, on_call=lambda part, result: self.store.put_later(

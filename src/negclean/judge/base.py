@@ -119,6 +119,17 @@ class Judge(Protocol):
         ...
 
 
+def accepts_keyword(judge: object, keyword: str) -> bool:
+    """Whether ``judge.judge`` accepts the keyword argument ``keyword`` (the protocol's optional ``on_call``,
+    ``budget``)."""
+    import inspect
+
+    try:
+        return keyword in inspect.signature(judge.judge).parameters  # type: ignore[attr-defined]
+    except (TypeError, ValueError):
+        return False
+
+
 def check_results(judge_id: str, tasks: Sequence[JudgeTask], results: Sequence[TaskResult]) -> None:
     """Raise RuntimeError unless a judge returned one result per task and one verdict per candidate."""
     if len(results) != len(tasks):
