@@ -146,6 +146,7 @@ class Cascade:
         self._prices = [_stage_price(s, config.prices) for s in config.stages]
         self._judges = dict(judges or {})
         self._built: list[Judge] = []
+        self._ready: dict[str, Judge] = {}  # judge_for's answer per stage (the judge, guarded where it applies)
         self.stats = CascadeStats(dry_run=dry_run, stages=[
             StageStats(s.name, s.judge.judge_id()) for s in config.stages])
         self.budget = Budget(cap=config.max_cost, store=store, scope=budget_scope)
@@ -168,10 +169,15 @@ class Cascade:
         return self._fingerprints[[s.name for s in self.config.stages].index(name)]
 
     def judge_for(self, stage: StageConfig) -> Judge:
-        if stage.name not in self._judges:
-            self._judges[stage.name] = build_judge(stage.judge)
-            self._built.append(self._judges[stage.name])
-        return guarded(self._judges[stage.name], enabled=self._guard_on(stage), include_titles=_titles_shown(stage))
+        """The stage's judge (built on first use), behind the injection guard where it applies; the same object
+        on every call."""
+        if stage.name not in self._ready:
+            if stage.name not in self._judges:
+                self._judges[stage.name] = build_judge(stage.judge)
+                self._built.append(self._judges[stage.name])
+            self._ready[stage.name] = guarded(self._judges[stage.name], enabled=self._guard_on(stage),
+                                              include_titles=_titles_shown(stage))
+        return self._ready[stage.name]
 
     def close(self) -> None:
         """Release the judges this cascade built (HTTP clients, local models); judges passed in stay open."""
