@@ -1,0 +1,177 @@
+"""The records the Python API returns: ``JudgeResult`` (verdicts, funnel, cost), ``FixReport`` and ``Fixed``,
+``MineResult``. Frozen; ``to_pandas()`` where a table helps."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, Literal, Mapping, TypeVar
+
+from negclean.cascade.outcome import InstanceOutcome
+from negclean.data.records import Instance, Rejected
+from negclean.data.tables import TableLayout
+from negclean.judge.base import Label
+
+if TYPE_CHECKING:
+    import pandas
+
+    from negclean.mine.summary import MineSummary
+
+SourceKind = Literal["path", "instances", "dataset", "dataframe", "rows"]
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class StageFunnel:
+    """What one stage of the cascade saw and decided in one run.
+
+    Args:
+        candidates: candidates that reached the stage; ``from_store`` of them had a stored verdict, ``judged``
+            were sent to the judge.
+        relevant, not_relevant, undecided: the stage's verdicts; ``escalated``: sent on to the next stage.
+        cost: USD spent by the stage (0 for local judges); ``seconds``: its wall time.
+    """
+
+    name: str
+    judge: str
+    candidates: int
+    from_store: int
+    judged: int
+    relevant: int
+    not_relevant: int
+    undecided: int
+    escalated: int
+    cost: float
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class JudgeResult:
+    """Every verdict of one ``negclean.judge`` call, the funnel and what it cost.
+
+    Args:
+        verdicts: one outcome per instance, input order: each negative's final verdict, the stage trail and the
+            indexes of the false negatives (``ambiguous``: more than the cascade's ``max_false_negatives``).
+        funnel: per stage, what reached it and what it decided.
+        summary: the cascade's full counts (as ``summary.json``'s ``cascade`` section of ``negclean judge``).
+        cost: USD spent in this call (verdicts served from the store cost nothing).
+        records: records read (lines, rows; for the triplet layout several rows make one instance).
+        rejected: records that could not be read (``on_error="skip"``); ``rejects`` holds them for in-memory
+            data (a file's rejected lines are counted only).
+        source: the kind of data judged; ``layout`` its table layout (None for files and Instance lists).
+        seconds: wall time.
+    """
+
+    verdicts: tuple[InstanceOutcome, ...]
+    funnel: tuple[StageFunnel, ...]
+    summary: Mapping[str, Any]
+    cost: float
+    records: int
+    rejected: int
+    rejects: tuple[Rejected, ...]
+    source: SourceKind
+    layout: TableLayout | None
+    seconds: float
+
+    @property
+    def instances(self) -> int:
+        return len(self.verdicts)
+
+    @property
+    def candidates(self) -> int:
+        return sum(len(o.candidates) for o in self.verdicts)
+
+    @property
+    def false_negatives(self) -> int:
+        return sum(len(o.false_negatives) for o in self.verdicts)
+
+    @property
+    def ambiguous(self) -> int:
+        return sum(o.ambiguous for o in self.verdicts)
+
+    def flagged(self) -> list[Instance]:
+        """The instances with at least one false negative."""
+        return [o.instance for o in self.verdicts if o.false_negatives]
+
+    def to_pandas(self) -> "pandas.DataFrame":
+        """One row per candidate: instance index, query, docid, text, final label, grade, confidence, stage,
+        whether it counts as a false negative, and whether its instance is ambiguous."""
+        import pandas as pd
+
+        rows = []
+        for n, o in enumerate(self.verdicts):
+            inst = o.instance
+            fns = set(o.false_negatives)
+            for i, (p, c) in enumerate(zip(inst.negatives, o.candidates)):
+                v = c.verdict
+                rows.append({"instance": n, "query_id": inst.query_id, "query": inst.query, "candidate": i,
+                             "docid": p.docid, "text": p.text, "label": v.label.value,
+                             "grade": v.grade.value if v.grade is not None else None, "confidence": v.confidence,
+                             "stage": c.stage, "judge": v.judge_id, "false_negative": i in fns,
+                             "ambiguous": o.ambiguous, "undecided": v.label is Label.UNDECIDED,
+                             "reason": v.reason})
+        columns = ["instance", "query_id", "query", "candidate", "docid", "text", "label", "grade", "confidence",
+                   "stage", "judge", "false_negative", "ambiguous", "undecided", "reason"]
+        return pd.DataFrame(rows, columns=columns)
+
+    def __repr__(self) -> str:
+        return (f"JudgeResult({self.instances} instances, {self.candidates} candidates, {self.false_negatives} "
+                f"false negatives, {self.ambiguous} ambiguous, {self.rejected} rejected, cost ${self.cost:.4f})")
+
+
+@dataclass(frozen=True, slots=True)
+class FixReport:
+    """What ``negclean.fix`` did. Reconciles: ``records_in == records_used + rejected`` and
+    ``instances_in == instances_out + dropped_removed + dropped_ambiguous + dropped_no_negatives + dropped_short``.
+
+    Args:
+        records_in: records (rows, lines) in the data; ``rejected`` of them could not be read.
+        instances_in: instances judged and fixed; ``instances_out`` of them are in the output as ``records_out``
+            records (an ``st`` row per positive, so relabeling adds rows).
+        dropped_removed / dropped_ambiguous: by ``op="remove"`` / for more false negatives than the cap.
+        dropped_no_negatives: an ``st`` table row needs a negative; instances left with none are dropped.
+        dropped_short: ``ragged="drop"``: n-tuple rows with fewer negatives than the input's width.
+        relabeled / negatives_removed: false negatives moved to the positives / taken out of the negatives.
+        negatives_repeated / negatives_cut: n-tuple cells filled by repeating a row's own negatives / cut off.
+        undecided_kept / undecided_dropped: negatives whose final verdict is undecided.
+    """
+
+    records_in: int
+    rejected: int
+    records_used: int
+    instances_in: int
+    instances_out: int
+    records_out: int
+    dropped_removed: int
+    dropped_ambiguous: int
+    dropped_no_negatives: int
+    dropped_short: int
+    changed: int
+    relabeled: int
+    negatives_removed: int
+    negatives_repeated: int
+    negatives_cut: int
+    undecided_kept: int
+    undecided_dropped: int
+
+    @property
+    def reconciled(self) -> bool:
+        return (self.records_in == self.records_used + self.rejected
+                and self.instances_in == self.instances_out + self.dropped_removed + self.dropped_ambiguous
+                + self.dropped_no_negatives + self.dropped_short)
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed(Generic[T]):
+    """``negclean.fix(..., report=True)``: the fixed data (same kind as the input) and what the fix did."""
+
+    data: T
+    report: FixReport
+
+
+@dataclass(frozen=True, slots=True)
+class MineResult:
+    """``negclean.mine``: the mined instances (input order) and the run's summary (scores, filters,
+    shortfall; ``summary.lines()`` reads as ``negclean mine`` prints it)."""
+
+    instances: tuple[Instance, ...]
+    summary: "MineSummary"
