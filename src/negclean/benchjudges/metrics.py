@@ -98,3 +98,36 @@ def threshold_for_recall(scores: Sequence[float], truth: Sequence[bool], *, targ
     t = float((below.max() + kth) / 2) if below.size else float(kth) - 1.0
     flagged = s > t
     return t, float((flagged & y).sum() / y.sum()), float((~flagged).mean())
+
+
+def recall_at_budget(truth: Sequence[bool], confidence: Sequence[float | None], *, budget: float) -> float | None:
+    """Recall when the ``round(budget x true count)`` candidates with the highest confidence are flagged.
+
+    A flag budget is how a user sets a threshold that transfers between data sets whose share of false
+    negatives differs. No confidence (None) ranks below every number. Candidates tied at the cut are
+    shared out by expectation (the recall averaged over every order of the tie), so the result does not
+    depend on input order. None when nothing is truly relevant.
+    """
+    import numpy as np
+
+    if len(truth) != len(confidence):
+        raise ValueError("truth and confidence must have the same length")
+    if budget < 0:
+        raise ValueError(f"flag budget must be >= 0, got {budget}")
+    y = np.asarray(truth, dtype=bool)
+    n_true = int(y.sum())
+    if not n_true:
+        return None
+    c = np.asarray([-np.inf if v is None else float(v) for v in confidence], dtype=np.float64)
+    k = min(len(y), int(round(budget * n_true)))
+    values, inverse = np.unique(-c, return_inverse=True)  # groups of equal confidence, best first
+    sizes = np.bincount(inverse, minlength=len(values))
+    hits = np.bincount(inverse, weights=y.astype(np.float64), minlength=len(values))
+    tp, taken = 0.0, 0
+    for size, hit in zip(sizes, hits):
+        if taken + size <= k:
+            tp, taken = tp + hit, taken + size
+        else:
+            tp += (k - taken) / size * hit
+            break
+    return float(tp / n_true)

@@ -141,6 +141,26 @@ class Timings:
         return row["seconds"] / row["judged"] if row and row["judged"] else None
 
 
+def candidate_rows(bench: Benchmark, outcomes) -> tuple[list[bool], list[int | None], list[float | None]]:
+    """(truth, prediction, confidence) of every candidate with a truth: 1 flagged as a false negative, 0 cleared,
+    None undecided."""
+    truth: list[bool] = []
+    pred: list[int | None] = []
+    conf: list[float | None] = []
+    for out in outcomes:
+        qid = out.instance.query_id
+        fns = set(out.false_negatives)
+        for c, (p, cv) in enumerate(zip(out.instance.negatives, out.candidates)):
+            key = (qid, p.docid)
+            if key not in bench.truth:
+                continue
+            truth.append(bench.truth[key])
+            decided = cv.verdict.label.value != "undecided"
+            pred.append((1 if c in fns else 0) if decided else None)
+            conf.append(cv.verdict.confidence)
+    return truth, pred, conf
+
+
 def run_system(bench: Benchmark, system: System, *, store, timings: Timings, price_model: str,
                prices: dict | None = None, judges: dict | None = None) -> tuple[SystemResult, list]:
     """Run one system; returns its result and the cascade outcomes (for later analysis)."""
@@ -150,22 +170,13 @@ def run_system(bench: Benchmark, system: System, *, store, timings: Timings, pri
     cfg = _cascade_config(system)
     cascade = Cascade(cfg, store=store, judges=judges)
     outcomes = list(cascade.run(bench.instances))
-    truth, pred, conf = [], [], []
     stage_calls: dict[str, set[str]] = {s.name: set() for s in cfg.stages}
     for out in outcomes:
-        qid = out.instance.query_id
-        fns = set(out.false_negatives)
-        for c, (p, cv) in enumerate(zip(out.instance.negatives, out.candidates)):
+        for cv in out.candidates:
             for stage_name, v in cv.trail:
                 if v.call_id:
                     stage_calls[stage_name].add(v.call_id)
-            key = (qid, p.docid)
-            if key not in bench.truth:
-                continue
-            truth.append(bench.truth[key])
-            decided = cv.verdict.label.value != "undecided"
-            pred.append((1 if c in fns else 0) if decided else None)
-            conf.append(cv.verdict.confidence)
+    truth, pred, conf = candidate_rows(bench, outcomes)
     scores = binary_scores(truth, pred, confidence=conf)
     price = price_for("openai", price_model, prices)
     stages, tot_in, tot_out, cost, est = [], 0, 0, 0.0, 0.0

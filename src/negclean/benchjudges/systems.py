@@ -50,4 +50,22 @@ def llm() -> list[System]:
                 relative_to="qwen1.5b-pointwise")]
 
 
-SHIPPED = {"cheap": cheap, "llm": llm}
+def _raw(threshold: float | str) -> dict:
+    # band over the whole cosine range: the confidence ranks candidates by s(q,c) itself, never clipped
+    return {"backend": "similarity", "model": "all-MiniLM-L6-v2", "score": "raw", "threshold": threshold,
+            "band": [-1.0, 1.0]}
+
+
+def sparse() -> list[System]:
+    """For `--sparse` runs over several data sets (no LLM): the old default screen, raw s(q,c) screens at fixed
+    thresholds and calibrated on the other sets, the ratio calibrated on the other sets, and the learned judge
+    fitted on the other sets (``lodo``: see ``benchjudges.lodo``)."""
+    lodo_ratio = {**_sim(0.95), "ratio": "lodo"}
+    return [_one("duplicate", _DUP), _one("similarity@0.95", _sim(0.95)),
+            _one("raw s(q,c)>0.5", _raw(0.5)), _one("raw s(q,c)>0.6", _raw(0.6)),
+            System("similarity@lodo-R0.8", {"target_recall": 0.8, "stages": [{"name": "s1", "judge": lodo_ratio}]}),
+            System("raw s(q,c)@lodo-R0.8", {"target_recall": 0.8, "stages": [{"name": "s1", "judge": _raw("lodo")}]}),
+            _one("learned@lodo", {"backend": "learned", "path": "lodo"})]
+
+
+SHIPPED = {"cheap": cheap, "llm": llm, "sparse": sparse}

@@ -38,7 +38,7 @@ def price_for(backend: str, model: str | None, overrides: Mapping[str, Mapping[s
     An unknown hosted model is priced as unknown (None cost) by the caller: here it raises KeyError
     with a message saying how to add it.
     """
-    if backend in ("duplicate", "similarity", "qrels", "llamacpp", "learned", "vllm"):
+    if backend in ("duplicate", "similarity", "qrels", "llamacpp", "learned", "vllm", "crossencoder"):
         return FREE
     factor = PRICE_FACTORS.get(backend, 1.0)
     if overrides and model in overrides:

@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 
 
 def bench_judges(
-    beir: Optional[Path] = typer.Option(None, "--beir", help="BEIR folder with dense graded qrels (e.g. TREC DL 2019)"),
+    beir: Optional[List[Path]] = typer.Option(None, "--beir", help="BEIR folder with dense graded qrels (e.g. TREC "
+                                              "DL 2019); with --sparse give it once per data set"),
+    sparse: bool = typer.Option(False, "--sparse", help="sparse labels: keep ONE positive per query, mine candidates "
+                                "over the full corpus; per data set and pooled, learned/calibrated judges fitted "
+                                "on the other sets ('lodo')"),
+    keep: str = typer.Option("random", "--keep", help="--sparse: which relevant document stays the labeled "
+                             "positive: best, random (seeded) or weakest"),
+    retriever: str = typer.Option("minilm", "--retriever", help="--sparse: mine candidates with minilm or bm25"),
+    depth: int = typer.Option(30, "--depth", help="--sparse: candidates per query"),
     input: Optional[Path] = typer.Option(None, "--input", "-i", help="instances file (with --qrels)"),
     qrels: Optional[Path] = typer.Option(None, "--qrels", help="qrels giving the truth for --input's candidates"),
     rlhn_reference: Optional[Path] = typer.Option(None, "--rlhn-reference",
                                                   help="folder of RLHN reference outputs: truth = GPT-4o stage 2"),
     split: str = typer.Option("test", "--split"),
     positive_grade: int = typer.Option(3, "--positive-grade", help="--beir: grade of the labeled positive"),
-    relevant_grade: int = typer.Option(2, "--relevant-grade", help="grade at or above which a candidate is relevant"),
+    relevant_grade: Optional[List[int]] = typer.Option(None, "--relevant-grade", help="grade at or above which a "
+                                                       "candidate is relevant (default 2; --sparse: 1); with "
+                                                       "--sparse one value for all or one per --beir, in order"),
     order: str = typer.Option("bm25", "--order", help="--beir: rank candidates by bm25 or minilm"),
     queries: Optional[int] = typer.Option(None, "--queries", help="deterministic subsample of N queries"),
     seed: int = typer.Option(0, "--seed", help="which queries --queries keeps"),
@@ -44,6 +54,26 @@ def bench_judges(
         from negclean.benchjudges.report import audit_lines, frontier_plot, markdown_table
         from negclean.benchjudges.run import load_systems, run_benchmark
 
+        if sparse:
+            if input is not None or rlhn_reference is not None or write_config is not None or economy:
+                raise ConfigError("--sparse takes --beir folders only (not --input, --rlhn-reference, "
+                                  "--write-config or --economy)")
+            out, text = _sparse(beir or [], split=split, relevant_grade=relevant_grade, keep=keep,
+                                retriever=retriever, depth=depth, queries=queries, seed=seed, systems=systems,
+                                output_dir=output_dir, store=store, price_model=price_model,
+                                target_recall=target_recall, say=(lambda *a: None) if as_json else typer.echo)
+            if as_json:
+                emit_json(out)
+            else:
+                typer.echo(text)
+                typer.echo(f"wrote {output_dir / 'results.json'}, {output_dir / 'results.md'}")
+            return
+        if beir and len(beir) > 1:
+            raise ConfigError("--beir more than once needs --sparse (several data sets, scored per set and pooled)")
+        if relevant_grade and len(relevant_grade) > 1:
+            raise ConfigError("--relevant-grade more than once needs --sparse (one value per --beir)")
+        beir = beir[0] if beir else None
+        relevant_grade = relevant_grade[0] if relevant_grade else 2
         given = [x for x in (beir, input, rlhn_reference) if x is not None]
         if len(given) != 1:
             raise ConfigError("give exactly one source: --beir DIR, --input FILE --qrels QRELS, or --rlhn-reference DIR")
@@ -62,6 +92,11 @@ def bench_judges(
         else:
             bench = dataset.from_rlhn_reference(rlhn_reference)
         system_list = load_systems(systems)
+        from negclean.benchjudges.lodo import needs_lodo
+
+        if any(needs_lodo(s) for s in system_list):
+            raise ConfigError(f"--systems {systems}: its 'lodo' values are fitted on other data sets; run it with "
+                              "--sparse and two or more --beir")
         output_dir.mkdir(parents=True, exist_ok=True)
         say = (lambda *a: None) if as_json else typer.echo
         say(bench.describe())
@@ -107,6 +142,59 @@ def bench_judges(
         typer.echo(f"economy: {row['template']} [{row['tokenizer']}] in/cand {row['input_per_candidate']:.1f} "
                    f"out/cand {row['output_per_candidate']} ({row['output_source']})")
     typer.echo(f"wrote {output_dir / 'results.json'}, {output_dir / 'results.md'}, {plot}")
+
+
+def _sparse(beir: list[Path], *, split: str, relevant_grade: list[int] | None, keep: str, retriever: str,
+            depth: int, queries: int | None, seed: int, systems: str, output_dir: Path, store: Path | None,
+            price_model: str, target_recall: float | None, say) -> tuple[dict, str]:
+    """`--sparse`: build one sparse-label benchmark per --beir, run the systems, write results.json/.md."""
+    from negclean.benchjudges.run import load_systems
+    from negclean.benchjudges.sparse import KEEP_RULES, RETRIEVERS, from_beir_sparse, rank_summary
+    from negclean.benchjudges.sparse_report import sparse_markdown
+    from negclean.benchjudges.sparse_run import run_sparse
+    from negclean.errors import ConfigError
+
+    if not beir:
+        raise ConfigError("--sparse needs at least one --beir DIR (a BEIR folder with dense qrels)")
+    if keep not in KEEP_RULES:
+        raise ConfigError(f"--keep {keep!r}: choose one of {', '.join(KEEP_RULES)}")
+    if retriever not in RETRIEVERS:
+        raise ConfigError(f"--retriever {retriever!r}: choose one of {', '.join(RETRIEVERS)}")
+    grades = relevant_grade or [1]
+    if len(grades) not in (1, len(beir)):
+        raise ConfigError(f"--relevant-grade given {len(grades)} times for {len(beir)} --beir folders: give it "
+                          "once (for all) or once per --beir, in the same order")
+    grades = grades * len(beir) if len(grades) == 1 else grades
+    system_list = load_systems(systems)
+    benches = {}
+    for folder, grade in zip(beir, grades):
+        bench = from_beir_sparse(folder, split=split, relevant_grade=grade, keep=keep, retriever=retriever,
+                                 depth=depth, queries=queries, seed=seed)
+        if bench.name in benches:
+            raise ConfigError(f"two --beir folders are both named {bench.name!r}: data sets are told apart by "
+                              "folder name; rename one")
+        benches[bench.name] = bench
+        say(bench.describe())
+
+    def done(row, seconds):
+        say(f"  {row.dataset} / {row.system}: AUC {row.scores.auc if row.scores.auc is None else round(row.scores.auc, 3)}"
+            f", R@2x {row.recall_at_budget['2x'] if row.recall_at_budget['2x'] is None else round(row.recall_at_budget['2x'], 3)}"
+            f" ({row.fitted_on}; {seconds:.1f} s)")
+
+    result = run_sparse(benches, system_list, output_dir=output_dir, store_path=store, price_model=price_model,
+                        target_recall=target_recall, on_system=done)
+    text = sparse_markdown(benches, result)
+    out = {"sparse": True, "price_model": price_model, "systems_source": systems,
+           "options": {"split": split, "relevant_grade": grades, "keep": keep, "retriever": retriever,
+                       "depth": depth, "queries": queries, "seed": seed, "target_recall": target_recall},
+           "benchmarks": [{"name": n, "queries": len(b.instances), "candidates": b.n_candidates,
+                           "relevant": b.n_relevant, "notes": list(b.notes),
+                           "positive_rank": rank_summary(b.positive_ranks.values())} for n, b in benches.items()],
+           "per_set": {n: [r.as_dict() for r in rows] for n, rows in result["per_set"].items()},
+           "pooled": [r.as_dict() for r in result["pooled"]], "fits": result["fits"]}
+    (output_dir / "results.md").write_text(text + "\n")
+    (output_dir / "results.json").write_text(json.dumps(out, indent=1, default=str))
+    return out, text
 
 
 def _economy(bench, results, store_path, rlhn_reference) -> dict:

@@ -31,12 +31,44 @@ def fit_judge(
     c: float = typer.Option(1.0, "--C", help="inverse regularisation strength of the logistic regression"),
     target_recall: float = typer.Option(0.9, "--target-recall", help="report the cost a screen on each score saves here"),
     features: Optional[str] = typer.Option(None, "--features", help="comma-separated subset of features"),
+    cross_encoder: bool = typer.Option(False, "--cross-encoder", help="instead: train a cross-encoder judge "
+                                       "(a model FOLDER at --output, {backend: crossencoder, path: ...}) on the "
+                                       "--input's labeled positives against random passages; no labels needed"),
+    corpus: Optional[Path] = typer.Option(None, "--corpus", help="--cross-encoder: draw random negatives from this "
+                                          "BEIR corpus.jsonl[.gz] (default: the input's own passages)"),
+    negatives: int = typer.Option(4, "--negatives", help="--cross-encoder: random passages per positive and epoch"),
+    epochs: int = typer.Option(1, "--epochs", help="--cross-encoder: training epochs"),
+    max_length: int = typer.Option(256, "--max-length", help="--cross-encoder: tokens per (query, passage) pair"),
+    batch_size: int = typer.Option(16, "--batch-size", help="--cross-encoder: pairs per training batch"),
+    flag_rate: Optional[float] = typer.Option(None, "--flag-rate", help="--cross-encoder: set the threshold so "
+                                              "that this share of the input's candidates is flagged (a budget)"),
+    threshold: float = typer.Option(0.5, "--threshold", help="--cross-encoder without --flag-rate: the sigmoid "
+                                    "score at or above which a candidate is flagged"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="--cross-encoder: torch CPU threads"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="--cross-encoder: stop after N steps (trials)"),
     as_json: bool = typer.Option(False, "--json"),
 ):
-    """Fit a calibrated false-negative score from cheap signals; report held-out kappa/AUC beside every signal's."""
+    """Fit a calibrated false-negative score from cheap signals; report held-out kappa/AUC beside every signal's.
+    With --cross-encoder: train a cross-encoder judge on the input's own positives instead."""
     from negclean.cli.console import emit_json, guarded
     from negclean.errors import ConfigError
 
+    if cross_encoder:
+        with guarded(as_json=as_json):
+            if input is None or beir is not None or any(x is not None for x in (qrels, human_labels, distill)):
+                raise ConfigError("--cross-encoder trains on an instances file: give --input FILE (its labeled "
+                                  "positives are the labels) and none of --beir, --qrels, --human-labels, --distill")
+            out = _fit_cross_encoder(input, output, corpus=corpus, negatives=negatives, epochs=epochs,
+                                     max_length=max_length, batch_size=batch_size, flag_rate=flag_rate,
+                                     threshold=threshold, threads=threads, max_steps=max_steps, seed=seed,
+                                     show_progress=not as_json)
+        if as_json:
+            emit_json(out)
+            return
+        typer.echo(f"trained on {out['queries']} queries ({out['pairs']} pairs) in {out['train_seconds']:.1f}s; "
+                   f"threshold {out['threshold']:.4f} ({out['threshold_rule']})")
+        typer.echo(f"wrote {output} (use it as {{backend: crossencoder, path: {output}}})")
+        return
     with guarded(as_json=as_json):
         import numpy as np
 
@@ -112,6 +144,25 @@ def fit_judge(
     verdict = "beats" if out["beats_best_auc"] and out["beats_best_kappa"] else "does not beat"
     typer.echo(f"learned {verdict} the best single signal ({best.name}: AUC {best.auc:.3f}) on both AUC and kappa")
     typer.echo(f"wrote {output}")
+
+
+def _fit_cross_encoder(input: Path, output: Path, *, corpus: Optional[Path], seed: int, show_progress: bool,
+                       **options) -> dict:
+    from negclean.data.io import read_instances
+    from negclean.data.paths import refuse_replacing_folder
+    from negclean.train.cross_judge import fit_cross_judge
+
+    refuse_replacing_folder(input, output, label="--output")
+    instances = list(read_instances(input, on_error="fail"))
+    pool = None
+    if corpus is not None:
+        from negclean.mine.beir import read_corpus
+
+        docs = read_corpus(corpus)
+        pool = [docs.passage(i) for i in range(len(docs))]
+    fit = fit_cross_judge(instances, output_dir=output, corpus=pool, seed=seed, source=str(input),
+                          show_progress=show_progress, **options)
+    return {"model": str(output), **fit.as_dict()}
 
 
 COMMANDS = {"fit-judge": fit_judge}

@@ -65,6 +65,46 @@ class CompareConfig(BaseModel):
     alpha: float = Field(0.05, gt=0, lt=1)
 
 
+class SourceConfig(BaseModel):
+    """A named source of verdicts besides the main cascade; its fix variants are named ``<source>/<variant>``.
+
+    Exactly one of ``cascade`` (a preset name, a YAML file or a cascade mapping) or ``qrels`` (an oracle: a
+    qrels judge over known relevance labels, e.g. the dense truth of a benchmark, relevant at ``min_grade``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cascade: dict[str, Any] | None = None
+    qrels: str | None = None
+    min_grade: int = Field(1, description="qrels: the lowest grade that counts as relevant")
+    max_false_negatives: int | None = Field(None, ge=0, description="qrels: instances with more false negatives "
+                                            "are dropped as ambiguous; default none (the truth is not ambiguous)")
+    variants: list[str] = Field(default_factory=lambda: ["hn_remove", "relabel"])
+
+    @model_validator(mode="after")
+    def _one_judge(self) -> "SourceConfig":
+        if (self.cascade is None) == (self.qrels is None):
+            raise ValueError("give exactly one of 'cascade' (preset name, YAML file or mapping) or 'qrels' "
+                             "(a qrels file: the oracle)")
+        if self.cascade is not None and self.model_fields_set & {"min_grade", "max_false_negatives"}:
+            raise ValueError("min_grade and max_false_negatives belong to a 'qrels' source; for a cascade "
+                             "set max_false_negatives inside the cascade")
+        fixes = [v for v in VARIANTS if v != "default"]
+        if not self.variants or len(set(self.variants)) != len(self.variants) \
+                or any(v not in fixes for v in self.variants):
+            raise ValueError(f"variants: distinct names among {', '.join(fixes)} ('default' is shared by all "
+                             f"sources); got {self.variants}")
+        return self
+
+    def cascade_dict(self) -> dict[str, Any]:
+        """The cascade that makes this source's verdicts (for an oracle: one qrels stage)."""
+        if self.cascade is not None:
+            return self.cascade
+        return {"stages": [{"name": "oracle", "judge": {"backend": "qrels", "path": self.qrels,
+                                                        "min_grade": self.min_grade}}],
+                "max_false_negatives": self.max_false_negatives}
+
+
 class ExperimentConfig(BaseModel):
     """Train the same model with the same seed on each fixed variant of one judged data set; evaluate each."""
 
@@ -79,6 +119,8 @@ class ExperimentConfig(BaseModel):
     data: DataConfig
     cascade: dict[str, Any]
     variants: list[str] = Field(default_factory=lambda: list(VARIANTS))
+    sources: dict[str, SourceConfig] = Field(default_factory=dict, description="more verdict sources "
+                                             "(cascades, oracles), each with its own fix variants")
     drop_undecided: bool = False
     train: TrainConfig = TrainConfig()
     eval: EvalConfig
@@ -93,9 +135,24 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"variants: distinct names among {', '.join(VARIANTS)}; got {value}")
         return value
 
+    @field_validator("sources")
+    @classmethod
+    def _source_names(cls, value: dict[str, SourceConfig]) -> dict[str, SourceConfig]:
+        import re
+
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name in VARIANTS or name == "base":
+                raise ValueError(f"source name {name!r}: letters, digits, '.', '_', '-', and not a variant name "
+                                 f"or 'base'")
+        return value
+
+    def source_variants(self) -> dict[str, tuple[str, str]]:
+        """Training-set name -> (source, fix) for every source's variants, in order."""
+        return {f"{src}/{v}": (src, v) for src, sc in self.sources.items() for v in sc.variants}
+
     @model_validator(mode="after")
     def _baseline_known(self) -> "ExperimentConfig":
-        known = set(self.variants) | ({"base"} if self.eval.base_model else set())
+        known = set(self.variants) | set(self.source_variants()) | ({"base"} if self.eval.base_model else set())
         if self.compare.baseline not in known:
             raise ValueError(f"compare.baseline {self.compare.baseline!r} is not a variant "
                              f"({', '.join(sorted(known))})")
@@ -132,11 +189,25 @@ def load_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
         fs = ev.get("first_stage")
         if isinstance(fs, str) and fs != "bm25" and (base / fs).exists():
             ev["first_stage"] = resolve_path(base, fs)
-    if isinstance(data.get("cascade"), str):
-        from negclean.presets import load_cascade_dict
+    from negclean.presets import load_cascade_dict
 
-        ref = data["cascade"]
-        data["cascade"] = load_cascade_dict(resolve_path(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
+    def cascade_ref(ref: str) -> dict:
+        return load_cascade_dict(resolve_path(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
+
+    if isinstance(data.get("cascade"), str):
+        data["cascade"] = cascade_ref(data["cascade"])
+    if isinstance(data.get("sources"), dict):
+        sources = {}
+        for name, spec in data["sources"].items():
+            spec = {"cascade": spec} if isinstance(spec, str) else spec
+            if isinstance(spec, dict):
+                spec = dict(spec)
+                if isinstance(spec.get("cascade"), str):
+                    spec["cascade"] = cascade_ref(spec["cascade"])
+                if isinstance(spec.get("qrels"), str):
+                    spec["qrels"] = resolve_path(base, spec["qrels"])
+            sources[name] = spec
+        data["sources"] = sources
     return validate_experiment(data, source=str(path))
 
 
@@ -148,7 +219,12 @@ def validate_experiment(data: dict, *, source: str = "experiment") -> Experiment
     from negclean.pipeline import validate_pipeline
 
     validate_pipeline({"cascade": cfg.cascade}, source=f"{source}: cascade")  # fail early, before any work
+    for name, spec in cfg.sources.items():
+        if spec.qrels is not None and not Path(spec.qrels).is_file():
+            raise ConfigError(f"{source}: sources.{name}.qrels: no such file {spec.qrels}; give a TREC or BEIR "
+                              "qrels file (relative paths are relative to the experiment file)")
+        validate_pipeline({"cascade": spec.cascade_dict()}, source=f"{source}: sources.{name}")
     return cfg
 
 
-__all__ = ["VARIANTS", "ExperimentConfig", "load_experiment", "validate_experiment"]
+__all__ = ["VARIANTS", "ExperimentConfig", "SourceConfig", "load_experiment", "validate_experiment"]

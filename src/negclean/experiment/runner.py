@@ -10,7 +10,9 @@ Output folder::
 
     mined.jsonl, mine_summary.json     (when mining)
     judge/                              verdicts.jsonl, summary.json of the judge run
-    data/<variant>.jsonl                one training file per variant (and <variant>-minus-<subset>.jsonl)
+    judge-<source>/                     the same for each extra source (``sources:``: cascades, qrels oracles)
+    data/<variant>.jsonl                one training file per variant (and <variant>-minus-<subset>.jsonl);
+                                        a source's variants in data/<source>/<variant>.jsonl
     models/<variant>/                   trained models
     evals/<set>/<system>/               run.trec, per_query.tsv, metrics.json
     results/<set>.md|.json|.png         comparison table, machine-readable result, plot
@@ -128,7 +130,10 @@ class ExperimentRunner:
         data = self.cfg.data
         if data.input is not None:
             return data.input, data.format
-        from negclean.mine import MineConfig, mine
+        from negclean.mine.config import MineConfig
+        # from the submodule: once it is imported (a second experiment in one process), the package attribute
+        # negclean.mine.mine is that module, no longer the package's lazy wrapper function
+        from negclean.mine.mine import mine
 
         t0 = time.perf_counter()
         options = dict(data.mine or {})
@@ -159,11 +164,14 @@ class ExperimentRunner:
                                       f"{record.get('negatives_written')} negatives -> {output}")
         return str(output), None
 
-    def judge(self, input_path: str, fmt: str | None) -> tuple[str, dict]:
+    def judge(self, input_path: str, fmt: str | None, *, source: str | None = None) -> tuple[str, dict]:
+        """Judge the input with the main cascade, or with the named source's (verdicts in judge-<source>/)."""
         from negclean.pipeline import run_judge, validate_pipeline
 
         t0 = time.perf_counter()
-        cascade = validate_pipeline({"cascade": self.cfg.cascade}, source="experiment cascade").cascade
+        cascade_dict = self.cfg.cascade if source is None else self.cfg.sources[source].cascade_dict()
+        cascade = validate_pipeline({"cascade": cascade_dict}, source="experiment cascade").cascade
+        folder = self.out / ("judge" if source is None else f"judge-{source}")
         store = self.cfg.store or str(self.out / "judgments.sqlite")
         done = [0, 0]  # instances judged, instances at the last line
 
@@ -173,25 +181,28 @@ class ExperimentRunner:
                 done[1] = done[0]
                 self.log(f"  judging: {done[0]} instances")
 
-        summary = run_judge(input_path=input_path, cascade=cascade, output_dir=self.out / "judge", store_path=store,
+        summary = run_judge(input_path=input_path, cascade=cascade, output_dir=folder, store_path=store,
                             fmt=fmt, on_error=self.cfg.data.on_error, judges=self.judges, on_progress=judged)
         cas = summary.get("cascade", {})
         stored = sum(s.get("from_store", 0) for s in cas.get("stages", []))
         judged = sum(s.get("judged", 0) for s in cas.get("stages", []))
-        self._step("judge", t0, reused=judged == 0 and stored > 0,
+        self._step("judge" if source is None else f"judge {source}", t0, reused=judged == 0 and stored > 0,
                    detail=f"{cas.get('false_negatives')} false negatives in {cas.get('instances_with_fn')} of "
                           f"{cas.get('instances')} instances; {judged} verdicts new, {stored} from the store")
-        return str(self.out / "judge" / "verdicts.jsonl"), summary
+        return str(folder / "verdicts.jsonl"), summary
 
-    def variants(self, input_path: str, fmt: str | None, verdicts: str) -> dict[str, dict]:
-        """One training file per variant, all from the same verdicts."""
+    def variants(self, input_path: str, fmt: str | None, verdicts: str, *,
+                 source: str | None = None) -> dict[str, dict]:
+        """One training file per variant, all from the same verdicts (a source's: named <source>/<variant>)."""
         from negclean.fix.operations import Operation
         from negclean.pipeline import run_fix
 
         out: dict[str, dict] = {}
-        for name in self.cfg.variants:
+        fixes = self.cfg.variants if source is None else self.cfg.sources[source].variants
+        for fix in fixes:
             t0 = time.perf_counter()
-            op = Operation.NONE if name == "default" else Operation(name)
+            name = fix if source is None else f"{source}/{fix}"
+            op = Operation.NONE if fix == "default" else Operation(fix)
             path = self.out / "data" / f"{name}.jsonl"
             path.parent.mkdir(parents=True, exist_ok=True)
             summary = run_fix(input_path=input_path, verdicts_path=verdicts, output_path=str(path), operation=op,
@@ -199,7 +210,7 @@ class ExperimentRunner:
                               reject_path=str(path) + ".rejects.jsonl", log_limit=0)  # judging logged them
             if not summary.get("reconciled", False):
                 raise ConfigError(f"fix '{name}' did not reconcile its counts: {summary['fix']}")
-            out[name] = {"path": str(path), "verdicts": verdicts, **summary["fix"]}
+            out[name] = {"path": str(path), "verdicts": verdicts, "source": source or "cascade", **summary["fix"]}
             self._step(f"fix {name}", t0, detail=f"{summary['fix']['written']} instances")
         return out
 
@@ -348,13 +359,18 @@ class ExperimentRunner:
         input_path, fmt = self.input_file()
         verdicts, judge_summary = self.judge(input_path, fmt)
         files = self.variants(input_path, fmt, verdicts)
+        sources: dict[str, Any] = {}
+        for source in self.cfg.sources:
+            src_verdicts, src_summary = self.judge(input_path, fmt, source=source)
+            sources[source] = src_summary.get("cascade")
+            files |= self.variants(input_path, fmt, src_verdicts, source=source)
         if self.cfg.leave_one_out:
             files = self.leave_one_out(files)
         models = self.train_all(files)
         evals = self.evaluate_all(models)
         comparisons, scores, result_files = self.compare_all(evals)
         data = {"input": input_path, "verdicts": verdicts, "cascade": judge_summary.get("cascade"),
-                "variants": files}
+                "sources": sources, "variants": files}
         systems = tuple(next(iter(scores.values())).keys()) if scores else ()
         result = ExperimentResult(str(self.out), tuple(files), systems, scores, comparisons, data, tuple(self.steps),
                                   round(time.perf_counter() - t0, 3), result_files)

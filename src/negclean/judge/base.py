@@ -147,3 +147,17 @@ def undecided(task: JudgeTask, judge_id: str, reason: str, *, raw: str | None = 
         Verdict(Label.UNDECIDED, None, judge_id, reason=reason, call_id=call_id) for _ in task.candidates
     )
     return TaskResult(verdicts, raw=raw, tokens_in=tokens_in, tokens_out=tokens_out, call_id=call_id)
+
+
+def threshold_verdicts(scores: Sequence[float], *, threshold: float, judge_id: str,
+                       what: str) -> tuple[Verdict, ...]:
+    """One verdict per score: at or above ``threshold`` relevant/better, below it not_relevant; the score is the
+    confidence and the reason names it (``what``, e.g. "P(false negative)") and the threshold."""
+    out = []
+    for s in scores:
+        reason = f"{what}={s:.4f} threshold={threshold:.4f}"
+        if s >= threshold:
+            out.append(Verdict(Label.RELEVANT, s, judge_id, grade=Grade.BETTER, reason=reason))
+        else:
+            out.append(Verdict(Label.NOT_RELEVANT, s, judge_id, reason=reason))
+    return tuple(out)

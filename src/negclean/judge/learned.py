@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from negclean.judge.base import Grade, JudgeTask, Label, TaskResult, Verdict
+from negclean.judge.base import JudgeTask, Label, TaskResult, Verdict, threshold_verdicts
 from negclean.judge.config import LearnedJudgeConfig
 
 
@@ -70,14 +70,8 @@ class LearnedJudge:
                                                         reason="instance has no positive to compare with")
                                                 for _ in task.candidates)))
                 continue
-            verdicts = []
-            for p in probs:
-                reason = f"P(false negative)={p:.4f} threshold={self.threshold:.4f}"
-                if p >= self.threshold:
-                    verdicts.append(Verdict(Label.RELEVANT, p, self.judge_id, grade=Grade.BETTER, reason=reason))
-                else:
-                    verdicts.append(Verdict(Label.NOT_RELEVANT, p, self.judge_id, reason=reason))
-            results.append(TaskResult(tuple(verdicts)))
+            results.append(TaskResult(threshold_verdicts(probs, threshold=self.threshold, judge_id=self.judge_id,
+                                                         what="P(false negative)")))
         return results
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:

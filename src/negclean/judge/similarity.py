@@ -5,6 +5,10 @@ With s(q,p) the cosine score of the query's lowest-scoring positive, a candidate
 within ``margin`` of it. Flagged candidates are relevant/better; the others not_relevant. Every
 verdict carries a confidence: the relative score (``relative_score``) mapped linearly from ``band``
 onto [0, 1].
+
+With ``score: raw`` the positive is not consulted: a candidate is flagged when s(q,c) > ``threshold``
+and its confidence is s(q,c) mapped from ``band``. On sparse labels (one weak positive) raw s(q,c)
+ranks false negatives better than the ratio (benchmarks/RESULTS-sparse-judges.md).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ class SimilarityJudge:
 
     def __init__(self, config: SimilarityJudgeConfig | None = None, *, embedder=None):
         self.config = config or SimilarityJudgeConfig()
-        if self.config.ratio is None and self.config.margin is None:
+        if self.config.score == "ratio" and self.config.ratio is None and self.config.margin is None:
             raise ConfigError("similarity judge: set 'ratio' or 'margin' (or both); with neither it can flag nothing")
         low, high = self.config.band
         if not high > low:
@@ -109,6 +113,8 @@ class SimilarityJudge:
 
     def _verdicts(self, s_pos: float, cand: np.ndarray) -> tuple[Verdict, ...]:
         cfg = self.config
+        if cfg.score == "raw":
+            return tuple(self._raw_verdict(float(s_c)) for s_c in cand)
         flagged = np.zeros(cand.shape, dtype=bool)
         if cfg.ratio is not None:
             flagged |= cand > ratio_threshold(s_pos, cfg.ratio)
@@ -124,6 +130,13 @@ class SimilarityJudge:
             else:
                 verdicts.append(Verdict(Label.NOT_RELEVANT, float(c), self.judge_id, reason=reason))
         return tuple(verdicts)
+
+    def _raw_verdict(self, s_c: float) -> Verdict:
+        conf = float(band_confidence(s_c, self.config.band))
+        reason = f"s(q,c)={s_c:.4f} threshold={self.config.threshold:.4f}"
+        if s_c > self.config.threshold:
+            return Verdict(Label.RELEVANT, conf, self.judge_id, grade=Grade.BETTER, reason=reason)
+        return Verdict(Label.NOT_RELEVANT, conf, self.judge_id, reason=reason)
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
         return (0, 0)

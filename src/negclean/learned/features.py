@@ -9,7 +9,16 @@ similarity judge uses):
 - ``bm25``: BM25 of c for q over the instance's own passages (bm25s), ``bm25_gap``: minus the positive's;
 - ``dup_exact``: 1 when c repeats a positive's normalised text; ``jaccard``: the highest word-3-gram Jaccard with a positive;
 - ``prior``: an earlier stage's confidence (e.g. an LLM's P(yes)) from a judgment store, NaN when absent.
-NaN means "not available": the model replaces it with its training mean.
+Features that compare a candidate with the rest of its own list (they transfer across data sets, where raw cosines
+and BM25 scores have different scales; computed over ALL negatives of the instance, whichever are being judged,
+so a candidate's value does not depend on which others go with it):
+- ``s_qc_z``, ``s_pc_z``, ``bm25_z``: s(q,c), s(p,c) and BM25 standardised over the instance's negatives
+  (z-score, population std; 0 when the list has one value); ``bm25_z`` uses BM25 over positives + all negatives;
+- ``pos_standing``: the share of the instance's negatives with s(q,c) above s(q,p), 0 for a positive above all of
+  its negatives, 1 for one below all (a weak positive: the case that breaks the ratio screen); the same for every
+  candidate of an instance.
+NaN means "not available": the model replaces it with its training mean. Old models name their features, so
+adding features keeps them working.
 """
 
 from __future__ import annotations
@@ -22,9 +31,13 @@ import numpy as np
 from negclean.data.records import Instance
 
 FEATURES = ("s_qc", "s_pc", "ratio", "gap", "log_rank", "retriever_score", "bm25", "bm25_gap",
-            "dup_exact", "jaccard", "prior")
+            "dup_exact", "jaccard", "prior", "s_qc_z", "s_pc_z", "bm25_z", "pos_standing")
 
 Key = tuple[str, str, str]
+
+#: the lexical signals (BM25, duplicate, Jaccard) read at most this many characters of a passage: memory stays
+#: bounded on a huge passage, and the embedder reads far less anyway (its max_chars)
+LEXICAL_CHARS = 20_000
 
 
 @dataclass(frozen=True)
@@ -49,11 +62,19 @@ class FeatureTable:
 def _bm25_instance(inst: Instance, candidates: Sequence[int]) -> tuple[np.ndarray, float]:
     from negclean.benchjudges.dataset import bm25_scores
 
-    texts = [p.text for p in inst.positives] + [inst.negatives[i].text for i in candidates]
+    texts = [p.text[:LEXICAL_CHARS] for p in inst.positives] + [inst.negatives[i].text[:LEXICAL_CHARS]
+                                                                 for i in candidates]
     scores = bm25_scores(inst.query, texts)
     n_pos = len(inst.positives)
     pos = float(scores[:n_pos].min()) if n_pos else float("nan")
     return scores[n_pos:], pos
+
+
+def within_z(values: np.ndarray) -> np.ndarray:
+    """``values`` standardised over themselves (population std); zeros when they do not vary."""
+    v = np.asarray(values, dtype=np.float64)
+    sd = float(v.std()) if len(v) else 0.0
+    return (v - v.mean()) / sd if sd > 1e-12 else np.zeros_like(v)
 
 
 def compute_features(instances: Sequence[Instance], *, candidates: Sequence[Sequence[int]] | None = None,
@@ -75,8 +96,8 @@ def compute_features(instances: Sequence[Instance], *, candidates: Sequence[Sequ
 
         embedder = load_embedder(model)
     queries = list(dict.fromkeys(i.query for i in instances))
-    texts = list(dict.fromkeys(p.text for inst, cands in zip(instances, candidates)
-                               for p in (*inst.positives, *(inst.negatives[c] for c in cands))))
+    texts = list(dict.fromkeys(p.text for inst, cands in zip(instances, candidates) if cands
+                               for p in (*inst.positives, *inst.negatives)))
     q_vec = embedder.encode(queries, batch_size=64) if queries else np.zeros((0, 1))
     t_vec = embedder.encode(texts, batch_size=64) if texts else np.zeros((0, 1))
     q_row = {q: i for i, q in enumerate(queries)}
@@ -90,14 +111,24 @@ def compute_features(instances: Sequence[Instance], *, candidates: Sequence[Sequ
         pos_vecs = t_vec[[t_row[p.text] for p in inst.positives]] if has_pos else None
         s_qp = float((pos_vecs @ q).min()) if has_pos else float("nan")
         bm, bm_pos = _bm25_instance(inst, cands)
-        pos_norm = {normalize_text(p.text) for p in inst.positives}
+        every = tuple(range(len(inst.negatives)))
+        bm_all = bm if tuple(cands) == every else _bm25_instance(inst, every)[0]
+        n_vecs = t_vec[[t_row[p.text] for p in inst.negatives]]
+        qc_all = n_vecs @ q
+        qc_z, bm_z = within_z(qc_all), within_z(bm_all)
+        if has_pos:
+            pc_z = within_z((n_vecs @ pos_vecs.T).max(axis=1))
+            standing = float((qc_all > s_qp).mean())
+        else:
+            pc_z, standing = np.full(len(every), np.nan), float("nan")
+        pos_norm = {normalize_text(p.text[:LEXICAL_CHARS]) for p in inst.positives}
         pos_sh = [shingles(n) for n in pos_norm]
         for j, c in enumerate(cands):
             p = inst.negatives[c]
             v = t_vec[t_row[p.text]]
             s_qc = float(v @ q)
             s_pc = float((pos_vecs @ v).max()) if has_pos else float("nan")
-            norm = normalize_text(p.text)
+            norm = normalize_text(p.text[:LEXICAL_CHARS])
             sh = shingles(norm)
             key = (inst.query_key, inst.positives_key, p.key)
             pr = None if prior is None else prior.get(key)
@@ -109,7 +140,8 @@ def compute_features(instances: Sequence[Instance], *, candidates: Sequence[Sequ
                          float(bm[j]), float(bm[j] - bm_pos),
                          float(norm in pos_norm and bool(norm)),
                          max((jaccard(sh, s) for s in pos_sh), default=0.0),
-                         float("nan") if pr is None else float(pr)])
+                         float("nan") if pr is None else float(pr),
+                         float(qc_z[c]), float(pc_z[c]), float(bm_z[c]), standing])
             keys.append(key)
             ids.append((inst.query_id, p.docid))
             groups.append(inst.query_id)

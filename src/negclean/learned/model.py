@@ -17,6 +17,18 @@ import numpy as np
 
 FORMAT = "negclean-learned-judge"
 FORMAT_VERSION = 1
+#: ``path: default`` in a learned judge's config: the screen shipped with the package (see README.md here)
+DEFAULT_NAME = "default"
+DEFAULT_FILE = "default-screen.json"
+
+
+def resolve_model_path(path: str | Path) -> Path:
+    """The file a learned judge's ``path`` names: ``default`` is the packaged default screen, anything else a path."""
+    if str(path) == DEFAULT_NAME:
+        from importlib import resources
+
+        return Path(str(resources.files("negclean.learned").joinpath(DEFAULT_FILE)))
+    return Path(path).expanduser()
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
@@ -99,7 +111,9 @@ class LearnedModel:
     def load(cls, path: str | Path) -> "LearnedModel":
         from negclean.errors import ConfigError
 
-        path = Path(path)
+        path = resolve_model_path(path)
         if not path.is_file():
-            raise ConfigError(f"learned judge model not found: {path} (write one with `negclean fit-judge`)")
+            raise ConfigError(f"learned judge model not found: {path} (write one with `negclean fit-judge`"
+                              + (", or reinstall negclean: the packaged default screen is missing)"
+                                 if path.name == DEFAULT_FILE else ")"))
         return cls.from_json(path.read_text(), source=str(path))
