@@ -9,14 +9,14 @@ STAMP := $(VENV)/.negclean-installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml scripts/install-llama.sh
+$(STAMP): pyproject.toml constraints.txt scripts/install-llama.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-	# CPU torch first, pinned: an unpinned torch pulls a multi-GB CUDA build
-	$(PIP) install -q torch==2.13.0
+	# CPU torch first, pinned (constraints.txt): an unpinned torch pulls a multi-GB CUDA build
+	$(PIP) install -q -c constraints.txt torch
 	# llama.cpp for every CPU of this architecture (no -march=native: a native build segfaults on other CPUs)
 	scripts/install-llama.sh $(PY) server
-	$(PIP) install -q -e '.[all,dev]'
+	$(PIP) install -q -c constraints.txt -e '.[all,dev]'
 	$(PY) scripts/check_llama_build.py
 	touch $(STAMP)
 
@@ -26,6 +26,10 @@ demo: install
 
 test: install
 	scripts/install-browser.sh $(PY)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 test-fast: install

@@ -44,7 +44,7 @@ def build_instances(root: Path, *, relevant_grade: int, depth: int, cache: Path,
         pos = sorted(rel, key=lambda d: hashlib.blake2b(f"0|{qid}|{d}".encode(), digest_size=8).digest())[0]
         s = docs @ embedder.encode([queries[qid]])[0]
         pp = corpus.position(pos)
-        cands = [int(i) for i in np.argsort(-s)[:depth + 1] if i != pp][:depth]
+        cands = [int(i) for i in np.argsort(-s)[: depth + 1] if i != pp][:depth]
         negs = tuple(corpus.passage(i, score=float(s[i]), rank=r + 1) for r, i in enumerate(cands))
         instances.append(Instance(qid, queries[qid], (corpus.passage(pp),), negs))
         truth.append([judged.get(corpus.docid(i), 0) >= relevant_grade for i in cands])
@@ -65,17 +65,24 @@ def cmd_features(args) -> None:
         out = cache / f"{name}.features.npz"
         if out.is_file():
             continue
-        inst, truth = build_instances(Path(args.data) / name, relevant_grade=grade, depth=args.depth, cache=cache,
-                                      embedder=emb)
+        inst, truth = build_instances(
+            Path(args.data) / name, relevant_grade=grade, depth=args.depth, cache=cache, embedder=emb
+        )
         table = compute_features(inst, embedder=emb)
         inst_idx = np.concatenate([[k] * len(i.negatives) for k, i in enumerate(inst)])
-        np.savez(out, names=np.asarray(table.names), values=table.values,
-                 y=np.concatenate(truth).astype(np.int64), inst=inst_idx,
-                 qids=np.asarray([i.query_id for i in inst]))
+        np.savez(
+            out,
+            names=np.asarray(table.names),
+            values=table.values,
+            y=np.concatenate(truth).astype(np.int64),
+            inst=inst_idx,
+            qids=np.asarray([i.query_id for i in inst]),
+        )
         print(name, len(inst), "instances", len(inst_idx), "candidates", flush=True)
 
 
 # ---- flag rules -------------------------------------------------------------------------------------------------
+
 
 def topk_per_instance(score: np.ndarray, inst: np.ndarray, k: np.ndarray) -> np.ndarray:
     """Flag the k[i] highest-scoring candidates of each instance i (ties broken by position)."""
@@ -114,9 +121,12 @@ def scores_of(flags: np.ndarray, y: np.ndarray) -> dict:
     true = int(y.sum())
     from sklearn.metrics import cohen_kappa_score
 
-    return {"recall": tp / true, "flags_x": float(flags.sum()) / true,
-            "precision": tp / flags.sum() if flags.sum() else float("nan"),
-            "kappa": float(cohen_kappa_score(y, flags.astype(int)))}
+    return {
+        "recall": tp / true,
+        "flags_x": float(flags.sum()) / true,
+        "precision": tp / flags.sum() if flags.sum() else float("nan"),
+        "kappa": float(cohen_kappa_score(y, flags.astype(int))),
+    }
 
 
 def load(cache: Path) -> dict:
@@ -132,16 +142,25 @@ def table_of(d: dict, name: str):
 
     n = len(d["y"])
     groups = np.asarray([f"{name}|{i}" for i in d["inst"]], dtype=object)
-    return FeatureTable(tuple(str(x) for x in d["names"]), d["values"], tuple((name, "", str(i)) for i in range(n)),
-                        tuple((name, str(i)) for i in range(n)), groups)
+    return FeatureTable(
+        tuple(str(x) for x in d["names"]),
+        d["values"],
+        tuple((name, "", str(i)) for i in range(n)),
+        tuple((name, str(i)) for i in range(n)),
+        groups,
+    )
 
 
 def concat(tables):
     from negclean.learned.features import FeatureTable
 
-    return FeatureTable(tables[0].names, np.concatenate([t.values for t in tables]),
-                        sum((t.keys for t in tables), ()), sum((t.ids for t in tables), ()),
-                        np.concatenate([t.groups for t in tables]))
+    return FeatureTable(
+        tables[0].names,
+        np.concatenate([t.values for t in tables]),
+        sum((t.keys for t in tables), ()),
+        sum((t.ids for t in tables), ()),
+        np.concatenate([t.groups for t in tables]),
+    )
 
 
 # retriever_score is left out of every set: here it is MiniLM's cosine with the title, nearly s_qc, and a model
@@ -155,8 +174,8 @@ SIGNALS = {"s_qc": 1, "s_pc": 1, "neg_log_rank": -1, "ratio": 1, "bm25": 1, "bm2
 def cmd_choose(args) -> None:
     from sklearn.metrics import roc_auc_score
 
-    from negclean.learned.fit import fit_learned
     from negclean.benchjudges.metrics import threshold_for_recall
+    from negclean.learned.fit import fit_learned
 
     data = load(Path(args.cache))
     tables = {n: table_of(d, n) for n, d in data.items()}
@@ -185,10 +204,20 @@ def cmd_choose(args) -> None:
             # rule C: per-instance expected count, multiplier chosen on the training sets (largest that keeps
             # flags <= 1.8x on each training set), then fixed multipliers 1.0 / 1.5 for reference
             grid = np.round(np.arange(0.5, 3.01, 0.1), 2)
-            ok = [g for g in grid if all(
-                scores_of(topk_per_instance(p_tr[n], data[n]["inst"],
-                                            expected_count_k(p_tr[n], data[n]["inst"], multiplier=g)),
-                          data[n]["y"])["flags_x"] <= 1.8 for n in train)]
+            ok = [
+                g
+                for g in grid
+                if all(
+                    scores_of(
+                        topk_per_instance(
+                            p_tr[n], data[n]["inst"], expected_count_k(p_tr[n], data[n]["inst"], multiplier=g)
+                        ),
+                        data[n]["y"],
+                    )["flags_x"]
+                    <= 1.8
+                    for n in train
+                )
+            ]
             mult = float(max(ok)) if ok else 1.0
             row[f"{label}:mult_chosen"] = mult
             for g in sorted({1.0, 1.5, mult}):
@@ -209,21 +238,26 @@ def cmd_choose(args) -> None:
             row[f"{label}:sum_p/true"] = float(p.sum() / yte.sum())
             # rule F: a fixed top-k per instance, k chosen on the training sets (highest mean kappa there)
             ks = range(1, 21)
-            mean_kappa = [np.mean([scores_of(topk_per_instance(p_tr[n], data[n]["inst"], k), data[n]["y"])["kappa"]
-                                   for n in train]) for k in ks]
+            mean_kappa = [
+                np.mean(
+                    [scores_of(topk_per_instance(p_tr[n], data[n]["inst"], k), data[n]["y"])["kappa"] for n in train]
+                )
+                for k in ks
+            ]
             k_best = ks[int(np.argmax(mean_kappa))]
             row[f"{label}:top{k_best}_per_instance"] = scores_of(topk_per_instance(p, inst, k_best), yte)
         # the similarity screen (ratio rule): the old default 0.95, and the ratio chosen on the training sets
         ratios = np.round(np.arange(0.8, 1.31, 0.01), 2)
-        kap = [np.mean([scores_of(tables[n].column("ratio") > r, data[n]["y"])["kappa"] for n in train])
-               for r in ratios]
+        kap = [
+            np.mean([scores_of(tables[n].column("ratio") > r, data[n]["y"])["kappa"] for n in train]) for r in ratios
+        ]
         r_best = float(ratios[int(np.argmax(kap))])
         for r in sorted({0.95, r_best}):
             row[f"ratio>{r}"] = scores_of(te.column("ratio") > r, yte)
         # oracle budget (not a rule: needs the true count) for reference
         for sig in ("s_qc", "s_pc_z"):
             fl = np.zeros(len(yte), bool)
-            fl[np.argsort(-te.column(sig))[:2 * int(yte.sum())]] = True
+            fl[np.argsort(-te.column(sig))[: 2 * int(yte.sum())]] = True
             row[f"oracle2x:{sig}"] = scores_of(fl, yte)["recall"]
         results.append(row)
         print(json.dumps(row, default=float), flush=True)
@@ -239,14 +273,20 @@ def cmd_cap(args) -> None:
     tables = {n: table_of(d, n) for n, d in data.items()}
     for name, d in data.items():
         train = [n for n in SETS if n != name]
-        m = fit_learned(concat([tables[n] for n in train]), np.concatenate([data[n]["y"] for n in train]),
-                        features=OLD, folds=5).model
+        m = fit_learned(
+            concat([tables[n] for n in train]), np.concatenate([data[n]["y"] for n in train]), features=OLD, folds=5
+        ).model
         flags = m.predict_proba(m.columns_from(tables[name].names, tables[name].values)) >= m.threshold
         per = np.bincount(d["inst"], weights=d["y"])
         per_flag = np.bincount(d["inst"], weights=flags)
         n = len(per)
-        line = {"set": name, "instances": n, "mean_fn": round(float(per.mean()), 2), "median_fn": float(np.median(per)),
-                "mean_flagged": round(float(per_flag.mean()), 2)}
+        line = {
+            "set": name,
+            "instances": n,
+            "mean_fn": round(float(per.mean()), 2),
+            "median_fn": float(np.median(per)),
+            "mean_flagged": round(float(per_flag.mean()), 2),
+        }
         for cap in (7, 10, 15, 20):
             line[f"true>{cap}"] = int((per > cap).sum())
             line[f"flagged>{cap}"] = int((per_flag > cap).sum())
@@ -262,10 +302,12 @@ def cmd_ship(args) -> None:
     data = load(Path(args.cache))
     tables = [table_of(d, n) for n, d in data.items()]
     rep = fit_learned(concat(tables), np.concatenate([d["y"] for d in data.values()]), features=OLD, folds=5)
-    facts = {**rep.model.training, "data": {n: f"grade>={g}, test split, one seeded-random positive, top 30 MiniLM"
-                                            for n, g in SETS.items()},
-             "command": "python benchmarks/bench_default_screen.py ship",
-             "threshold_rule": "kappa-maximising on the pooled out-of-fold probabilities of the three sets"}
+    facts = {
+        **rep.model.training,
+        "data": {n: f"grade>={g}, test split, one seeded-random positive, top 30 MiniLM" for n, g in SETS.items()},
+        "command": "python benchmarks/bench_default_screen.py ship",
+        "threshold_rule": "kappa-maximising on the pooled out-of-fold probabilities of the three sets",
+    }
     model = replace(rep.model, training=facts)
     print(model.save(args.ship_to), json.dumps(facts))
 

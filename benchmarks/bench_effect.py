@@ -52,8 +52,9 @@ def make_folds(beir: Path, *, grade: int, folds: int, seed: int, out: Path) -> l
     relevant = {q: sorted(d for d, g in judged.items() if g >= grade) for q, judged in qrels.items() if q in texts}
     qids = sorted((q for q, docs in relevant.items() if docs), key=lambda q: (len(q), q))
     if len(qids) < 2 * folds:
-        raise SystemExit(f"{beir}: only {len(qids)} queries have a document at grade >= {grade}; "
-                         f"too few for {folds} folds")
+        raise SystemExit(
+            f"{beir}: only {len(qids)} queries have a document at grade >= {grade}; too few for {folds} folds"
+        )
     _rng(seed, "folds").shuffle(qids)
     kept = {q: _rng(seed, "positive", q).choice(relevant[q]) for q in qids}  # the one labeled positive
     folders = []
@@ -62,16 +63,20 @@ def make_folds(beir: Path, *, grade: int, folds: int, seed: int, out: Path) -> l
         train = [q for q in qids if q not in test]
         folder = out / f"fold{f}"
         (folder / "qrels").mkdir(parents=True, exist_ok=True)
-        for link, target in (("corpus" + "".join(src.corpus.suffixes), src.corpus),
-                             ("queries" + "".join(src.queries.suffixes), src.queries)):
+        for link, target in (
+            ("corpus" + "".join(src.corpus.suffixes), src.corpus),
+            ("queries" + "".join(src.queries.suffixes), src.queries),
+        ):
             if not (folder / link).is_symlink():
                 (folder / link).symlink_to(target.resolve())
         header = "query-id\tcorpus-id\tscore\n"
         (folder / "qrels" / "train.tsv").write_text(header + "".join(f"{q}\t{kept[q]}\t1\n" for q in train))
-        (folder / "qrels" / "test.tsv").write_text(header + "".join(
-            f"{q}\t{d}\t{qrels[q][d]}\n" for q in qids if q in test for d in relevant[q]))
-        (folder / "truth.tsv").write_text(header + "".join(
-            f"{q}\t{d}\t{qrels[q][d]}\n" for q in train for d in relevant[q]))
+        (folder / "qrels" / "test.tsv").write_text(
+            header + "".join(f"{q}\t{d}\t{qrels[q][d]}\n" for q in qids if q in test for d in relevant[q])
+        )
+        (folder / "truth.tsv").write_text(
+            header + "".join(f"{q}\t{d}\t{qrels[q][d]}\n" for q in train for d in relevant[q])
+        )
         folders.append(folder)
     return folders
 
@@ -86,12 +91,16 @@ def held_out_cascade(name: str, *, data_set: str, models: Path) -> dict:
         if judge.get("backend") == "learned" and judge.get("path", "default") == "default":
             model = models / f"screen-without-{data_set}.json"
             if not model.is_file():
-                raise SystemExit(f"{model} missing: run `bench_effect.py fit-screens` first (the packaged screen "
-                                 f"was fitted on {data_set})")
+                raise SystemExit(
+                    f"{model} missing: run `bench_effect.py fit-screens` first (the packaged screen "
+                    f"was fitted on {data_set})"
+                )
             stage["judge"] = {**judge, "path": str(model)}
         if judge.get("backend") in ("llamacpp", "openai", "vllm"):
-            raise SystemExit(f"cascade {name!r} has an LLM stage ({judge['backend']}): too slow for this benchmark "
-                             "on CPU; leave it out of --cascades")
+            raise SystemExit(
+                f"cascade {name!r} has an LLM stage ({judge['backend']}): too slow for this benchmark "
+                "on CPU; leave it out of --cascades"
+            )
     return cascade
 
 
@@ -108,43 +117,91 @@ def fit_screens(args) -> None:
     data = bds.load(Path(args.features))
     for held_out in data:
         rest = {n: d for n, d in data.items() if n != held_out}
-        rep = fit_learned(bds.concat([bds.table_of(d, n) for n, d in rest.items()]),
-                          np.concatenate([d["y"] for d in rest.values()]), features=bds.OLD, folds=5)
-        facts = {**rep.model.training, "data": sorted(rest), "left_out": held_out,
-                 "command": "python benchmarks/bench_effect.py fit-screens"}
+        rep = fit_learned(
+            bds.concat([bds.table_of(d, n) for n, d in rest.items()]),
+            np.concatenate([d["y"] for d in rest.values()]),
+            features=bds.OLD,
+            folds=5,
+        )
+        facts = {
+            **rep.model.training,
+            "data": sorted(rest),
+            "left_out": held_out,
+            "command": "python benchmarks/bench_effect.py fit-screens",
+        }
         path = replace(rep.model, training=facts).save(Path(args.out) / f"screen-without-{held_out}.json")
         print(path, f"threshold {rep.model.threshold:.3f}", json.dumps({k: facts[k] for k in ("rows", "cv_auc")}))
 
 
-def experiment_config(folder: Path, *, grade: int, seed: int, cascades: list[str], fixes: list[str],
-                      train: dict, out: Path, store: Path, reranker: bool, data_set: str, models: Path):
+def experiment_config(
+    folder: Path,
+    *,
+    grade: int,
+    seed: int,
+    cascades: list[str],
+    fixes: list[str],
+    train: dict,
+    out: Path,
+    store: Path,
+    reranker: bool,
+    data_set: str,
+    models: Path,
+):
     """The experiment of one fold and seed, validated."""
     from negclean.experiment import validate_experiment
 
     sources = {"oracle": {"qrels": str(folder / "truth.tsv"), "min_grade": grade, "variants": fixes}}
     for name in cascades:
         sources[name] = {"cascade": held_out_cascade(name, data_set=data_set, models=models), "variants": fixes}
-    ev = {"sets": [{"name": "test", "beir": str(folder), "split": "test"}], "measures": [MEASURE, "R@100"],
-          "base_model": True}
+    ev = {
+        "sets": [{"name": "test", "beir": str(folder), "split": "test"}],
+        "measures": [MEASURE, "R@100"],
+        "base_model": True,
+    }
     if reranker:
         ev |= {"first_stage": "bm25", "top_k": 100}
-    data = {"name": f"effect-{folder.parent.parent.name}-{folder.name}-seed{seed}", "output_dir": str(out),
-            "store": str(store), "seed": seed, "threads": 1,
-            "data": {"mine": {"beir": str(folder), "split": "train", "retriever": "dense",
-                              "model": "all-MiniLM-L6-v2", "rank_range": "0:30", "num_negatives": 30,
-                              "ratio": None, "seed": seed}},
-            # the main cascade only makes `default` (no fix): the cheapest one; the judges are the sources
-            "cascade": {"stages": [{"name": "duplicate", "judge": {"backend": "duplicate"}}]},
-            "variants": ["default"],
-            "sources": sources, "train": train, "eval": ev, "compare": {"resamples": 2000}}
+    data = {
+        "name": f"effect-{folder.parent.parent.name}-{folder.name}-seed{seed}",
+        "output_dir": str(out),
+        "store": str(store),
+        "seed": seed,
+        "threads": 1,
+        "data": {
+            "mine": {
+                "beir": str(folder),
+                "split": "train",
+                "retriever": "dense",
+                "model": "all-MiniLM-L6-v2",
+                "rank_range": "0:30",
+                "num_negatives": 30,
+                "ratio": None,
+                "seed": seed,
+            }
+        },
+        # the main cascade only makes `default` (no fix): the cheapest one; the judges are the sources
+        "cascade": {"stages": [{"name": "duplicate", "judge": {"backend": "duplicate"}}]},
+        "variants": ["default"],
+        "sources": sources,
+        "train": train,
+        "eval": ev,
+        "compare": {"resamples": 2000},
+    }
     return validate_experiment(data, source=str(folder))
 
 
 def run(args) -> None:
     from negclean.experiment import run_experiment
 
-    train = {"kind": args.kind, "model": "all-MiniLM-L6-v2", "epochs": args.epochs, "batch_size": 16,
-             "learning_rate": 2e-5, "warmup_ratio": 0.1, "hard_negatives": 7, "max_seq_length": 64}
+    train = {
+        "kind": args.kind,
+        "model": "all-MiniLM-L6-v2",
+        "epochs": args.epochs,
+        "batch_size": 16,
+        "learning_rate": 2e-5,
+        "warmup_ratio": 0.1,
+        "hard_negatives": 7,
+        "max_seq_length": 64,
+    }
     if args.max_steps:
         train["max_steps"] = args.max_steps
     data_root = Path(args.data)
@@ -152,20 +209,29 @@ def run(args) -> None:
         name, grade = spec.split(":")
         for seed in args.seeds:
             base = Path(args.out) / f"{name}-{args.kind}" / f"seed{seed}"
-            folders = make_folds(data_root / name, grade=int(grade), folds=args.folds, seed=seed,
-                                 out=base / "beir")
+            folders = make_folds(data_root / name, grade=int(grade), folds=args.folds, seed=seed, out=base / "beir")
             for folder in folders[: args.only_folds or None]:
                 t0 = time.perf_counter()
-                cfg = experiment_config(folder, grade=int(grade), seed=seed, cascades=args.cascades,
-                                        fixes=args.fixes, train=train, out=base / "runs" / folder.name,
-                                        store=Path(args.out) / f"{name}-judgments.sqlite",
-                                        reranker=args.kind == "reranker", data_set=name,
-                                        models=Path(args.out))
-                result = run_experiment(cfg, log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}",
-                                                                 flush=True))
+                cfg = experiment_config(
+                    folder,
+                    grade=int(grade),
+                    seed=seed,
+                    cascades=args.cascades,
+                    fixes=args.fixes,
+                    train=train,
+                    out=base / "runs" / folder.name,
+                    store=Path(args.out) / f"{name}-judgments.sqlite",
+                    reranker=args.kind == "reranker",
+                    data_set=name,
+                    models=Path(args.out),
+                )
+                result = run_experiment(cfg, log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
                 row = result.scores["test"]
-                print(f"== {name} seed {seed} {folder.name}: {time.perf_counter() - t0:.0f}s; "
-                      + ", ".join(f"{s} {v[MEASURE]:.4f}" for s, v in row.items()), flush=True)
+                print(
+                    f"== {name} seed {seed} {folder.name}: {time.perf_counter() - t0:.0f}s; "
+                    + ", ".join(f"{s} {v[MEASURE]:.4f}" for s, v in row.items()),
+                    flush=True,
+                )
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -199,7 +265,11 @@ def collect(base: Path) -> dict:
                 kept.setdefault(name, []).append(info["written"])
             truth = _fn_sets(run_dir / "judge-oracle" / "verdicts.jsonl")
             for judge_dir in [run_dir / "judge", *sorted(run_dir.glob("judge-*"))]:
-                source = judge_dir.name.removeprefix("judge-") if judge_dir.name != "judge" else "(main cascade: duplicates only, makes default)"
+                source = (
+                    judge_dir.name.removeprefix("judge-")
+                    if judge_dir.name != "judge"
+                    else "(main cascade: duplicates only, makes default)"
+                )
                 got = _fn_sets(judge_dir / "verdicts.jsonl")
                 acc = flags.setdefault(source, [0, 0, 0])
                 acc[0] += sum(len(v) for v in got.values())
@@ -224,15 +294,20 @@ def report(args) -> None:
         means = {s: [float(np.mean(list(d["per_query"][s].values()))) for d in seeds.values()] for s in systems}
         # the test: per query, the mean over seeds, paired by query, Holm over every system vs default
         queries = sorted(set.intersection(*(set(d["per_query"][s]) for d in seeds.values() for s in systems)))
-        avg = {s: {MEASURE: {q: float(np.mean([d["per_query"][s][q] for d in seeds.values()])) for q in queries}}
-               for s in systems}
+        avg = {
+            s: {MEASURE: {q: float(np.mean([d["per_query"][s][q] for d in seeds.values()])) for q in queries}}
+            for s in systems
+        }
         comp = compare(avg, baseline="default", measures=[MEASURE], resamples=10_000, seed=0)
         rows = {r.name: r for r in comp.tables[0].rows}
         ceiling = {fix: rows[f"oracle/{fix}"].delta for fix in ("relabel", "hn_remove") if f"oracle/{fix}" in rows}
-        lines = [f"### {base.name}: {len(queries)} test queries, {len(seeds)} seeds", "",
-                 f"| system | instances kept (mean per fold) | {MEASURE} (mean of seeds) | per seed | Δ vs default "
-                 "| Δ 95% CI | p (Holm) | wins/losses/ties | share of oracle's gain |",
-                 "|---|---:|---:|---|---:|---|---:|---|---:|"]
+        lines = [
+            f"### {base.name}: {len(queries)} test queries, {len(seeds)} seeds",
+            "",
+            f"| system | instances kept (mean per fold) | {MEASURE} (mean of seeds) | per seed | Δ vs default "
+            "| Δ 95% CI | p (Holm) | wins/losses/ties | share of oracle's gain |",
+            "|---|---:|---:|---|---:|---|---:|---|---:|",
+        ]
         for s in systems:
             r = rows[s]
             kept = [k for d in seeds.values() for k in d["kept"].get(s, [])]
@@ -246,20 +321,28 @@ def report(args) -> None:
                 lines.append(f"| {s} | {kept_s} | {r.mean:.4f} | {per_seed} | — | — | — | — | — |")
                 continue
             mark = " †" if r.p_holm < 0.05 else ""
-            lines.append(f"| {s} | {kept_s} | {r.mean:.4f} | {per_seed} | {r.delta:+.4f}{mark} | "
-                         f"[{r.delta_ci[0]:+.4f}, {r.delta_ci[1]:+.4f}] | {r.p_holm:.4f} | "
-                         f"{r.wins}/{r.losses}/{r.ties} | {share} |")
-        lines += ["", "| source | flagged | of them truly relevant (precision) | recall of the true false negatives |",
-                  "|---|---:|---:|---:|"]
+            lines.append(
+                f"| {s} | {kept_s} | {r.mean:.4f} | {per_seed} | {r.delta:+.4f}{mark} | "
+                f"[{r.delta_ci[0]:+.4f}, {r.delta_ci[1]:+.4f}] | {r.p_holm:.4f} | "
+                f"{r.wins}/{r.losses}/{r.ties} | {share} |"
+            )
+        lines += [
+            "",
+            "| source | flagged | of them truly relevant (precision) | recall of the true false negatives |",
+            "|---|---:|---:|---:|",
+        ]
         for source in next(iter(seeds.values()))["flags"]:
             tot = np.sum([d["flags"][source] for d in seeds.values()], axis=0)
             prec = tot[1] / tot[0] if tot[0] else float("nan")
             lines.append(f"| {source} | {tot[0]} | {tot[1]} ({prec:.3f}) | {tot[1] / tot[2]:.3f} |")
         text = "\n".join(lines) + "\n"
         print(text)
-        summary[base.name] = {"comparison": comp.as_dict(), "seed_means": means, "text": text,
-                              "kept": {s: [k for d in seeds.values() for k in d["kept"].get(s, [])]
-                                       for s in systems}}
+        summary[base.name] = {
+            "comparison": comp.as_dict(),
+            "seed_means": means,
+            "text": text,
+            "kept": {s: [k for d in seeds.values() for k in d["kept"].get(s, [])] for s in systems},
+        }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
 
 

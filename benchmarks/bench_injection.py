@@ -35,8 +35,8 @@ import platform
 import random
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 from negclean.cascade.guard import SET_ASIDE
 from negclean.data.records import Instance, Passage
@@ -85,8 +85,9 @@ def build_tasks(pairs, queries, corpus, variants: dict[str, str]) -> list[JudgeT
     tasks = []
     for i, (qid, pos, cand) in enumerate(pairs):
         text = corpus[cand]
-        negatives = [Passage(cand, text)] + [Passage(f"{cand}+{name}", text + extra)
-                                             for name, extra in variants.items()]
+        negatives = [Passage(cand, text)] + [
+            Passage(f"{cand}+{name}", text + extra) for name, extra in variants.items()
+        ]
         inst = Instance(f"{qid}#{i}", queries[qid], (Passage(pos, corpus[pos]),), tuple(negatives))
         tasks.append(JudgeTask(inst, tuple(range(len(negatives)))))
     return tasks
@@ -108,23 +109,38 @@ def summarize(rows: list[dict], variants: list[str], clean_label: str) -> dict:
     base = [r for r in rows if r["clean"]["label"] == clean_label]
     for name in variants:
         flips = sum(r[name]["label"] != r["clean"]["label"] for r in base)
-        deltas = [r[name]["p_yes"] - r["clean"]["p_yes"] for r in rows
-                  if r[name]["p_yes"] is not None and r["clean"]["p_yes"] is not None]
+        deltas = [
+            r[name]["p_yes"] - r["clean"]["p_yes"]
+            for r in rows
+            if r[name]["p_yes"] is not None and r["clean"]["p_yes"] is not None
+        ]
         undecided = sum(r[name]["label"] == "undecided" for r in rows)
         # the attack's aim: the label the injected text asks for (relevant when the clean verdict is not)
         target = Label.RELEVANT.value if clean_label != Label.RELEVANT.value else Label.NOT_RELEVANT.value
         to_target = sum(r[name]["label"] == target for r in base)
         set_aside = sum(r[name]["reason"].startswith(SET_ASIDE) for r in rows)
-        out[name] = {"flips": flips, "of": len(base), "rate": round(flips / len(base), 4) if base else None,
-                     "to_target": to_target, "to_target_rate": round(to_target / len(base), 4) if base else None,
-                     "mean_delta_p_yes": round(sum(deltas) / len(deltas), 4) if deltas else None,
-                     "undecided": undecided, "set_aside": set_aside}
+        out[name] = {
+            "flips": flips,
+            "of": len(base),
+            "rate": round(flips / len(base), 4) if base else None,
+            "to_target": to_target,
+            "to_target_rate": round(to_target / len(base), 4) if base else None,
+            "mean_delta_p_yes": round(sum(deltas) / len(deltas), 4) if deltas else None,
+            "undecided": undecided,
+            "set_aside": set_aside,
+        }
     return out
 
 
 def _verdicts(result, names) -> dict:
-    return {name: {"label": v.label.value, "p_yes": None if v.confidence is None else round(v.confidence, 4),
-                   "reason": v.reason} for name, v in zip(["clean", *names], result.verdicts)}
+    return {
+        name: {
+            "label": v.label.value,
+            "p_yes": None if v.confidence is None else round(v.confidence, 4),
+            "reason": v.reason,
+        }
+        for name, v in zip(["clean", *names], result.verdicts)
+    }
 
 
 def run_pointwise(judges: dict, tasks, names) -> dict[str, list[dict]]:
@@ -134,11 +150,19 @@ def run_pointwise(judges: dict, tasks, names) -> dict[str, list[dict]]:
         for which, judge in judges.items():
             t0 = time.perf_counter()
             (result,) = judge.judge([task])
-            row = {"query_id": task.instance.query_id, "candidate": task.instance.negatives[0].docid,
-                   "seconds": round(time.perf_counter() - t0, 2), **_verdicts(result, names)}
+            row = {
+                "query_id": task.instance.query_id,
+                "candidate": task.instance.negatives[0].docid,
+                "seconds": round(time.perf_counter() - t0, 2),
+                **_verdicts(result, names),
+            }
             rows[which].append(row)
-            print(f"[{k + 1}/{len(tasks)}] {which} {row['seconds']:.1f}s " + " ".join(
-                f"{n}={row[n]['label'][:3]}:{row[n]['p_yes']}" for n in ["clean", *names]), file=sys.stderr, flush=True)
+            print(
+                f"[{k + 1}/{len(tasks)}] {which} {row['seconds']:.1f}s "
+                + " ".join(f"{n}={row[n]['label'][:3]}:{row[n]['p_yes']}" for n in ["clean", *names]),
+                file=sys.stderr,
+                flush=True,
+            )
     return rows
 
 
@@ -166,8 +190,11 @@ def run_listwise(judge, pairs, queries, corpus, injections, names, *, per_call: 
             labels[name + "_reason"] = sorted({v.reason for v in result.verdicts if v.reason})
         row = {"query_id": qid, "candidates": cands, "seconds": round(time.perf_counter() - t0, 1), **labels}
         rows.append(row)
-        print(f"[{k + 1}/{len(by_query)}] {row['seconds']}s " + " ".join(f"{n}={labels[n]}" for n in ["clean", *names]),
-              file=sys.stderr, flush=True)
+        print(
+            f"[{k + 1}/{len(by_query)}] {row['seconds']}s " + " ".join(f"{n}={labels[n]}" for n in ["clean", *names]),
+            file=sys.stderr,
+            flush=True,
+        )
     return rows
 
 
@@ -238,12 +265,24 @@ def false_alarms(shared: Path, *, examples_per_corpus: int = 3) -> dict:
                 if len(examples) < examples_per_corpus:
                     norm = normalize(text)
                     at = max(norm.find(found[0].match), 0)
-                    examples.append({"docid": docid, "rules": [f.rule for f in found], "match": found[0].match,
-                                     "context": norm[max(0, at - 80):at + 80]})
-        report[name] = {"passages": checked, "flagged": flagged, "rate": round(flagged / checked, 5) if checked else None,
-                        "titles": titles, "titles_flagged": flagged_titles,
-                        "rules": {r: n for r, n in rules.items() if n}, "examples": examples,
-                        "seconds": round(time.perf_counter() - t0, 1)}
+                    examples.append(
+                        {
+                            "docid": docid,
+                            "rules": [f.rule for f in found],
+                            "match": found[0].match,
+                            "context": norm[max(0, at - 80) : at + 80],
+                        }
+                    )
+        report[name] = {
+            "passages": checked,
+            "flagged": flagged,
+            "rate": round(flagged / checked, 5) if checked else None,
+            "titles": titles,
+            "titles_flagged": flagged_titles,
+            "rules": {r: n for r, n in rules.items() if n},
+            "examples": examples,
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
         print(f"{name}: {flagged} of {checked} flagged {report[name]['rules']}", file=sys.stderr, flush=True)
     total = sum(r["passages"] for r in report.values())
     hits = sum(r["flagged"] for r in report.values())
@@ -259,14 +298,25 @@ def main(argv=None) -> None:
     parser.add_argument("--mode", choices=["pointwise", "listwise"], default="pointwise")
     parser.add_argument("--per-call", type=int, default=4, help="listwise: candidates per call")
     parser.add_argument("--variants", nargs="+", default=list(PROMOTE), choices=PROMOTE)
-    parser.add_argument("--guard", choices=["off", "on", "both"], default="both",
-                        help="judge bare, through the injection guard, or both (same pairs)")
-    parser.add_argument("--false-alarms", action="store_true",
-                        help="no model: scan the clean corpora with the guard's rules (--data's parent folder)")
+    parser.add_argument(
+        "--guard",
+        choices=["off", "on", "both"],
+        default="both",
+        help="judge bare, through the injection guard, or both (same pairs)",
+    )
+    parser.add_argument(
+        "--false-alarms",
+        action="store_true",
+        help="no model: scan the clean corpora with the guard's rules (--data's parent folder)",
+    )
     parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct-q4_k_m")
     parser.add_argument("--n-threads", type=int, default=None)
-    parser.add_argument("--prompt-file", type=Path, default=None,
-                        help="replace the mode's shipped template with this file (wording experiments)")
+    parser.add_argument(
+        "--prompt-file",
+        type=Path,
+        default=None,
+        help="replace the mode's shipped template with this file (wording experiments)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="per-pair results as JSON")
     args = parser.parse_args(argv)
     command = " ".join(["python", "benchmarks/bench_injection.py", *(argv or sys.argv[1:])])
@@ -285,48 +335,67 @@ def main(argv=None) -> None:
     from negclean.judge.llamacpp import LlamaCppJudge
 
     injections = {k: v for k, v in json.loads(INJECTIONS.read_text(encoding="utf-8")).items() if not k.startswith("_")}
-    cfg = LlamaCppJudgeConfig(model=args.model, mode=args.mode, n_threads=args.n_threads, max_tokens=64,
-                              n_ctx=4096)
+    cfg = LlamaCppJudgeConfig(model=args.model, mode=args.mode, n_threads=args.n_threads, max_tokens=64, n_ctx=4096)
     if args.prompt_file is not None:
         override_prompt(cfg.prompt_names()[0], args.prompt_file)
     queries, qrels, corpus = load_dl19(args.data)
     bare = LlamaCppJudge(cfg)
     judges = {"bare": bare, "guarded": InjectionGuard(bare)}
-    judges = {k: v for k, v in judges.items() if args.guard == "both" or {"off": "bare", "on": "guarded"}[args.guard] == k}
+    judges = {
+        k: v for k, v in judges.items() if args.guard == "both" or {"off": "bare", "on": "guarded"}[args.guard] == k
+    }
     suffix = {"bare": "", "guarded": "_guarded"}
     t0 = time.perf_counter()
-    result: dict = {"command": command, "judge": cfg.judge_id(), "fingerprint": cfg.fingerprint(), "mode": args.mode,
-                    "prompt_file": str(args.prompt_file) if args.prompt_file else None, "machine": machine,
-                    "judges": list(judges)}
+    result: dict = {
+        "command": command,
+        "judge": cfg.judge_id(),
+        "fingerprint": cfg.fingerprint(),
+        "mode": args.mode,
+        "prompt_file": str(args.prompt_file) if args.prompt_file else None,
+        "machine": machine,
+        "judges": list(judges),
+    }
     pairs = pick_pairs(queries, qrels, corpus, n=args.pairs, grade=0, seed=args.seed)
     names = list(args.variants)
     if args.mode == "pointwise":
         by_judge = run_pointwise(judges, build_tasks(pairs, queries, corpus, {n: injections[n] for n in names}), names)
         for which, rows in by_judge.items():
             result["promote" + suffix[which]] = {
-                "pairs": len(rows), "clean_relevant": sum(r["clean"]["label"] == "relevant" for r in rows),
-                "by_variant": summarize(rows, names, Label.NOT_RELEVANT.value), "rows": rows}
+                "pairs": len(rows),
+                "clean_relevant": sum(r["clean"]["label"] == "relevant" for r in rows),
+                "by_variant": summarize(rows, names, Label.NOT_RELEVANT.value),
+                "rows": rows,
+            }
         if args.relevant:
             rel = pick_pairs(queries, qrels, corpus, n=args.relevant, grade=3, seed=args.seed + 1)
             demote = ["control", "demote"]
-            by_judge = run_pointwise(judges, build_tasks(rel, queries, corpus, {n: injections[n] for n in demote}),
-                                     demote)
+            by_judge = run_pointwise(
+                judges, build_tasks(rel, queries, corpus, {n: injections[n] for n in demote}), demote
+            )
             for which, rrows in by_judge.items():
                 result["demote" + suffix[which]] = {
-                    "pairs": len(rrows), "clean_not_relevant": sum(r["clean"]["label"] != "relevant" for r in rrows),
-                    "by_variant": summarize(rrows, demote, Label.RELEVANT.value), "rows": rrows}
+                    "pairs": len(rrows),
+                    "clean_not_relevant": sum(r["clean"]["label"] != "relevant" for r in rrows),
+                    "by_variant": summarize(rrows, demote, Label.RELEVANT.value),
+                    "rows": rrows,
+                }
     else:
         pairs = pick_pairs(queries, qrels, corpus, n=args.pairs * args.per_call, grade=0, seed=args.seed)
         for which, judge in judges.items():
-            rows = run_listwise(judge, pairs, queries, corpus, injections, names, per_call=args.per_call,
-                                seed=args.seed)
+            rows = run_listwise(
+                judge, pairs, queries, corpus, injections, names, per_call=args.per_call, seed=args.seed
+            )
             by_variant = {}
             for name in names:
                 flips = sum(r[name] != r["clean"] for r in rows)
                 last = sum(r[name][-1] != r["clean"][-1] for r in rows)
                 undec = sum(any(x.startswith("undecided") for x in r[name]) for r in rows)
-                by_variant[name] = {"calls_changed": flips, "injected_candidate_changed": last, "of": len(rows),
-                                    "calls_with_undecided": undec}
+                by_variant[name] = {
+                    "calls_changed": flips,
+                    "injected_candidate_changed": last,
+                    "of": len(rows),
+                    "calls_with_undecided": undec,
+                }
             result["listwise" + suffix[which]] = {"calls": len(rows), "by_variant": by_variant, "rows": rows}
     result["seconds"] = round(time.perf_counter() - t0, 1)
     text = json.dumps(result, indent=2, ensure_ascii=False)

@@ -10,6 +10,11 @@ written with plain ``json``, not with negclean), then times, each in a fresh Pyt
 - read: iterate the reader only (parse, validate, warnings checks)
 - tevatron -> tevatron, tevatron -> flagembedding, tevatron -> parquet: read and write
 - parquet -> tevatron: read the Parquet file back (row-group streaming) and write JSONL
+- fix (relabel): ``negclean.pipeline.run_fix`` with a verdicts file that flags --flag-rate of the candidates
+  (independently, by a seeded random generator, so every run flags the same ones), Tevatron JSONL out
+
+--compare runs every step a second time with the fast JSON path off (``NEGCLEAN_FAST_JSON=0``, the code as it
+was before it), prints the CPU ratio and checks that both wrote the same bytes (sha256).
 
 Prints a Markdown table (instances/s by wall clock and by CPU time, which is what to compare on a shared machine;
 MB/s of input; peak RSS) and, with --json, writes the numbers. --steps picks steps (default: all).
@@ -34,7 +39,7 @@ VOCAB_SIZE = 30_000
 WORDS = 60
 NEGATIVES = 8
 BLOCK = 50_000
-STEPS = ("read", "tevatron", "flagembedding", "parquet", "parquet_read")
+STEPS = ("read", "tevatron", "flagembedding", "parquet", "parquet_read", "fix")
 
 
 def _vocab(rng) -> list[str]:
@@ -105,6 +110,45 @@ def generate(path: Path, n: int, *, seed: int = 0) -> None:
             f.write("\n".join(lines) + "\n")
 
 
+def generate_verdicts(path: Path, n: int, rate: float) -> int:
+    """A verdicts.jsonl for the file of ``generate`` (docids 9q+1 .. 9q+9): negatives flagged at ``rate`` are
+    relevant by the "llm" stage, the others not relevant by the "screen" stage. Returns the flagged count."""
+    import random
+
+    rng = random.Random(0)  # the same candidates every run
+    flagged = 0
+    with open(path, "w", encoding="utf-8") as f:
+        lines = []
+        for qid in range(n):
+            cands, fns = [], []
+            for j in range(NEGATIVES):
+                docid = str(qid * (1 + NEGATIVES) + 2 + j)
+                screen = {"stage": "screen", "label": "not_relevant", "judge": "similarity", "confidence": 0.2}
+                if rng.random() < rate:
+                    fns.append(j)
+                    llm = {"stage": "llm", "label": "relevant", "judge": "local", "grade": "better", "confidence": 0.9}
+                    screen["label"] = "undecided"
+                    cands.append({"docid": docid, **llm, "audited": False, "trail": [screen, llm]})
+                else:
+                    cands.append({"docid": docid, **screen, "audited": False, "trail": [screen]})
+            flagged += len(fns)
+            row = {
+                "line": qid + 1,
+                "query_id": str(qid),
+                "false_negatives": [cands[j]["docid"] for j in fns],
+                "false_negative_index": fns,
+                "ambiguous": False,
+                "candidates": cands,
+            }
+            lines.append(json.dumps(row, ensure_ascii=False))
+            if len(lines) == 5_000:
+                f.write("\n".join(lines) + "\n")
+                lines.clear()
+        if lines:
+            f.write("\n".join(lines) + "\n")
+    return flagged
+
+
 def _peak_rss_mb() -> float:
     """High-water RSS of this process (VmHWM). ru_maxrss is no good here: Linux carries the parent's peak
     over into a child across fork and exec."""
@@ -120,14 +164,30 @@ def _peak_rss_mb() -> float:
 
 def child(args: argparse.Namespace) -> None:
     """One measured step, in its own process; prints one JSON line."""
+    import negclean
     from negclean.data.io import open_writer, read_instances
 
+    print(f"negclean from {Path(negclean.__file__).parent}", file=sys.stderr)
     base_rss = _peak_rss_mb()
     t0 = time.perf_counter()
     c0 = time.process_time()
     reader = read_instances(args.src, fmt=args.src_fmt)
-    if args.dst:
-        with open_writer(args.dst, fmt=args.dst_fmt) as w:
+    if args.verdicts:
+        from negclean.fix.operations import Operation
+        from negclean.pipeline import run_fix
+
+        summary = run_fix(
+            input_path=args.src,
+            verdicts_path=args.verdicts,
+            output_path=args.dst,
+            operation=Operation.RELABEL,
+            log_limit=0,
+        )
+        count = summary["read"]["ok"]
+        reader = None
+    elif args.dst:
+        # like=reader, as negclean's own commands open writers: lets an unchanged instance be copied from its row
+        with open_writer(args.dst, fmt=args.dst_fmt, like=reader) as w:
             for inst in reader:
                 w.write(inst)
         count = w.count
@@ -135,36 +195,67 @@ def child(args: argparse.Namespace) -> None:
         count = sum(1 for _ in reader)
     seconds = time.perf_counter() - t0
     cpu = time.process_time() - c0
-    stats = reader.stats
-    assert stats.read == stats.ok == count, stats
     out = {
         "instances": count,
         "seconds": seconds,
         "cpu_seconds": cpu,
         "base_rss_mb": base_rss,
         "peak_rss_mb": _peak_rss_mb(),
-        "warnings": dict(stats.warnings),
     }
+    if reader is not None:
+        stats = reader.stats
+        assert stats.read == stats.ok == count, stats
+        out["warnings"] = dict(stats.warnings)
+    else:
+        assert summary["reconciled"] and summary["read"]["rejected"] == 0, summary
+        out["fix"] = summary["fix"]
     if args.dst:
         out["output_bytes"] = os.path.getsize(args.dst)
+        out["output_sha256"] = _sha256(args.dst)
     print(json.dumps(out))
 
 
-def run_step(name: str, src: Path, dst: Path | None, dst_fmt: str | None, src_fmt: str | None = None) -> dict:
+def _sha256(path: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def run_step(
+    name: str,
+    src: Path,
+    dst: Path | None,
+    dst_fmt: str | None,
+    src_fmt: str | None = None,
+    *,
+    verdicts: Path | None = None,
+    fast: bool = True,
+    baseline: Path | None = None,
+) -> dict:
     cmd = [sys.executable, __file__, "--child", "--src", str(src)]
     if src_fmt:
         cmd += ["--src-fmt", src_fmt]
     if dst is not None:
         cmd += ["--dst", str(dst), "--dst-fmt", dst_fmt]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if verdicts is not None:
+        cmd += ["--verdicts", str(verdicts)]
+    env = {**os.environ, "NEGCLEAN_FAST_JSON": "1" if fast else "0"}
+    if baseline is not None:  # another copy of negclean's sources, imported ahead of the installed one
+        env["PYTHONPATH"] = str(baseline / "src")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         sys.exit(f"step {name} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     result["step"] = name
+    result["negclean"] = next((ln[14:] for ln in proc.stderr.splitlines() if ln.startswith("negclean from ")), "?")
     result["input_bytes"] = src.stat().st_size
     print(
         f"  {name}: {result['instances'] / result['seconds']:,.0f} inst/s, {result['seconds']:.1f} s "
-        f"({result['cpu_seconds']:.1f} s CPU), peak RSS {result['peak_rss_mb']:.0f} MB",
+        f"({result['cpu_seconds']:.1f} s CPU), peak RSS {result['peak_rss_mb']:.0f} MB, negclean {result['negclean']}",
         file=sys.stderr,
         flush=True,
     )
@@ -179,7 +270,21 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the generated and written files")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     ap.add_argument("--steps", default="", help=f"comma-separated, from: {', '.join(STEPS)}")
+    ap.add_argument(
+        "--compare",
+        action="store_true",
+        help="also run every step with the fast JSON path off; print CPU ratios, check equal outputs",
+    )
+    ap.add_argument(
+        "--baseline",
+        type=Path,
+        default=None,
+        help="with --compare: a copy of the repository to run as 'old' (its src/ is imported), e.g. "
+        "from `git archive HEAD src | tar -x -C DIR`; default: this code with NEGCLEAN_FAST_JSON=0",
+    )
+    ap.add_argument("--flag-rate", type=float, default=0.1, help="fix step: share of candidates flagged (0.1)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--verdicts", help=argparse.SUPPRESS)
     ap.add_argument("--src", help=argparse.SUPPRESS)
     ap.add_argument("--src-fmt", help=argparse.SUPPRESS)
     ap.add_argument("--dst", help=argparse.SUPPRESS)
@@ -209,27 +314,42 @@ def main() -> None:
             file=sys.stderr,
             flush=True,
         )
+        verdicts = work / "verdicts.jsonl"
+        if "fix" in steps:
+            flagged = generate_verdicts(verdicts, args.instances, args.flag_rate)
+            print(f"verdicts: {flagged:,} of {args.instances * NEGATIVES:,} candidates flagged", file=sys.stderr)
         for step in steps:
+            step_verdicts = None
             if step == "read":
-                results.append(run_step("read only (tevatron)", src, None, None))
-                continue
-            if step == "parquet_read":
+                dst, fmt, name, inp = None, None, "read only (tevatron)", src
+            elif step == "parquet_read":
                 if not pq_path.exists():
                     run_step("(make parquet input)", src, pq_path, "parquet")
                 dst, fmt, name, inp = work / f"back{ext}", "tevatron", "parquet -> tevatron", pq_path
             elif step == "parquet":
                 dst, fmt, name, inp = pq_path, "parquet", "tevatron -> parquet", src
+            elif step == "fix":
+                dst, fmt, name, inp = work / f"fixed{ext}", "tevatron", "fix relabel (tevatron)", src
+                step_verdicts = verdicts
             else:
                 dst, fmt, name, inp = work / f"out_{step}{ext}", step, f"tevatron -> {step}", src
-            results.append(run_step(name, inp, dst, fmt))
-            if not args.keep and dst != pq_path:
+            old = None
+            if args.compare:
+                old = run_step(
+                    name + " [old]", inp, dst, fmt, verdicts=step_verdicts, fast=False, baseline=args.baseline
+                )
+            result = run_step(name, inp, dst, fmt, verdicts=step_verdicts)
+            if old is not None:
+                result["old"] = old
+            results.append(result)
+            if dst is not None and not args.keep and dst != pq_path:
                 dst.unlink()
     finally:
         if not args.keep:
             if args.workdir is None:
                 shutil.rmtree(work, ignore_errors=True)
             else:
-                for p in (src, pq_path):
+                for p in (src, pq_path, work / "verdicts.jsonl"):
                     p.unlink(missing_ok=True)
     load_after = os.getloadavg()
 
@@ -239,18 +359,25 @@ def main() -> None:
         f"{'gzip' if args.gzip else 'plain'} JSON Lines; {machine}; load average {load_before[0]:.1f} before, "
         f"{load_after[0]:.1f} after; generating took {gen_s:.0f} s\n"
     )
+    compare = " CPU s, old | CPU old / new | same output |" if args.compare else ""
     print(
-        "| step | instances/s (wall) | instances/s (CPU) | wall s | CPU s | input MB/s (wall) | peak RSS MB | "
-        "output MB |"
+        "| step | instances/s (wall) | instances/s (CPU) | CPU us / instance | wall s | CPU s | input MB/s (wall) | "
+        "peak RSS MB | output MB |" + compare
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|" + ("---:|---:|---|" if args.compare else ""))
     for r in results:
         out_mb = f"{r['output_bytes'] / 1e6:,.0f}" if "output_bytes" in r else "-"
-        print(
+        row = (
             f"| {r['step']} | {r['instances'] / r['seconds']:,.0f} | {r['instances'] / r['cpu_seconds']:,.0f} | "
+            f"{r['cpu_seconds'] / r['instances'] * 1e6:,.1f} | "
             f"{r['seconds']:,.1f} | {r['cpu_seconds']:,.1f} | {r['input_bytes'] / 1e6 / r['seconds']:,.1f} | "
             f"{r['peak_rss_mb']:,.0f} | {out_mb} |"
         )
+        if "old" in r:
+            o = r["old"]
+            same = "-" if "output_sha256" not in r else ("yes" if o["output_sha256"] == r["output_sha256"] else "NO")
+            row += f" {o['cpu_seconds']:,.1f} | {o['cpu_seconds'] / r['cpu_seconds']:,.2f} | {same} |"
+        print(row)
     if args.json:
         args.json.write_text(
             json.dumps(

@@ -51,16 +51,34 @@ def main() -> None:
     for strategy in ("uncertainty", "random"):
         runs = []
         for seed in range(args.seeds):
-            hist, _, _ = active_loop(x[~te], g[~te], lambda idx: y[~te][idx], start=args.start, batch=args.batch,
-                                     strategy=strategy, seed=seed, rule=StopRule(budget=args.budget, min_delta=-1,
-                                                                                 margin=0.5), test=(x[te], y[te]))
-            _, why, _ = active_loop(x[~te], g[~te], lambda idx: y[~te][idx], start=args.start, batch=args.batch,
-                                    strategy=strategy, seed=seed, rule=StopRule(budget=args.budget))
+            hist, _, _ = active_loop(
+                x[~te],
+                g[~te],
+                lambda idx: y[~te][idx],
+                start=args.start,
+                batch=args.batch,
+                strategy=strategy,
+                seed=seed,
+                rule=StopRule(budget=args.budget, min_delta=-1, margin=0.5),
+                test=(x[te], y[te]),
+            )
+            _, why, _ = active_loop(
+                x[~te],
+                g[~te],
+                lambda idx: y[~te][idx],
+                start=args.start,
+                batch=args.batch,
+                strategy=strategy,
+                seed=seed,
+                rule=StopRule(budget=args.budget),
+            )
             runs.append(([(r.labeled, r.test_auc, r.cv_auc) for r in hist], why))
         out[strategy] = runs
     budgets = [r[0] for r in out["uncertainty"][0][0]]
-    print(f"pool {int((~te).sum())} candidates ({len(set(g[~te].tolist()))} queries), test {int(te.sum())} "
-          f"({len(test_q)} queries); mean over {args.seeds} seeds")
+    print(
+        f"pool {int((~te).sum())} candidates ({len(set(g[~te].tolist()))} queries), test {int(te.sum())} "
+        f"({len(test_q)} queries); mean over {args.seeds} seeds"
+    )
     print("| labels | uncertainty: test AUC | random: test AUC | uncertainty: CV AUC estimate |")
     print("|---|---|---|---|")
     for i, b in enumerate(budgets):
@@ -68,8 +86,10 @@ def main() -> None:
         r_ = np.mean([r[0][i][1] for r in out["random"]])
         cv = [r[0][i][2] for r in out["uncertainty"] if r[0][i][2] is not None]
         print(f"| {b} | {u:.3f} | {r_:.3f} | {np.mean(cv) if cv else float('nan'):.3f} |")
-    print("stopping rule (patience 3, min gain 0.005), uncertainty: " +
-          "; ".join(f"seed {s}: {why}" for s, (_, why) in enumerate(out["uncertainty"])))
+    print(
+        "stopping rule (patience 3, min gain 0.005), uncertainty: "
+        + "; ".join(f"seed {s}: {why}" for s, (_, why) in enumerate(out["uncertainty"]))
+    )
     Path("runs/learned").mkdir(parents=True, exist_ok=True)
     Path("runs/learned/active.json").write_text(json.dumps(out, default=float))
 

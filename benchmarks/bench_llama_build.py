@@ -47,10 +47,8 @@ def worker(args: argparse.Namespace) -> int:
         print(f"llama_cpp imported from {llama_cpp.__file__}, not from {site}", file=sys.stderr)
         return 2
     from bench_local_judge import load_tasks, shared_dl19
-
-    from negclean.judge.config import LlamaCppJudgeConfig
+    from negclean.judge.config import LlamaCppJudgeConfig, build_judge
     from negclean.judge.gguf_models import resolve_model
-    from negclean.judge.config import build_judge
 
     model_path = str(resolve_model(args.model))
     tasks, _ = load_tasks(shared_dl19(), queries=args.queries, candidates=args.candidates, seed=0)
@@ -92,8 +90,9 @@ def install(spec: str, root: Path) -> tuple[str, Path]:
     if len(paths) != 1:
         raise SystemExit(f"--wheel {spec}: expected one wheel file, found {paths or 'none'}")
     target = root / name
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), paths[0]],
-                   check=True)
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", str(target), paths[0]], check=True
+    )
     return name, target
 
 
@@ -120,20 +119,37 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict]] = {name: [] for name, _ in builds}
     for i in range(args.repeat):
         for name, site in builds:  # interleaved, so drifting machine load hits every build alike
-            env = dict(os.environ, NEGCLEAN_BENCH_BUILD_DIR=str(site),
-                       PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]))
-            cmd = [sys.executable, __file__, "--worker", "--model", args.model, "--queries", str(args.queries),
-                   "--candidates", str(args.candidates), "--threads", str(args.threads)]
+            env = dict(
+                os.environ,
+                NEGCLEAN_BENCH_BUILD_DIR=str(site),
+                PYTHONPATH=os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            )
+            cmd = [
+                sys.executable,
+                __file__,
+                "--worker",
+                "--model",
+                args.model,
+                "--queries",
+                str(args.queries),
+                "--candidates",
+                str(args.candidates),
+                "--threads",
+                str(args.threads),
+            ]
             proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
                 runs[name].append({"exit_code": proc.returncode, "stderr_tail": proc.stderr[-400:]})
                 print(f"{name} run {i + 1}: exit {proc.returncode}\n{proc.stderr[-400:]}", flush=True)
                 continue
-            runs[name].append(json.loads(line[len("RESULT "):]))
+            runs[name].append(json.loads(line[len("RESULT ") :]))
             r = runs[name][-1]
-            print(f"{name} run {i + 1}: prefill {r['prefill_tokens_per_s']:.1f} tok/s, judge "
-                  f"{r['judge_candidates_per_s']:.3f} cand/s", flush=True)
+            print(
+                f"{name} run {i + 1}: prefill {r['prefill_tokens_per_s']:.1f} tok/s, judge "
+                f"{r['judge_candidates_per_s']:.3f} cand/s",
+                flush=True,
+            )
 
     def median(name: str, key: str) -> float | None:
         values = [r[key] for r in runs[name] if key in r]
@@ -141,14 +157,19 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict = {
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "processor": platform.processor(), "cpus": os.cpu_count(),
-                    "load_average_end": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor(),
+            "cpus": os.cpu_count(),
+            "load_average_end": [round(x, 2) for x in os.getloadavg()],
+        },
         "builds": {},
     }
     for name, _ in builds:
         ok = [r for r in runs[name] if "p_yes" in r]
         report["builds"][name] = {
-            "runs_ok": len(ok), "runs": len(runs[name]),
+            "runs_ok": len(ok),
+            "runs": len(runs[name]),
             "system_info": ok[0]["system_info"] if ok else None,
             "prefill_tokens_per_s_median": median(name, "prefill_tokens_per_s"),
             "prefill_tokens_per_s_all": [round(r["prefill_tokens_per_s"], 2) for r in ok],

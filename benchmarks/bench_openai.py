@@ -80,9 +80,21 @@ class Server:
             self.base_url = self.srv.base_url
         else:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "negclean.testing.openai_server", "--delay", str(delay),
-                 "--max-concurrency", str(capacity), "--usage", "approx"],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+                [
+                    sys.executable,
+                    "-m",
+                    "negclean.testing.openai_server",
+                    "--delay",
+                    str(delay),
+                    "--max-concurrency",
+                    str(capacity),
+                    "--usage",
+                    "approx",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
             self.base_url = self.proc.stdout.readline().strip()
             if not self.base_url.startswith("http"):
                 raise RuntimeError("the server process did not start")
@@ -102,6 +114,7 @@ async def _baseline(base_url: str, bodies: list[dict], concurrency: int) -> floa
     gate = asyncio.Semaphore(concurrency)
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(base_url.rstrip("/") + "/", connector=connector) as session:
+
         async def one(body: dict) -> None:
             async with gate:
                 async with session.post("chat/completions", json=body) as response:
@@ -120,13 +133,21 @@ def request_bodies(tasks: list[JudgeTask], mode: str, reasoning: bool) -> list[d
     return [{"model": "gpt-4o-mini", "messages": list(c.messages), "temperature": 0.1, **extra} for c in calls]
 
 
-def bench(mode: str, tasks: list[JudgeTask], *, delay: float, capacity: int, in_process: bool,
-          reasoning: bool, transport: str) -> dict:
+def bench(
+    mode: str, tasks: list[JudgeTask], *, delay: float, capacity: int, in_process: bool, reasoning: bool, transport: str
+) -> dict:
     server = Server(delay=delay, capacity=capacity, in_process=in_process)
     try:
-        config = OpenAIJudgeConfig(model="gpt-4o-mini", mode=mode, reasoning=reasoning, base_url=server.base_url,
-                                   concurrency=capacity, timeout=60, max_retries=2,
-                                   transport=transport)
+        config = OpenAIJudgeConfig(
+            model="gpt-4o-mini",
+            mode=mode,
+            reasoning=reasoning,
+            base_url=server.base_url,
+            concurrency=capacity,
+            timeout=60,
+            max_retries=2,
+            transport=transport,
+        )
         with OpenAIJudge(config) as judge:
             judge.judge(tasks[:2])  # warm-up: client, connections, BPE tables
             exact_in = sum(judge.estimate_tokens(t)[0] for t in tasks)  # o200k counts, outside the clock
@@ -148,25 +169,34 @@ def bench(mode: str, tasks: list[JudgeTask], *, delay: float, capacity: int, in_
     return {
         "mode": mode if mode == "pointwise" else f"listwise{'' if reasoning else '_brief'}",
         "transport": transport,
-        "capacity": capacity, "candidates": n, "calls": calls, "seconds": round(elapsed, 3),
-        "candidates_per_s": round(n / elapsed, 1), "calls_per_s": round(calls / elapsed, 1),
-        "possible_calls_per_s": round(possible, 1), "ratio": round(calls / elapsed / possible, 3),
+        "capacity": capacity,
+        "candidates": n,
+        "calls": calls,
+        "seconds": round(elapsed, 3),
+        "candidates_per_s": round(n / elapsed, 1),
+        "calls_per_s": round(calls / elapsed, 1),
+        "possible_calls_per_s": round(possible, 1),
+        "ratio": round(calls / elapsed / possible, 3),
         "ratio_vs_waves": round(best_s / elapsed, 3),
         "baseline_ratio": round(calls / baseline_s / possible, 3),
         "judge_vs_baseline": round(baseline_s / elapsed, 3),
         "tokens_in_per_candidate": round(exact_in / n, 1),
         "server_tokens_in_per_candidate": round((after["tokens_in"] - before["tokens_in"]) / n, 1),
         "tokens_out_per_candidate": round((after["tokens_out"] - before["tokens_out"]) / n, 1),
-        "delay_ms": round(delay * 1000), "load_avg_1m": round(os.getloadavg()[0], 2),
-        "client_cpu_s": round(cpu, 2), "undecided": undecided, "failed_calls": after["failed"] - before["failed"],
+        "delay_ms": round(delay * 1000),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "client_cpu_s": round(cpu, 2),
+        "undecided": undecided,
+        "failed_calls": after["failed"] - before["failed"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--candidates", type=int, default=2000, help="pointwise: candidates (= calls) per run")
-    parser.add_argument("--listwise-candidates", type=int, default=10000,
-                        help="listwise: candidates per run (25 per call)")
+    parser.add_argument(
+        "--listwise-candidates", type=int, default=10000, help="listwise: candidates per run (25 per call)"
+    )
     parser.add_argument("--delay", type=float, nargs="+", default=[0.05], help="server service time(s), seconds")
     parser.add_argument("--capacity", type=int, nargs="+", default=[4, 8, 16], help="server capacity = concurrency")
     parser.add_argument("--modes", nargs="+", default=["pointwise", "listwise", "listwise_brief"])
@@ -175,10 +205,29 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
     rows, source = load_rows()
-    print(f"# data: {source}; python {platform.python_version()}; server "
-          f"{'in-process thread' if args.in_process else 'separate process'}; {os.cpu_count()} CPUs")
-    header = ("mode", "transport", "delay_ms", "C", "cands", "calls", "s", "cand/s", "calls/s", "possible", "ratio",
-              "bare_ratio", "tok_in/c", "tok_out/c", "cpu_s", "undec", "load1")
+    print(
+        f"# data: {source}; python {platform.python_version()}; server "
+        f"{'in-process thread' if args.in_process else 'separate process'}; {os.cpu_count()} CPUs"
+    )
+    header = (
+        "mode",
+        "transport",
+        "delay_ms",
+        "C",
+        "cands",
+        "calls",
+        "s",
+        "cand/s",
+        "calls/s",
+        "possible",
+        "ratio",
+        "bare_ratio",
+        "tok_in/c",
+        "tok_out/c",
+        "cpu_s",
+        "undec",
+        "load1",
+    )
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     out = []
@@ -188,13 +237,35 @@ def main() -> None:
         n = args.candidates if mode == "pointwise" else args.listwise_candidates
         tasks = make_tasks(rows, n, per_task)
         for delay, capacity, transport in itertools.product(args.delay, args.capacity, args.transport):
-            r = bench(template_mode, tasks, delay=delay, capacity=capacity, in_process=args.in_process,
-                      reasoning=mode == "listwise", transport=transport)
+            r = bench(
+                template_mode,
+                tasks,
+                delay=delay,
+                capacity=capacity,
+                in_process=args.in_process,
+                reasoning=mode == "listwise",
+                transport=transport,
+            )
             out.append(r)
-            cells = (r["mode"], r["transport"], r["delay_ms"], r["capacity"], r["candidates"], r["calls"],
-                     r["seconds"], r["candidates_per_s"], r["calls_per_s"], r["possible_calls_per_s"], r["ratio"],
-                     r["baseline_ratio"], r["tokens_in_per_candidate"], r["tokens_out_per_candidate"],
-                     r["client_cpu_s"], r["undecided"], r["load_avg_1m"])
+            cells = (
+                r["mode"],
+                r["transport"],
+                r["delay_ms"],
+                r["capacity"],
+                r["candidates"],
+                r["calls"],
+                r["seconds"],
+                r["candidates_per_s"],
+                r["calls_per_s"],
+                r["possible_calls_per_s"],
+                r["ratio"],
+                r["baseline_ratio"],
+                r["tokens_in_per_candidate"],
+                r["tokens_out_per_candidate"],
+                r["client_cpu_s"],
+                r["undecided"],
+                r["load_avg_1m"],
+            )
             print("| " + " | ".join(str(x) for x in cells) + " |", flush=True)
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))

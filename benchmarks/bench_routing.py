@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_default_screen import OLD, SETS, build_instances, concat, load, table_of  # noqa: E402
+from bench_default_screen import OLD, SETS, build_instances, concat, load, table_of
 
 PER_SET, PER_INSTANCE = 6, 4
 LLM = {"backend": "llamacpp", "mode": "pointwise", "n_threads": 2}
@@ -38,8 +38,10 @@ def subset(instances, truth):
     order = sorted(range(len(instances)), key=lambda i: _h(f"route|{instances[i].query_id}"))[:PER_SET]
     out = []
     for i in sorted(order):
-        cands = sorted(range(len(instances[i].negatives)),
-                       key=lambda c: _h(f"route|{instances[i].query_id}|{instances[i].negatives[c].docid}"))
+        cands = sorted(
+            range(len(instances[i].negatives)),
+            key=lambda c: _h(f"route|{instances[i].query_id}|{instances[i].negatives[c].docid}"),
+        )
         out += [(i, c, bool(truth[i][c])) for c in sorted(cands[:PER_INSTANCE])]
     return out
 
@@ -55,12 +57,12 @@ def cmd_judge(args) -> None:
 
     cache = Path(args.cache)
     emb = load_embedder("all-MiniLM-L6-v2")
-    config = CascadeConfig.model_validate({"stages": [{"name": "llm", "judge": LLM, "escalate": "none"}],
-                                           "max_false_negatives": None, "chunk_size": 1})
+    config = CascadeConfig.model_validate(
+        {"stages": [{"name": "llm", "judge": LLM, "escalate": "none"}], "max_false_negatives": None, "chunk_size": 1}
+    )
     queue = {}
     for name, grade in SETS.items():
-        inst, truth = build_instances(Path(args.data) / name, relevant_grade=grade, depth=30, cache=cache,
-                                      embedder=emb)
+        inst, truth = build_instances(Path(args.data) / name, relevant_grade=grade, depth=30, cache=cache, embedder=emb)
         chosen: dict[int, list[tuple[int, bool]]] = {}
         for i, c, t in subset(inst, truth):
             chosen.setdefault(i, []).append((c, t))
@@ -75,9 +77,19 @@ def cmd_judge(args) -> None:
             (res,) = list(cascade.run([cut]))
             with out.open("a") as fh:
                 for (c, t), cv in zip(cs, res.candidates):
-                    fh.write(json.dumps({"set": name, "inst": i, "cand": c, "truth": t,
-                                         "llm": cv.verdict.label == Label.RELEVANT,
-                                         "p_yes": cv.verdict.confidence}) + "\n")
+                    fh.write(
+                        json.dumps(
+                            {
+                                "set": name,
+                                "inst": i,
+                                "cand": c,
+                                "truth": t,
+                                "llm": cv.verdict.label == Label.RELEVANT,
+                                "p_yes": cv.verdict.confidence,
+                            }
+                        )
+                        + "\n"
+                    )
             print(name, i, "done", flush=True)
 
 
@@ -91,8 +103,9 @@ def cmd_route(args) -> None:
     p_of = {}
     for held in SETS:  # the screen that routes the held-out set was fitted on the other two
         train = [n for n in SETS if n != held]
-        m = fit_learned(concat([tables[n] for n in train]), np.concatenate([data[n]["y"] for n in train]),
-                        features=OLD, folds=5).model
+        m = fit_learned(
+            concat([tables[n] for n in train]), np.concatenate([data[n]["y"] for n in train]), features=OLD, folds=5
+        ).model
         p = m.predict_proba(m.columns_from(tables[held].names, tables[held].values))
         starts = np.searchsorted(data[held]["inst"], np.arange(data[held]["inst"].max() + 1))
         for r in rows:
@@ -112,12 +125,19 @@ def cmd_route(args) -> None:
         rec = (flag & y).sum() / max(y.sum(), 1)
         from sklearn.metrics import cohen_kappa_score
 
-        return {"n": len(rs), "true": int(y.sum()), "sent": float(sent.mean()), "recall": float(rec),
-                "llm_recall": float(rec_llm), "kept": float(rec / rec_llm) if rec_llm else float("nan"),
-                "precision": float((flag & y).sum() / flag.sum()) if flag.sum() else float("nan"),
-                "llm_precision": float((llm & y).sum() / llm.sum()) if llm.sum() else float("nan"),
-                "kappa": float(cohen_kappa_score(y, flag)), "llm_kappa": float(cohen_kappa_score(y, llm)),
-                "flags_x": float(flag.sum() / max(y.sum(), 1))}
+        return {
+            "n": len(rs),
+            "true": int(y.sum()),
+            "sent": float(sent.mean()),
+            "recall": float(rec),
+            "llm_recall": float(rec_llm),
+            "kept": float(rec / rec_llm) if rec_llm else float("nan"),
+            "precision": float((flag & y).sum() / flag.sum()) if flag.sum() else float("nan"),
+            "llm_precision": float((llm & y).sum() / llm.sum()) if llm.sum() else float("nan"),
+            "kappa": float(cohen_kappa_score(y, flag)),
+            "llm_kappa": float(cohen_kappa_score(y, llm)),
+            "flags_x": float(flag.sum() / max(y.sum(), 1)),
+        }
 
     grid = np.round(np.arange(0.0, 1.0001, 0.02), 2)
 
@@ -140,8 +160,13 @@ def cmd_route(args) -> None:
             out.append({"held_out": held, "band": None})
             continue
         e, lo, hi = best
-        res = {"held_out": held, "band": [lo, hi], "train": e, "test": evaluate(te, lo, hi),
-               "llm_all": evaluate(te, 0.0, 1.01)}
+        res = {
+            "held_out": held,
+            "band": [lo, hi],
+            "train": e,
+            "test": evaluate(te, lo, hi),
+            "llm_all": evaluate(te, 0.0, 1.01),
+        }
         out.append(res)
         print(json.dumps(res), flush=True)
     # the band to ship: the packaged screen (fitted on all three sets) on every subset row (in-sample: no set

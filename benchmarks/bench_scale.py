@@ -59,9 +59,22 @@ def cycled_input(n: int, folder: Path) -> Path:
 
 
 def start_server(delay: float, capacity: int) -> tuple[subprocess.Popen, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "negclean.testing.openai_server", "--delay", str(delay),
-                             "--max-concurrency", str(capacity), "--usage", "approx"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "negclean.testing.openai_server",
+            "--delay",
+            str(delay),
+            "--max-concurrency",
+            str(capacity),
+            "--usage",
+            "approx",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     return proc, proc.stdout.readline().strip()
 
 
@@ -71,8 +84,18 @@ def cascade(base_url: str, concurrency: int, *, screen: bool, chunk: int):
     stages = [{"name": "dup", "judge": {"backend": "duplicate"}, "escalate": "cleared"}]
     if screen:
         stages.append({"name": "screen", "judge": {"backend": "similarity", "ratio": 0.9}, "escalate": "flagged"})
-    stages.append({"name": "llm", "judge": {"backend": "openai", "model": "gpt-4o-mini", "base_url": base_url,
-                                            "concurrency": concurrency, "timeout": 600}})
+    stages.append(
+        {
+            "name": "llm",
+            "judge": {
+                "backend": "openai",
+                "model": "gpt-4o-mini",
+                "base_url": base_url,
+                "concurrency": concurrency,
+                "timeout": 600,
+            },
+        }
+    )
     return CascadeConfig.model_validate({"stages": stages, "chunk_size": chunk})
 
 
@@ -89,8 +112,12 @@ def bench_judge(args: argparse.Namespace) -> None:
     try:
         rows = []
         t, cpu = time.perf_counter(), _cpu()
-        local = run_judge(input_path=str(src), cascade=cascade(url, args.capacity, screen=args.screen, chunk=args.chunk),
-                          output_dir=work / "local", fix=FixConfig())
+        local = run_judge(
+            input_path=str(src),
+            cascade=cascade(url, args.capacity, screen=args.screen, chunk=args.chunk),
+            output_dir=work / "local",
+            fix=FixConfig(),
+        )
         rows.append(("local", time.perf_counter() - t, 0.0, sha(work / "local" / "verdicts.jsonl"), load1()))
         cpu_ms = (_cpu() - cpu) / args.instances * 1000
         t = time.perf_counter()
@@ -101,26 +128,38 @@ def bench_judge(args: argparse.Namespace) -> None:
         first: dict = {}
         for label in ("ray", "ray rerun (all shards reused)"):
             t = time.perf_counter()
-            summary = run_judge_ray(input_path=str(src), cascade=ray_cascade, output_dir=work / "ray",
-                                    fix=FixConfig(), ray_options=opts)
+            summary = run_judge_ray(
+                input_path=str(src), cascade=ray_cascade, output_dir=work / "ray", fix=FixConfig(), ray_options=opts
+            )
             first = first if label != "ray" else summary
-            rows.append((label, time.perf_counter() - t, init if label == "ray" else 0.0,
-                         sha(work / "ray" / "verdicts.jsonl"), load1()))
+            rows.append(
+                (
+                    label,
+                    time.perf_counter() - t,
+                    init if label == "ray" else 0.0,
+                    sha(work / "ray" / "verdicts.jsonl"),
+                    load1(),
+                )
+            )
         ray.shutdown()
     finally:
         proc.stdin.close()
         proc.wait(10)
     llm = local["cascade"]["stages"][-1]
-    print(f"\n{args.instances} instances x 25 negatives; screen={args.screen}; server delay {args.delay} s, "
-          f"capacity {args.capacity}; LLM calls {llm['tasks_sent']}; shards {summary['engine']['shards']} of "
-          f"{summary['engine']['shard_size']}; {platform.python_version()}, {os.cpu_count()} CPUs\n")
+    print(
+        f"\n{args.instances} instances x 25 negatives; screen={args.screen}; server delay {args.delay} s, "
+        f"capacity {args.capacity}; LLM calls {llm['tasks_sent']}; shards {summary['engine']['shards']} of "
+        f"{summary['engine']['shard_size']}; {platform.python_version()}, {os.cpu_count()} CPUs\n"
+    )
     print("| engine | run s | instances/s | ray.init s | verdicts sha256 | load1 |")
     print("|---|---|---|---|---|---|")
     for name, secs, init, digest, load in rows:
         print(f"| {name} | {secs:.1f} | {args.instances / secs:.2f} | {init:.1f} | `{digest}` | {load} |")
-    print(f"\nidentical: {len({r[3] for r in rows}) == 1}; worker seconds (sum over shards): "
-          f"{first['engine']['worker_seconds']}; local engine CPU (this process, all threads): "
-          f"{cpu_ms:.1f} ms per instance")
+    print(
+        f"\nidentical: {len({r[3] for r in rows}) == 1}; worker seconds (sum over shards): "
+        f"{first['engine']['worker_seconds']}; local engine CPU (this process, all threads): "
+        f"{cpu_ms:.1f} ms per instance"
+    )
 
 
 def _cpu() -> float:
@@ -138,8 +177,15 @@ def bench_mine(args: argparse.Namespace) -> None:
     from negclean.scale.runtime import RayOptions
 
     work = Path(tempfile.mkdtemp(prefix="bench-scale-mine-"))
-    options = dict(beir=str(args.beir), split=args.split, retriever=args.retriever, rank_range="10:100",
-                   num_negatives=15, query_chunk=args.query_chunk, max_queries=args.max_queries)
+    options = dict(
+        beir=str(args.beir),
+        split=args.split,
+        retriever=args.retriever,
+        rank_range="10:100",
+        num_negatives=15,
+        query_chunk=args.query_chunk,
+        max_queries=args.max_queries,
+    )
     rows = []
     t = time.perf_counter()
     local = mine(output=work / "local.jsonl", cache_dir=str(work / "cache-local"), **options)
@@ -149,13 +195,18 @@ def bench_mine(args: argparse.Namespace) -> None:
     init = time.perf_counter() - t
     for label in ("ray", "ray rerun (all shards reused)"):
         t = time.perf_counter()
-        mine_ray(output=work / "ray.jsonl", cache_dir=str(work / "cache-ray"),
-                 ray_options=RayOptions(shard_size=args.shard_size, workers=2), **options)
-        rows.append((label, time.perf_counter() - t, init if label == "ray" else 0.0, sha(work / "ray.jsonl"),
-                     load1()))
+        mine_ray(
+            output=work / "ray.jsonl",
+            cache_dir=str(work / "cache-ray"),
+            ray_options=RayOptions(shard_size=args.shard_size, workers=2),
+            **options,
+        )
+        rows.append((label, time.perf_counter() - t, init if label == "ray" else 0.0, sha(work / "ray.jsonl"), load1()))
     ray.shutdown()
-    print(f"\nmine {args.beir.name} ({args.split}), {args.retriever}, {local.queries_mined} queries, corpus "
-          f"{local.retriever.get('corpus_size')}; shards of {args.shard_size} queries\n")
+    print(
+        f"\nmine {args.beir.name} ({args.split}), {args.retriever}, {local.queries_mined} queries, corpus "
+        f"{local.retriever.get('corpus_size')}; shards of {args.shard_size} queries\n"
+    )
     print("| engine | run s | queries/s | ray.init s | output sha256 | load1 |")
     print("|---|---|---|---|---|---|")
     for name, secs, init, digest, load in rows:
@@ -177,48 +228,71 @@ def measured_tokens() -> dict:
 
     ref = SHARED / "rlhn-reference-msmarco"
     insts = list(read_instances(ref / "stage_1.gpt-4o-mini.jsonl", fmt="tevatron"))
-    tin = [estimate_tokens(JudgeTask(i, tuple(range(len(i.negatives)))), template="listwise", max_candidates=25,
-                           include_titles=False)[0] for i in insts]
+    tin = [
+        estimate_tokens(
+            JudgeTask(i, tuple(range(len(i.negatives)))), template="listwise", max_candidates=25, include_titles=False
+        )[0]
+        for i in insts
+    ]
     out = {}
     for model, name in (("gpt-4o-mini", "stage_1.gpt-4o-mini.jsonl"), ("gpt-4o", "stage_2.gpt-4o.jsonl")):
         rows = [json.loads(line) for line in (ref / name).read_text().splitlines() if line.strip()]
         out[model] = [count_tokens(r["response"]) for r in rows]
-    return {"instances": len(insts), "negatives": statistics.mean(len(i.negatives) for i in insts),
-            "in": statistics.mean(tin), "in_min": min(tin), "in_max": max(tin),
-            "out_mini": statistics.mean(out["gpt-4o-mini"]), "out_4o": statistics.mean(out["gpt-4o"]),
-            "chars_4o": statistics.mean(len(r) for r in [json.loads(x)["response"] for x in
-                                                          (ref / "stage_2.gpt-4o.jsonl").read_text().splitlines()
-                                                          if x.strip()])}
+    return {
+        "instances": len(insts),
+        "negatives": statistics.mean(len(i.negatives) for i in insts),
+        "in": statistics.mean(tin),
+        "in_min": min(tin),
+        "in_max": max(tin),
+        "out_mini": statistics.mean(out["gpt-4o-mini"]),
+        "out_4o": statistics.mean(out["gpt-4o"]),
+        "chars_4o": statistics.mean(
+            len(r)
+            for r in [
+                json.loads(x)["response"] for x in (ref / "stage_2.gpt-4o.jsonl").read_text().splitlines() if x.strip()
+            ]
+        ),
+    }
 
 
 def bench_project(args: argparse.Namespace) -> None:
     tok = measured_tokens()
     s1_n, s2_n = args.total, int(args.stage2_share * args.msmarco)
     rows = []
-    for stage, model, n, t_out in (("stage 1", "gpt-4o-mini", s1_n, tok["out_mini"]),
-                                   ("stage 2", "gpt-4o", s2_n, tok["out_4o"])):
+    for stage, model, n, t_out in (
+        ("stage 1", "gpt-4o-mini", s1_n, tok["out_mini"]),
+        ("stage 2", "gpt-4o", s2_n, tok["out_4o"]),
+    ):
         t_in_total, t_out_total = n * tok["in"], n * t_out
         p_in, p_out = PRICES[model]
         online = (t_in_total * p_in + t_out_total * p_out) / 1e6
         tpm, rpm = (args.tpm_mini, args.rpm_mini) if model == "gpt-4o-mini" else (args.tpm_4o, args.rpm_4o)
         hours_online = max((t_in_total + t_out_total) / tpm, n / rpm) / 60
         rows.append((stage, model, n, t_in_total, t_out_total, online, online * BATCH, hours_online))
-    print(f"\nmeasured on {tok['instances']} real MS MARCO instances ({tok['negatives']:.0f} negatives each), "
-          f"o200k_base: input {tok['in']:.0f} tokens per instance (listwise with reasoning, one call; "
-          f"{tok['in_min']}-{tok['in_max']}); output {tok['out_mini']:.0f} (GPT-4o-mini) and {tok['out_4o']:.0f} "
-          f"(GPT-4o) tokens per instance ({tok['chars_4o']:.0f} characters)\n")
-    print("| stage | model | instances | input tokens | output tokens | online $ | batch $ | online hours at TPM/RPM limit |")
+    print(
+        f"\nmeasured on {tok['instances']} real MS MARCO instances ({tok['negatives']:.0f} negatives each), "
+        f"o200k_base: input {tok['in']:.0f} tokens per instance (listwise with reasoning, one call; "
+        f"{tok['in_min']}-{tok['in_max']}); output {tok['out_mini']:.0f} (GPT-4o-mini) and {tok['out_4o']:.0f} "
+        f"(GPT-4o) tokens per instance ({tok['chars_4o']:.0f} characters)\n"
+    )
+    print(
+        "| stage | model | instances | input tokens | output tokens | online $ | batch $ | online hours at TPM/RPM limit |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for stage, model, n, ti, to, on, ba, hrs in rows:
-        print(f"| {stage} | {model} | {n:,} | {ti / 1e9:.2f} B | {to / 1e9:.2f} B | {on:,.0f} | {ba:,.0f} | {hrs:.1f} |")
+        print(
+            f"| {stage} | {model} | {n:,} | {ti / 1e9:.2f} B | {to / 1e9:.2f} B | {on:,.0f} | {ba:,.0f} | {hrs:.1f} |"
+        )
     tot_on, tot_ba = sum(r[5] for r in rows), sum(r[6] for r in rows)
     print(f"| total | | | | | **{tot_on:,.0f}** | **{tot_ba:,.0f}** | {sum(r[7] for r in rows):.1f} |")
     calls = s1_n + s2_n
     client_cpu_h = calls * args.client_ms / 1000 / 3600
     pipeline_cpu_h = calls * args.pipeline_ms / 1000 / 3600
-    print(f"\nclient side: {calls:,} calls x {args.client_ms} ms (openai backend CPU per call, RESULTS-openai.md) "
-          f"= {client_cpu_h:.1f} CPU-hours; read/route/store/write x {args.pipeline_ms} ms per instance = "
-          f"{pipeline_cpu_h:.1f} CPU-hours")
+    print(
+        f"\nclient side: {calls:,} calls x {args.client_ms} ms (openai backend CPU per call, RESULTS-openai.md) "
+        f"= {client_cpu_h:.1f} CPU-hours; read/route/store/write x {args.pipeline_ms} ms per instance = "
+        f"{pipeline_cpu_h:.1f} CPU-hours"
+    )
     print(json.dumps({"tokens": tok, "rows": rows}, default=str))
 
 

@@ -37,8 +37,7 @@ def bench(name: str):
     from negclean.benchjudges.sparse import from_beir_sparse
 
     folder, grade = SETS[name]
-    return from_beir_sparse(SHARED / folder, relevant_grade=grade, keep="random", retriever="minilm", depth=30,
-                            seed=0)
+    return from_beir_sparse(SHARED / folder, relevant_grade=grade, keep="random", retriever="minilm", depth=30, seed=0)
 
 
 def rows(b):
@@ -52,8 +51,14 @@ def rows(b):
 
 def save(out: Path, set_name: str, judge: str, scores, truth, seconds: float, extra: dict | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    data = {"set": set_name, "judge": judge, "scores": [float(s) for s in scores], "truth": [bool(t) for t in truth],
-            "seconds": round(seconds, 2), **(extra or {})}
+    data = {
+        "set": set_name,
+        "judge": judge,
+        "scores": [float(s) for s in scores],
+        "truth": [bool(t) for t in truth],
+        "seconds": round(seconds, 2),
+        **(extra or {}),
+    }
     (out / f"{set_name}.{judge}.json").write_text(json.dumps(data))
     print(f"{set_name} {judge}: {metrics(scores, truth)} {seconds:.1f}s", flush=True)
 
@@ -67,7 +72,7 @@ def metrics(scores, truth) -> dict:
     n_true = int(t.sum())
     out = {"auc": round(float(roc_auc_score(t, s)), 3), "n": len(t), "relevant": n_true}
     for k in (1, 2):
-        top = order[:k * n_true]
+        top = order[: k * n_true]
         out[f"recall@{k}x"] = round(float(t[top].sum()) / max(n_true, 1), 3)
     return out
 
@@ -77,9 +82,15 @@ def run_minilm(args) -> None:
         started = time.perf_counter()
         b = bench(name)
         r = rows(b)
-        save(args.out, name, "minilm", [p.score for _, p, _ in r], [t for *_, t in r],
-             time.perf_counter() - started, {"describe": b.describe(),
-                                             "positive_rank_median": float(np.median(list(b.positive_ranks.values())))})
+        save(
+            args.out,
+            name,
+            "minilm",
+            [p.score for _, p, _ in r],
+            [t for *_, t in r],
+            time.perf_counter() - started,
+            {"describe": b.describe(), "positive_rank_median": float(np.median(list(b.positive_ranks.values())))},
+        )
 
 
 def run_mpnet(args) -> None:
@@ -93,11 +104,17 @@ def run_mpnet(args) -> None:
         queries = sorted({inst.query_id: inst.query for inst, _, _ in r}.items())
         qv = dict(zip([q for q, _ in queries], encode([t for _, t in queries], model="all-mpnet-base-v2")))
         docs = sorted({p.key: passage_text(p) for _, p, _ in r}.items())
-        dv = dict(zip([k for k, _ in docs], encode([t for _, t in docs], model="all-mpnet-base-v2",
-                                                     batch_size=16)))
+        dv = dict(zip([k for k, _ in docs], encode([t for _, t in docs], model="all-mpnet-base-v2", batch_size=16)))
         scores = [float(qv[inst.query_id] @ dv[p.key]) for inst, p, _ in r]
-        save(args.out, name, "mpnet", scores, [t for *_, t in r], time.perf_counter() - started,
-             {"texts": len(queries) + len(docs)})
+        save(
+            args.out,
+            name,
+            "mpnet",
+            scores,
+            [t for *_, t in r],
+            time.perf_counter() - started,
+            {"texts": len(queries) + len(docs)},
+        )
 
 
 def run_cross(args) -> None:
@@ -111,16 +128,32 @@ def run_cross(args) -> None:
         r = rows(b)
         with tempfile.TemporaryDirectory(prefix="h2-cross-") as tmp:
             started = time.perf_counter()
-            fit = fit_cross_judge(b.instances, output_dir=Path(tmp) / "judge", negatives=args.negatives,
-                                  epochs=args.epochs, max_length=args.max_length, batch_size=args.batch_size,
-                                  learning_rate=args.lr, seed=args.seed, threads=1, source=f"sparse {name}")
+            fit = fit_cross_judge(
+                b.instances,
+                output_dir=Path(tmp) / "judge",
+                negatives=args.negatives,
+                epochs=args.epochs,
+                max_length=args.max_length,
+                batch_size=args.batch_size,
+                learning_rate=args.lr,
+                seed=args.seed,
+                threads=1,
+                source=f"sparse {name}",
+            )
             trained = time.perf_counter() - started
             judge = build_judge(CrossEncoderJudgeConfig(path=str(Path(tmp) / "judge"), threads=1))
             tasks = [JudgeTask(inst, tuple(range(len(inst.negatives)))) for inst in b.instances]
             scores = [s for per in judge.scores(tasks) for s in per]
             judged = time.perf_counter() - started - trained
-        save(args.out, name, tag, scores, [t for *_, t in r], trained + judged,
-             {"train_seconds": round(trained, 1), "judge_seconds": round(judged, 1), "fit": fit.as_dict()})
+        save(
+            args.out,
+            name,
+            tag,
+            scores,
+            [t for *_, t in r],
+            trained + judged,
+            {"train_seconds": round(trained, 1), "judge_seconds": round(judged, 1), "fit": fit.as_dict()},
+        )
 
 
 def report(args) -> None:
@@ -139,10 +172,11 @@ def report(args) -> None:
             rr = f"{(flag & t).sum() / max(t.sum(), 1):.2f}"
         else:
             fx = p = rr = "-"
-        secs = d["seconds"] if not d["judge"].startswith("cross") else \
-            f"{d['train_seconds']} + {d['judge_seconds']}"
-        print(f"| {d['set']} | {d['judge']} | {m['auc']:.3f} | {m['recall@1x']:.3f} | {m['recall@2x']:.3f} | "
-              f"{fx} | {p} | {rr} | {secs} |")
+        secs = d["seconds"] if not d["judge"].startswith("cross") else f"{d['train_seconds']} + {d['judge_seconds']}"
+        print(
+            f"| {d['set']} | {d['judge']} | {m['auc']:.3f} | {m['recall@1x']:.3f} | {m['recall@2x']:.3f} | "
+            f"{fx} | {p} | {rr} | {secs} |"
+        )
 
 
 def main(argv=None) -> None:

@@ -14,7 +14,7 @@ import hashlib
 import json
 import os
 import time
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from negclean.judge.base import JudgeTask
 from negclean.judge.listwise import CallOutput, chunk_calls
@@ -62,8 +62,12 @@ class FakeLlamaEngine:
         return 10 * len(task.candidates), 0
 
     def run_calls(self, tasks: Sequence[JudgeTask], *, prefix_cache: bool = True) -> Iterator[tuple]:
-        calls = chunk_calls(tasks, template=self.template, max_candidates=self.config.max_candidates,
-                            include_titles=self.config.include_titles)
+        calls = chunk_calls(
+            tasks,
+            template=self.template,
+            max_candidates=self.config.max_candidates,
+            include_titles=self.config.include_titles,
+        )
         for i, call in enumerate(calls):
             if self.crash_kind and self.stats.calls >= self.crash_after:
                 crash(self.crash_kind)
@@ -79,6 +83,21 @@ class FakeLlamaEngine:
 
     def close(self) -> None:
         pass
+
+
+class GarbageLlamaEngine(FakeLlamaEngine):
+    """Answers every call with text that is no verdict and no log-probs (a model gone off format)."""
+
+    def run_calls(self, tasks: Sequence[JudgeTask], *, prefix_cache: bool = True) -> Iterator[tuple]:
+        calls = chunk_calls(
+            tasks,
+            template=self.template,
+            max_candidates=self.config.max_candidates,
+            include_titles=self.config.include_titles,
+        )
+        for i, _ in enumerate(calls):
+            self.stats.calls += 1
+            yield i, CallOutput("Lorem ipsum; I would rather not say.", "stop", tokens_in=10), self.stats.as_dict()
 
 
 class ToyEngine:

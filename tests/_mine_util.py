@@ -11,8 +11,14 @@ import numpy as np
 from negclean.data.hashing import normalize_text
 
 
-def write_beir(root: Path, docs: dict[str, tuple[str, str]], queries: dict[str, str],
-               qrels: list[tuple[str, str, int]], *, split: str = "train") -> Path:
+def write_beir(
+    root: Path,
+    docs: dict[str, tuple[str, str]],
+    queries: dict[str, str],
+    qrels: list[tuple[str, str, int]],
+    *,
+    split: str = "train",
+) -> Path:
     """Write a BEIR folder: docs {id: (title, text)}, queries {id: text}, qrels [(qid, docid, grade)]."""
     root.mkdir(parents=True, exist_ok=True)
     with (root / "corpus.jsonl").open("w") as fh:
@@ -79,7 +85,7 @@ def topic_folder(root: Path, *, docs_per_topic: int = 40, seed: int = 0, multi: 
     queries: dict[str, str] = {}
     qrels: list[tuple[str, str, int]] = []
     noise = "alpha beta gamma delta epsilon zeta eta theta iota kappa".split()
-    for t, (name, vocab) in enumerate(TOPICS.items()):
+    for name, vocab in TOPICS.items():
         words = vocab.split()
         for j in range(docs_per_topic):
             k = int(rng.integers(3, 8))

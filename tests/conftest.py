@@ -15,6 +15,12 @@ def shared_data_dir() -> Path:
     return Path(env) if env else REPO.parent / "shared" / "data"
 
 
+@pytest.fixture(autouse=True)
+def _own_embedding_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets an empty embedding cache (negclean.embed_cache), never the user's ~/.cache one."""
+    monkeypatch.setenv("NEGCLEAN_EMBED_CACHE", str(tmp_path_factory.mktemp("embed-cache")))
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     path = shared_data_dir()

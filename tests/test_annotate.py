@@ -7,8 +7,8 @@ import urllib.error
 import urllib.request
 
 import pytest
-from browser.runs import copy_run, screen_run
 
+from browser.runs import copy_run, screen_run
 from negclean.annotate.agreement import JudgedPair, annotator_agreement, consensus, kappa, qrels_lines
 from negclean.annotate.app import AnnotationApp
 from negclean.annotate.server import AnnotationServer
@@ -126,15 +126,17 @@ def test_kappa_names_the_cases_where_it_is_undefined():
 
 def test_consensus_and_qrels_leave_out_ties_and_unsure():
     k1, k2, k3 = ("q", "p", "1"), ("q", "p", "2"), ("q", "p", "3")
-    by = {"a": {k1: "relevant", k2: "relevant", k3: "unsure"}, "b": {k1: "relevant", k2: "not_relevant"},
-          "c": {k1: "not_relevant"}}
+    by = {
+        "a": {k1: "relevant", k2: "relevant", k3: "unsure"},
+        "b": {k1: "relevant", k2: "not_relevant"},
+        "c": {k1: "not_relevant"},
+    }
     assert consensus(by) == {k1: "relevant"}  # k2 is a tie, k3 only unsure
     assert [(k.a, k.b, k.n) for k in annotator_agreement(by)] == [("a", "b", 2), ("a", "c", 1), ("b", "c", 1)]
     pairs = {k: JudgedPair(k, ((f"q{i}", f"d{i}"), ("q9", f"d{i}"))) for i, k in enumerate((k1, k2, k3))}
     labels = [(name, k, lab) for name, d in by.items() for k, lab in d.items()]
     assert qrels_lines(pairs, labels) == ["q0\t0\td0\t1", "q9\t0\td0\t1"]
-    assert qrels_lines(pairs, labels, annotator="b") == ["q0\t0\td0\t1", "q1\t0\td1\t0", "q9\t0\td0\t1",
-                                                         "q9\t0\td1\t0"]
+    assert qrels_lines(pairs, labels, annotator="b") == ["q0\t0\td0\t1", "q1\t0\td1\t0", "q9\t0\td0\t1", "q9\t0\td1\t0"]
 
 
 # -- HTTP API ----------------------------------------------------------------------------------------------
@@ -148,8 +150,9 @@ def server(app):
 
 
 def call(url: str, *, data: dict | None = None, ctype: str = "application/json", host: str | None = None):
-    req = urllib.request.Request(url, data=None if data is None else json.dumps(data).encode(),
-                                 method="POST" if data is not None else "GET")
+    req = urllib.request.Request(
+        url, data=None if data is None else json.dumps(data).encode(), method="POST" if data is not None else "GET"
+    )
     if data is not None:
         req.add_header("Content-Type", ctype)
     if host:

@@ -10,9 +10,9 @@ import json
 from pathlib import Path
 
 import pytest
+
 from browser.pw import assert_png, chromium_page, require_browser, screenshot
 from browser.runs import copy_run, screen_run
-
 from negclean.annotate.app import AnnotationApp
 from negclean.annotate.server import AnnotationServer
 from negclean.cascade.store import JudgmentStore
@@ -38,8 +38,10 @@ def truth_from_files(run) -> dict[tuple[str, str], dict]:
     for src, row in zip(sources, rows):
         for i, (text, cand) in enumerate(zip(src["neg"], row["candidates"])):
             screen = next(t["label"] for t in cand["trail"] if t["stage"] == "screen")
-            out[(src["query"], text)] = {"screen": int(screen == "relevant"),
-                                         "cascade": int(i in row["false_negative_index"])}
+            out[(src["query"], text)] = {
+                "screen": int(screen == "relevant"),
+                "cascade": int(i in row["false_negative_index"]),
+            }
     return out
 
 
@@ -57,8 +59,7 @@ def served(tmp_path_factory, tmp_path):
 
 
 def pending_empty(page) -> None:
-    page.wait_for_function("JSON.parse(localStorage.getItem('negclean.pending') || '[]').length === 0",
-                           timeout=15_000)
+    page.wait_for_function("JSON.parse(localStorage.getItem('negclean.pending') || '[]').length === 0", timeout=15_000)
 
 
 def current(page, truth) -> tuple[str, dict]:
@@ -117,8 +118,7 @@ def test_label_by_keyboard_reload_two_annotators_and_kappa(served, tmp_path):
         page.unroute("**/api/labels")
         pending_empty(page)
         with JudgmentStore(app.run.store_path) as store:
-            assert {k: v for _, k, v in store.human_labels("alice")}[app.sample.item(item_id).key] == \
-                "not_relevant"
+            assert {k: v for _, k, v in store.human_labels("alice")}[app.sample.item(item_id).key] == "not_relevant"
 
         # a second annotator labels the same items, disagreeing with alice once and deciding her unsure item
         page.click("#change-name")

@@ -22,10 +22,22 @@ REPO = Path(__file__).resolve().parents[1]
 def ntuple_rows():
     """sentence-transformers n-tuple rows with the dataset's own column names (first two columns) and an extra."""
     return [
-        {"question": "what is a cat", "answer": "a cat is a small feline", "negative_1": "dogs bark",
-         "negative_2": "A cat is a small feline", "negative_3": "fish swim", "source": "a"},
-        {"question": "what is rain", "answer": "water falling from clouds", "negative_1": "sunshine",
-         "negative_2": "snow", "negative_3": "wind", "source": "b"},
+        {
+            "question": "what is a cat",
+            "answer": "a cat is a small feline",
+            "negative_1": "dogs bark",
+            "negative_2": "A cat is a small feline",
+            "negative_3": "fish swim",
+            "source": "a",
+        },
+        {
+            "question": "what is rain",
+            "answer": "water falling from clouds",
+            "negative_1": "sunshine",
+            "negative_2": "snow",
+            "negative_3": "wind",
+            "source": "b",
+        },
     ]
 
 
@@ -71,8 +83,10 @@ def test_dataframe_in_dataframe_out():
 
 def test_dataset_triplets_are_grouped_per_query():
     datasets = pytest.importorskip("datasets")
-    rows = [{"anchor": "what is a cat", "positive": "a cat is a feline", "negative": n}
-            for n in ("dogs bark", "A cat is a feline", "fish swim")]
+    rows = [
+        {"anchor": "what is a cat", "positive": "a cat is a feline", "negative": n}
+        for n in ("dogs bark", "A cat is a feline", "fish swim")
+    ]
     rows.append({"anchor": "what is rain", "positive": "water from clouds", "negative": "sunshine"})
     ds = datasets.Dataset.from_list(rows)
     verdicts = negclean.judge(ds, DUPLICATE, progress=False)
@@ -87,26 +101,42 @@ def test_dataset_triplets_are_grouped_per_query():
 
 def test_dataset_labeled_list_and_tevatron():
     datasets = pytest.importorskip("datasets")
-    ll = datasets.Dataset.from_dict({"anchor": ["what is a cat"],
-                                     "docs": [["a cat is a feline", "dogs bark", "A cat is a feline"]],
-                                     "labels": [[1, 0, 0]]})
+    ll = datasets.Dataset.from_dict(
+        {
+            "anchor": ["what is a cat"],
+            "docs": [["a cat is a feline", "dogs bark", "A cat is a feline"]],
+            "labels": [[1, 0, 0]],
+        }
+    )
     fixed = negclean.fix(ll, negclean.judge(ll, DUPLICATE, progress=False))
     assert fixed.column_names == ["anchor", "docs", "labels"]
     assert fixed[0]["labels"] == [1, 1, 0] and fixed[0]["docs"][2] == "dogs bark"
 
     passage = {"docid": "d1", "title": "", "text": "a cat is a feline"}
-    tev = datasets.Dataset.from_list([{"query_id": "q1", "query": "what is a cat", "positive_passages": [passage],
-                                       "negative_passages": [dict(passage, docid="d2", text="dogs bark"),
-                                                             dict(passage, docid="d1")],
-                                       "subset": "toy"}])
+    tev = datasets.Dataset.from_list(
+        [
+            {
+                "query_id": "q1",
+                "query": "what is a cat",
+                "positive_passages": [passage],
+                "negative_passages": [dict(passage, docid="d2", text="dogs bark"), dict(passage, docid="d1")],
+                "subset": "toy",
+            }
+        ]
+    )
     out = negclean.fix(tev, negclean.judge(tev, DUPLICATE, progress=False), op="hn_remove")
     assert out.column_names == tev.column_names
     assert [p["docid"] for p in out[0]["negative_passages"]] == ["d2"] and out[0]["subset"] == "toy"
 
 
 def test_instances_and_files(tmp_path):
-    inst = Instance("q1", "what is a cat", (Passage("p", "a cat is a feline"),),
-                    (Passage("n1", "dogs bark"), Passage("n2", "a cat is a feline")), line=1)
+    inst = Instance(
+        "q1",
+        "what is a cat",
+        (Passage("p", "a cat is a feline"),),
+        (Passage("n1", "dogs bark"), Passage("n2", "a cat is a feline")),
+        line=1,
+    )
     verdicts = negclean.judge([inst], DUPLICATE, progress=False)
     [fixed] = negclean.fix([inst], verdicts)
     assert [p.docid for p in fixed.positives] == ["p", "n2"] and fixed.positives[1].meta["negclean"]["stage"]
@@ -154,9 +184,11 @@ def test_unusable_inputs_say_what_to_do():
 
 
 def test_import_is_cheap_and_help_shows_a_typed_signature():
-    code = ("import sys, negclean; assert 'negclean.api' not in sys.modules and 'pydantic' not in sys.modules; "
-            "help(negclean.judge); assert 'torch' not in sys.modules; "
-            "import negclean.judge.duplicate as d; from negclean.judge import base; print(d.__name__, base.__name__)")
+    code = (
+        "import sys, negclean; assert 'negclean.api' not in sys.modules and 'pydantic' not in sys.modules; "
+        "help(negclean.judge); assert 'torch' not in sys.modules; "
+        "import negclean.judge.duplicate as d; from negclean.judge import base; print(d.__name__, base.__name__)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert "negclean.judge(data: 'Data', cascade:" in out and "-> 'JudgeResult'" in out
     assert "negclean.judge.duplicate negclean.judge.base" in out
@@ -173,7 +205,8 @@ def test_mine_in_memory_matches_the_file_run(shared_data, tmp_path):
     mine_to_file(beir=str(shared_data / "scifact"), output=tmp_path / "mined.jsonl", **options)
     assert len(result.instances) == 5 and result.summary.queries_written == 5
     expected = negclean.read(tmp_path / "mined.jsonl")
-    assert [[p.docid for p in i.negatives] for i in result.instances] == [[p.docid for p in i.negatives]
-                                                                           for i in expected]
+    assert [[p.docid for p in i.negatives] for i in result.instances] == [
+        [p.docid for p in i.negatives] for i in expected
+    ]
     assert sum(len(i.negatives) for i in result.instances) == result.summary.negatives_written > 0
     assert all(len(i.negatives) <= 3 for i in result.instances)

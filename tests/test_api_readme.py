@@ -67,9 +67,14 @@ def test_dataframe_flow_trains(tour, tmp_path):
     assert isinstance(fixed.data, pd.DataFrame) and list(fixed.data.columns) == list(frame.columns)
     assert fixed.report.reconciled and not fixed.data.isna().any().any()
     model = tour["model"]
-    args = SentenceTransformerTrainingArguments(output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4,
-                                                report_to=[], use_cpu=True)
-    trainer = SentenceTransformerTrainer(model=model, args=args, loss=MultipleNegativesRankingLoss(model),
-                                         train_dataset=Dataset.from_pandas(fixed.data, preserve_index=False))
+    args = SentenceTransformerTrainingArguments(
+        output_dir=str(tmp_path), max_steps=1, per_device_train_batch_size=4, report_to=[], use_cpu=True
+    )
+    trainer = SentenceTransformerTrainer(
+        model=model,
+        args=args,
+        loss=MultipleNegativesRankingLoss(model),
+        train_dataset=Dataset.from_pandas(fixed.data, preserve_index=False),
+    )
     trainer.train()
     assert trainer.state.global_step == 1

@@ -17,7 +17,7 @@ from negclean.cascade.runner import Cascade, _audit_draw
 from negclean.cascade.stages import CascadeConfig, StageConfig
 from negclean.cascade.store import JudgmentStore, task_keys
 from negclean.data.records import Instance, Passage
-from negclean.judge.base import Grade, Label, TaskResult, Verdict
+from negclean.judge.base import Grade, JudgeBase, Label, TaskResult, Verdict
 from negclean.judge.config import DuplicateJudgeConfig
 
 # -- metrics ---------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ def test_pareto_frontier_by_hand():
 # -- audit interval coverage through the real Cascade -------------------------------------------
 
 
-class ScriptedJudge:
+class ScriptedJudge(JudgeBase):
     """Returns fixed verdicts by docid (a stand-in for any judge; the cascade does the routing)."""
 
     listwise = False
@@ -97,9 +97,15 @@ def _not(name, conf=None):
 
 
 def _instances(n_inst, n_neg, tag=""):
-    return [Instance(f"q{tag}{i}", f"query {tag} {i}", (Passage(f"p{tag}{i}", f"positive {tag} {i}"),),
-                     tuple(Passage(f"d{tag}{i}-{j}", f"passage {tag} {i} {j}") for j in range(n_neg)))
-            for i in range(n_inst)]
+    return [
+        Instance(
+            f"q{tag}{i}",
+            f"query {tag} {i}",
+            (Passage(f"p{tag}{i}", f"positive {tag} {i}"),),
+            tuple(Passage(f"d{tag}{i}-{j}", f"passage {tag} {i} {j}") for j in range(n_neg)),
+        )
+        for i in range(n_inst)
+    ]
 
 
 def test_audit_wilson_interval_covers_the_truth_in_seeded_simulation():
@@ -114,10 +120,15 @@ def test_audit_wilson_interval_covers_the_truth_in_seeded_simulation():
         truth = {d: bool(rng.random() < 0.05) for d in docids}
         screen = ScriptedJudge({d: _not("screen") for d in docids}, "screen")
         oracle = ScriptedJudge({d: (_rel if truth[d] else _not)("oracle") for d in docids}, "oracle")
-        cfg = CascadeConfig(stages=[
-            StageConfig(name="screen", judge=DuplicateJudgeConfig(near_threshold=0.11), audit_rate=0.1),
-            StageConfig(name="oracle", judge=DuplicateJudgeConfig(near_threshold=0.12))],
-            max_false_negatives=None, seed=run, chunk_size=1000)
+        cfg = CascadeConfig(
+            stages=[
+                StageConfig(name="screen", judge=DuplicateJudgeConfig(near_threshold=0.11), audit_rate=0.1),
+                StageConfig(name="oracle", judge=DuplicateJudgeConfig(near_threshold=0.12)),
+            ],
+            max_false_negatives=None,
+            seed=run,
+            chunk_size=1000,
+        )
         cascade = Cascade(cfg, store=JudgmentStore(), judges={"screen": screen, "oracle": oracle})
         outcomes = list(cascade.run(insts))
         st = cascade.stats.stages[0]
@@ -158,15 +169,28 @@ def test_routing_sends_exactly_flagged_band_undecided_and_audit_sample():
             else:
                 v = _not("s1", conf)
             verdicts[p.docid] = v
-    cfg = CascadeConfig(stages=[
-        StageConfig(name="s1", judge=DuplicateJudgeConfig(near_threshold=0.21), escalate="flagged",
-                    uncertain=(0.4, 0.6), audit_rate=0.15),
-        StageConfig(name="s2", judge=DuplicateJudgeConfig(near_threshold=0.22))], max_false_negatives=None, seed=3)
+    cfg = CascadeConfig(
+        stages=[
+            StageConfig(
+                name="s1",
+                judge=DuplicateJudgeConfig(near_threshold=0.21),
+                escalate="flagged",
+                uncertain=(0.4, 0.6),
+                audit_rate=0.15,
+            ),
+            StageConfig(name="s2", judge=DuplicateJudgeConfig(near_threshold=0.22)),
+        ],
+        max_false_negatives=None,
+        seed=3,
+    )
     for inst in insts:
         for key, p in zip(task_keys(_task(inst)), inst.negatives):
             v = verdicts[p.docid]
-            rule = (v.label is Label.RELEVANT or v.label is Label.UNDECIDED
-                    or (v.confidence is not None and 0.4 <= v.confidence <= 0.6))
+            rule = (
+                v.label is Label.RELEVANT
+                or v.label is Label.UNDECIDED
+                or (v.confidence is not None and 0.4 <= v.confidence <= 0.6)
+            )
             if rule or _audit_draw(3, "s1", key) < 0.15:
                 expected.add(p.docid)
     s1 = ScriptedJudge(verdicts, "s1")
@@ -176,8 +200,9 @@ def test_routing_sends_exactly_flagged_band_undecided_and_audit_sample():
     assert set(s2.seen) == expected and len(s2.seen) == len(expected)
     st = cascade.stats.stages[0]
     assert st.escalated == len(expected)
-    audited_rule = sum(1 for d in expected if verdicts[d].label is Label.NOT_RELEVANT
-                       and not 0.4 <= verdicts[d].confidence <= 0.6)
+    audited_rule = sum(
+        1 for d in expected if verdicts[d].label is Label.NOT_RELEVANT and not 0.4 <= verdicts[d].confidence <= 0.6
+    )
     assert st.audited == audited_rule > 0
 
 
@@ -189,14 +214,23 @@ def _task(inst):
 
 def test_routing_unit_instance_sends_whole_lists_and_escalate_none_sends_nothing():
     insts = _instances(3, 4, tag="u")
-    verdicts = {p.docid: (_rel if p.docid.endswith("-0") and i == 0 else _not)("s1")
-                for i, inst in enumerate(insts) for p in inst.negatives}
-    for unit, escalate, expected in (("instance", "flagged", {p.docid for p in insts[0].negatives}),
-                                     ("candidate", "flagged", {insts[0].negatives[0].docid}),
-                                     ("candidate", "none", set())):
-        cfg = CascadeConfig(stages=[
-            StageConfig(name="s1", judge=DuplicateJudgeConfig(near_threshold=0.31), escalate=escalate, unit=unit),
-            StageConfig(name="s2", judge=DuplicateJudgeConfig(near_threshold=0.32))], max_false_negatives=None)
+    verdicts = {
+        p.docid: (_rel if p.docid.endswith("-0") and i == 0 else _not)("s1")
+        for i, inst in enumerate(insts)
+        for p in inst.negatives
+    }
+    for unit, escalate, expected in (
+        ("instance", "flagged", {p.docid for p in insts[0].negatives}),
+        ("candidate", "flagged", {insts[0].negatives[0].docid}),
+        ("candidate", "none", set()),
+    ):
+        cfg = CascadeConfig(
+            stages=[
+                StageConfig(name="s1", judge=DuplicateJudgeConfig(near_threshold=0.31), escalate=escalate, unit=unit),
+                StageConfig(name="s2", judge=DuplicateJudgeConfig(near_threshold=0.32)),
+            ],
+            max_false_negatives=None,
+        )
         s2 = ScriptedJudge({d: _not("s2") for d in verdicts}, "s2")
         list(Cascade(cfg, store=JudgmentStore(), judges={"s1": ScriptedJudge(verdicts, "s1"), "s2": s2}).run(insts))
         assert set(s2.seen) == expected, (unit, escalate)
@@ -208,11 +242,22 @@ def test_negclean_judge_prints_the_audit_miss_estimate(tmp_path, examples_dir):
     from negclean.cli.main import app
 
     cascade = tmp_path / "c.yaml"
-    cascade.write_text("stages:\n"
-                       "  - {name: dup, judge: {backend: duplicate}, escalate: flagged, audit_rate: 0.5}\n"
-                       "  - {name: again, judge: {backend: duplicate, near_threshold: 0.5}}\n")
-    result = CliRunner().invoke(app, ["judge", str(examples_dir / "msmarco_hn_scored.jsonl"), "--cascade",
-                                      str(cascade), "-o", str(tmp_path / "run")])
+    cascade.write_text(
+        "stages:\n"
+        "  - {name: dup, judge: {backend: duplicate}, escalate: flagged, audit_rate: 0.5}\n"
+        "  - {name: again, judge: {backend: duplicate, near_threshold: 0.5}}\n"
+    )
+    result = CliRunner().invoke(
+        app,
+        [
+            "judge",
+            str(examples_dir / "msmarco_hn_scored.jsonl"),
+            "--cascade",
+            str(cascade),
+            "-o",
+            str(tmp_path / "run"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "audit: dup:" in result.output and "audited candidates were false negatives" in result.output
     import json
@@ -250,7 +295,9 @@ def test_dl19_benchmark_is_deterministic_and_follows_the_grades(shared_data):
     c = from_beir(root, queries=5, seed=2, max_candidates=12)
     assert [i.query_id for i in a.instances] == [i.query_id for i in b.instances]
     assert [i.query_id for i in a.instances] != [i.query_id for i in c.instances]
-    assert [[p.docid for p in i.negatives] for i in a.instances] == [[p.docid for p in i.negatives] for i in b.instances]
+    assert [[p.docid for p in i.negatives] for i in a.instances] == [
+        [p.docid for p in i.negatives] for i in b.instances
+    ]
     qrels = read_qrels(root / "qrels" / "test.tsv")
     for inst in a.instances:
         judged = qrels[inst.query_id]
@@ -270,11 +317,20 @@ def test_benchmark_runner_scores_an_oracle_perfectly_and_reruns_free(shared_data
     root = shared_data / "trec-dl-2019-passage"
     bench = from_beir(root, queries=4, seed=0, max_candidates=10)
     qrels = str(root / "qrels" / "test.tsv")
-    systems = [System("oracle", {"stages": [{"name": "o", "judge": {"backend": "qrels", "path": qrels, "min_grade": 2}}]}),
-               System("dup", {"stages": [{"name": "d", "judge": {"backend": "duplicate"}}]}),
-               System("dup>oracle", {"stages": [{"name": "d", "judge": {"backend": "duplicate"}, "escalate": "all"},
-                                                {"name": "o", "judge": {"backend": "qrels", "path": qrels,
-                                                                        "min_grade": 2}}]}, relative_to="oracle")]
+    systems = [
+        System("oracle", {"stages": [{"name": "o", "judge": {"backend": "qrels", "path": qrels, "min_grade": 2}}]}),
+        System("dup", {"stages": [{"name": "d", "judge": {"backend": "duplicate"}}]}),
+        System(
+            "dup>oracle",
+            {
+                "stages": [
+                    {"name": "d", "judge": {"backend": "duplicate"}, "escalate": "all"},
+                    {"name": "o", "judge": {"backend": "qrels", "path": qrels, "min_grade": 2}},
+                ]
+            },
+            relative_to="oracle",
+        ),
+    ]
     res = {r.name: r for r in run_benchmark(bench, systems, store_path=tmp_path / "s.sqlite")}
     o = res["oracle"].scores
     assert o.precision == o.recall == o.kappa == 1.0 and o.fp == o.fn == 0 and o.tp == bench.n_relevant

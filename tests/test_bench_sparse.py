@@ -14,23 +14,48 @@ from negclean.benchjudges.metrics import recall_at_budget, threshold_for_recall
 from negclean.benchjudges.sparse import choose_positive, from_beir_sparse
 
 TOPICS = {
-    "volcano": ["lava flows from the erupting volcano", "magma chambers beneath volcanic islands",
-                "ash clouds after a volcanic eruption", "geologists monitor active volcanoes",
-                "pyroclastic flows destroy villages near volcanoes"],
-    "bread": ["baking sourdough bread with a starter", "kneading dough for a crusty loaf",
-              "yeast makes bread dough rise", "whole wheat flour in homemade bread",
-              "oven temperature for baking a baguette"],
-    "chess": ["opening moves in a chess game", "grandmasters study chess endgames",
-              "the queen gambit chess opening", "checkmate patterns with rook and king",
-              "chess tournaments and rating systems"],
-    "whale": ["humpback whales sing long songs", "blue whales are the largest animals",
-              "whale migration across the ocean", "killer whales hunt seals in packs",
-              "sperm whales dive to great depths"],
-    "solar": ["solar panels convert sunlight to electricity", "photovoltaic cells on rooftops",
-              "solar farms in the desert", "efficiency of silicon solar cells",
-              "storing solar energy in batteries"],
-    "tennis": ["serving an ace at wimbledon", "tennis rackets and string tension",
-               "clay court tennis tournaments", "a backhand volley at the net", "grand slam tennis champions"],
+    "volcano": [
+        "lava flows from the erupting volcano",
+        "magma chambers beneath volcanic islands",
+        "ash clouds after a volcanic eruption",
+        "geologists monitor active volcanoes",
+        "pyroclastic flows destroy villages near volcanoes",
+    ],
+    "bread": [
+        "baking sourdough bread with a starter",
+        "kneading dough for a crusty loaf",
+        "yeast makes bread dough rise",
+        "whole wheat flour in homemade bread",
+        "oven temperature for baking a baguette",
+    ],
+    "chess": [
+        "opening moves in a chess game",
+        "grandmasters study chess endgames",
+        "the queen gambit chess opening",
+        "checkmate patterns with rook and king",
+        "chess tournaments and rating systems",
+    ],
+    "whale": [
+        "humpback whales sing long songs",
+        "blue whales are the largest animals",
+        "whale migration across the ocean",
+        "killer whales hunt seals in packs",
+        "sperm whales dive to great depths",
+    ],
+    "solar": [
+        "solar panels convert sunlight to electricity",
+        "photovoltaic cells on rooftops",
+        "solar farms in the desert",
+        "efficiency of silicon solar cells",
+        "storing solar energy in batteries",
+    ],
+    "tennis": [
+        "serving an ace at wimbledon",
+        "tennis rackets and string tension",
+        "clay court tennis tournaments",
+        "a backhand volley at the net",
+        "grand slam tennis champions",
+    ],
 }
 # per topic: the first 4 docs are judged with these grades, the 5th is unjudged
 GRADES = (3, 2, 1, 0)
@@ -48,8 +73,9 @@ def _write_set(root: Path, name: str, topics: list[str], *, filler: int = 0) -> 
     for k in range(filler):
         docs.append({"_id": f"fill-{k}", "title": "", "text": f"unrelated note number {k} about paperwork"})
     (folder / "corpus.jsonl").write_text("".join(json.dumps(d) + "\n" for d in docs))
-    (folder / "queries.jsonl").write_text("".join(
-        json.dumps({"_id": f"{name}-{t}", "text": f"tell me about {t}"}) + "\n" for t in topics))
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"{name}-{t}", "text": f"tell me about {t}"}) + "\n" for t in topics)
+    )
     (folder / "qrels" / "test.tsv").write_text("\n".join(qrels) + "\n")
     return folder
 
@@ -83,8 +109,7 @@ def test_truth_candidates_and_positive_rank(tiny):
 
     root, folder = tiny
     depth = 6
-    bench = from_beir_sparse(folder, relevant_grade=2, keep="weakest", depth=depth, seed=3,
-                             cache_dir=root / "cache")
+    bench = from_beir_sparse(folder, relevant_grade=2, keep="weakest", depth=depth, seed=3, cache_dir=root / "cache")
     assert bench.name == "setA" and len(bench.instances) == 4
     assert "unjudged candidates count as NOT relevant" in " ".join(bench.notes)
     emb = load_embedder()
@@ -116,12 +141,11 @@ def test_truth_candidates_and_positive_rank(tiny):
 
 def test_bm25_retriever_ranks_are_consistent(tiny):
     root, folder = tiny
-    bench = from_beir_sparse(folder, relevant_grade=1, keep="best", retriever="bm25", depth=3,
-                             cache_dir=root / "cache")
+    bench = from_beir_sparse(folder, relevant_grade=1, keep="best", retriever="bm25", depth=3, cache_dir=root / "cache")
     for inst in bench.instances:
         assert inst.positives[0].docid.endswith("-0")  # best: the grade-3 doc
         r = bench.positive_ranks[inst.query_id]
-        assert [p.rank for p in inst.negatives] == [k for k in range(1, 5) if k != r][:len(inst.negatives)]
+        assert [p.rank for p in inst.negatives] == [k for k in range(1, 5) if k != r][: len(inst.negatives)]
 
 
 # -- recall at a flag budget ---------------------------------------------------------------------------
@@ -177,8 +201,11 @@ def test_lodo_fits_only_on_the_other_sets(tmp_path, monkeypatch):
     from negclean.cli.main import app
 
     monkeypatch.setenv("NEGCLEAN_CACHE_DIR", str(tmp_path / "cache"))
-    sets = {"alpha": ["volcano", "bread", "chess"], "beta": ["whale", "solar", "tennis"],
-            "gamma": ["volcano", "whale", "tennis"]}
+    sets = {
+        "alpha": ["volcano", "bread", "chess"],
+        "beta": ["whale", "solar", "tennis"],
+        "gamma": ["volcano", "whale", "tennis"],
+    }
     folders = [_write_set(tmp_path / "data", n, t, filler=3) for n, t in sets.items()]
     systems = tmp_path / "systems.yaml"
     systems.write_text(
@@ -186,7 +213,8 @@ def test_lodo_fits_only_on_the_other_sets(tmp_path, monkeypatch):
         "  - {name: learned, stages: [{name: s1, judge: {backend: learned, path: lodo}}]}\n"
         "  - {name: ratio, target_recall: 0.75, stages: [{name: s1, judge: {backend: similarity, ratio: lodo, "
         "band: [0.5, 1.2]}}]}\n"
-        "  - {name: plain, stages: [{name: s1, judge: {backend: similarity, ratio: 0.9}}]}\n")
+        "  - {name: plain, stages: [{name: s1, judge: {backend: similarity, ratio: 0.9}}]}\n"
+    )
     out = tmp_path / "run"
     args = ["bench-judges", "--sparse", "--systems", str(systems), "--depth", "5", "-o", str(out)]
     for f in folders:
@@ -212,7 +240,8 @@ def test_lodo_fits_only_on_the_other_sets(tmp_path, monkeypatch):
     pooled = {r["system"]: r for r in data["pooled"]}
     for name in ("learned", "ratio", "plain"):
         assert pooled[name]["scores"]["n"] == sum(
-            next(r for r in data["per_set"][s] if r["system"] == name)["scores"]["n"] for s in sets)
+            next(r for r in data["per_set"][s] if r["system"] == name)["scores"]["n"] for s in sets
+        )
     assert pooled["learned"]["fitted_on"].startswith("each set held out")
     assert "## pooled" in (out / "results.md").read_text()
 

@@ -11,14 +11,14 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("aiohttp")
 
-from negclean.cascade.budget import Budget  # noqa: E402
-from negclean.cascade.pricing import Price  # noqa: E402
-from negclean.cascade.stages import CascadeConfig  # noqa: E402
-from negclean.errors import BudgetExceeded  # noqa: E402
-from negclean.pipeline import run_judge  # noqa: E402
-from negclean.testing.openai_server import OpenAITestServer  # noqa: E402
-from negclean.testing.responders import FullLength  # noqa: E402
-from reliability.common import cascade_dict, make_instances, run_cli, write_jsonl  # noqa: E402
+from negclean.cascade.budget import Budget
+from negclean.cascade.pricing import Price
+from negclean.cascade.stages import CascadeConfig
+from negclean.errors import BudgetExceeded
+from negclean.pipeline import run_judge
+from negclean.testing.openai_server import OpenAITestServer
+from negclean.testing.responders import FullLength
+from reliability.common import cascade_dict, make_instances, run_cli, write_jsonl
 
 PRICE = Price(2.0, 40.0)  # USD per million tokens: an answer of MAX_TOKENS costs about ten times its prompt
 MAX_TOKENS = 120
@@ -137,6 +137,7 @@ def _one_process_run(args):
     """A separate process: one run of the same output folder and store (see the test below)."""
     base_url, data, out, cap = args
     from negclean.testing.openai_server import OpenAITestServer as _  # noqa: F401  (same imports as the parent)
+
     srv = type("Srv", (), {"base_url": base_url})()
     try:
         run_judge(input_path=str(data), cascade=cascade(srv, cap), output_dir=out)

@@ -17,8 +17,9 @@ def make_instances(n_queries=4, n_negs=6):
     out = []
     for q in range(n_queries):
         pos = (Passage(f"q{q}-pos", f"positive passage for query {q} about topic {q}"),)
-        negs = tuple(Passage(f"q{q}-d{i}", f"negative passage {i} of query {q} with words {i * q}")
-                     for i in range(n_negs))
+        negs = tuple(
+            Passage(f"q{q}-d{i}", f"negative passage {i} of query {q} with words {i * q}") for i in range(n_negs)
+        )
         out.append(Instance(f"q{q}", f"query number {q}", pos, negs, line=q + 1))
     return out
 
@@ -50,10 +51,13 @@ def run(cfg, instances, store=None):
 
 def test_flagged_candidates_go_on_and_last_stage_decides(qrels_files):
     path, grades = qrels_files
-    cfg = CascadeConfig(stages=[
-        stage("lenient", QrelsJudgeConfig(path=str(path), min_grade=1), escalate="flagged"),
-        stage("strict", QrelsJudgeConfig(path=str(path), min_grade=2)),
-    ], max_false_negatives=None)
+    cfg = CascadeConfig(
+        stages=[
+            stage("lenient", QrelsJudgeConfig(path=str(path), min_grade=1), escalate="flagged"),
+            stage("strict", QrelsJudgeConfig(path=str(path), min_grade=2)),
+        ],
+        max_false_negatives=None,
+    )
     outcomes, stats, _ = run(cfg, make_instances())
     lenient, strict = stats.stages
     n_flagged = sum(1 for g in grades.values() if g >= 1)
@@ -67,16 +71,19 @@ def test_flagged_candidates_go_on_and_last_stage_decides(qrels_files):
                 assert (cv.verdict.label is Label.RELEVANT) == (g >= 2)
             else:
                 assert cv.stage == "lenient" and cv.verdict.label is Label.NOT_RELEVANT
-        assert set(o.false_negatives) == {i for i, p in enumerate(o.instance.negatives)
-                                          if grades[(o.instance.query_id, p.docid)] >= 2}
+        assert set(o.false_negatives) == {
+            i for i, p in enumerate(o.instance.negatives) if grades[(o.instance.query_id, p.docid)] >= 2
+        }
 
 
 def test_instance_unit_sends_the_whole_list(qrels_files):
     path, grades = qrels_files
-    cfg = CascadeConfig(stages=[
-        stage("s1", QrelsJudgeConfig(path=str(path), min_grade=3), escalate="flagged", unit="instance"),
-        stage("s2", QrelsJudgeConfig(path=str(path), min_grade=2)),
-    ])
+    cfg = CascadeConfig(
+        stages=[
+            stage("s1", QrelsJudgeConfig(path=str(path), min_grade=3), escalate="flagged", unit="instance"),
+            stage("s2", QrelsJudgeConfig(path=str(path), min_grade=2)),
+        ]
+    )
     outcomes, stats, _ = run(cfg, make_instances())
     flagged_instances = {q for (q, d), g in grades.items() if g >= 3}
     assert stats.stages[1].instances == len(flagged_instances)
@@ -88,10 +95,12 @@ def test_cleared_rule_after_duplicate_screen(qrels_files):
     inst = make_instances(1)[0]
     dup = Passage("dup", "  POSITIVE passage for query 0 about topic 0 ")  # same text, other case/space
     inst = inst.replace(negatives=inst.negatives + (dup,))
-    cfg = CascadeConfig(stages=[
-        stage("dup", DuplicateJudgeConfig(), escalate="cleared"),
-        stage("oracle", QrelsJudgeConfig(path=str(path), min_grade=2)),
-    ])
+    cfg = CascadeConfig(
+        stages=[
+            stage("dup", DuplicateJudgeConfig(), escalate="cleared"),
+            stage("oracle", QrelsJudgeConfig(path=str(path), min_grade=2)),
+        ]
+    )
     (o,), stats, _ = run(cfg, [inst])
     assert stats.stages[0].relevant == 1
     assert stats.stages[1].candidates == len(inst.negatives) - 1  # the duplicate never reaches stage 2
@@ -112,10 +121,12 @@ def test_cap_marks_instances_ambiguous(qrels_files):
 
 def test_rerun_is_answered_from_the_store(qrels_files, tmp_path):
     path, _ = qrels_files
-    cfg = CascadeConfig(stages=[
-        stage("s1", QrelsJudgeConfig(path=str(path), min_grade=1)),
-        stage("s2", QrelsJudgeConfig(path=str(path), min_grade=2)),
-    ])
+    cfg = CascadeConfig(
+        stages=[
+            stage("s1", QrelsJudgeConfig(path=str(path), min_grade=1)),
+            stage("s2", QrelsJudgeConfig(path=str(path), min_grade=2)),
+        ]
+    )
     db = tmp_path / "store.sqlite"
     with JudgmentStore(db) as store:
         first, stats1, _ = run(cfg, make_instances(), store)
@@ -129,10 +140,13 @@ def test_rerun_is_answered_from_the_store(qrels_files, tmp_path):
 
 def test_audit_sample_is_deterministic_and_counted(qrels_files):
     path, grades = qrels_files
-    cfg = CascadeConfig(stages=[
-        stage("s1", QrelsJudgeConfig(path=str(path), min_grade=3), escalate="flagged", audit_rate=0.5),
-        stage("s2", QrelsJudgeConfig(path=str(path), min_grade=2)),
-    ], seed=7)
+    cfg = CascadeConfig(
+        stages=[
+            stage("s1", QrelsJudgeConfig(path=str(path), min_grade=3), escalate="flagged", audit_rate=0.5),
+            stage("s2", QrelsJudgeConfig(path=str(path), min_grade=2)),
+        ],
+        seed=7,
+    )
     outs1, st1, _ = run(cfg, make_instances())
     outs2, st2, _ = run(cfg, make_instances())
     s1 = st1.stages[0]
@@ -152,18 +166,21 @@ def _v(label, conf=None, grade=None):
     return Verdict(label, conf, "j", grade)
 
 
-@pytest.mark.parametrize("rule,verdict,expected", [
-    ("flagged", _v(Label.RELEVANT, grade=Grade.WORSE), True),
-    ("flagged", _v(Label.NOT_RELEVANT), False),
-    ("better", _v(Label.RELEVANT, grade=Grade.WORSE), False),
-    ("better", _v(Label.RELEVANT, grade=Grade.BETTER), True),
-    ("worse", _v(Label.RELEVANT, grade=Grade.WORSE), True),
-    ("cleared", _v(Label.NOT_RELEVANT), True),
-    ("cleared", _v(Label.RELEVANT, grade=Grade.BETTER), False),
-    ("none", _v(Label.RELEVANT, grade=Grade.BETTER), False),
-    ("all", _v(Label.NOT_RELEVANT), True),
-    ("none", _v(Label.UNDECIDED), True),  # undecided always goes on by default
-])
+@pytest.mark.parametrize(
+    "rule,verdict,expected",
+    [
+        ("flagged", _v(Label.RELEVANT, grade=Grade.WORSE), True),
+        ("flagged", _v(Label.NOT_RELEVANT), False),
+        ("better", _v(Label.RELEVANT, grade=Grade.WORSE), False),
+        ("better", _v(Label.RELEVANT, grade=Grade.BETTER), True),
+        ("worse", _v(Label.RELEVANT, grade=Grade.WORSE), True),
+        ("cleared", _v(Label.NOT_RELEVANT), True),
+        ("cleared", _v(Label.RELEVANT, grade=Grade.BETTER), False),
+        ("none", _v(Label.RELEVANT, grade=Grade.BETTER), False),
+        ("all", _v(Label.NOT_RELEVANT), True),
+        ("none", _v(Label.UNDECIDED), True),  # undecided always goes on by default
+    ],
+)
 def test_escalation_rules(rule, verdict, expected, qrels_files):
     path, _ = qrels_files
     st = stage("s", QrelsJudgeConfig(path=str(path)), escalate=rule)
@@ -211,5 +228,7 @@ def test_store_lookups_search_the_primary_key(tmp_path):
         for sql in selects:
             plan = " | ".join(row[-1] for row in store._conn.execute("EXPLAIN QUERY PLAN " + sql))
             # a search on the fingerprint alone is a range scan over every verdict of the judge
-            assert "USING PRIMARY KEY (fingerprint=? AND query_key=? AND positives_key=? AND passage_key=?)" in plan, plan
+            assert "USING PRIMARY KEY (fingerprint=? AND query_key=? AND positives_key=? AND passage_key=?)" in plan, (
+                plan
+            )
             assert "SCAN" not in plan, plan

@@ -14,17 +14,23 @@ EXAMPLE = REPO / "examples" / "msmarco_hn_scored.jsonl"
 
 
 def cli(*args, check=None):
-    proc = subprocess.run([sys.executable, "-m", "negclean.cli.main", *map(str, args)], capture_output=True,
-                          text=True, env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "negclean.cli.main", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
+    )
     if check is not None:
         assert proc.returncode == check, proc.stdout + proc.stderr
     return proc
 
 
 def test_help_imports_nothing_heavy():
-    code = ("import sys, negclean.cli.main as m; heavy = [x for x in ('torch', 'sentence_transformers', 'faiss', "
-            "'llama_cpp', 'openai', 'ray', 'pyarrow', 'bm25s', 'sklearn', 'matplotlib') if x in sys.modules]; "
-            "print(heavy)")
+    code = (
+        "import sys, negclean.cli.main as m; heavy = [x for x in ('torch', 'sentence_transformers', 'faiss', "
+        "'llama_cpp', 'openai', 'ray', 'pyarrow', 'bm25s', 'sklearn', 'matplotlib') if x in sys.modules]; "
+        "print(heavy)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "[]"
 
@@ -58,8 +64,9 @@ def test_rerun_uses_the_store(screened):
 def test_fix_every_operation_reconciles(screened, tmp_path, op):
     run_dir, summary = screened
     out = tmp_path / f"{op}.jsonl"
-    res = json.loads(cli("fix", EXAMPLE, "-v", run_dir / "verdicts.jsonl", "-o", out, "--op", op, "--json",
-                         check=0).stdout)
+    res = json.loads(
+        cli("fix", EXAMPLE, "-v", run_dir / "verdicts.jsonl", "-o", out, "--op", op, "--json", check=0).stdout
+    )
     assert res["reconciled"] is True
     lines = out.read_text().splitlines()
     assert len(lines) == res["fix"]["written"]
@@ -108,15 +115,20 @@ def test_bad_input_skip_mode_reconciles(tmp_path):
 
 def _pipeline(tmp_path, input_path, **fix):
     cfg = tmp_path / "pipe.yaml"
-    cfg.write_text(f"input: {input_path}\noutput_dir: out\ncascade: screen\non_error: skip\n"
-                   f"fix: {json.dumps({'operation': 'relabel', **fix})}\n")
+    cfg.write_text(
+        f"input: {input_path}\noutput_dir: out\ncascade: screen\non_error: skip\n"
+        f"fix: {json.dumps({'operation': 'relabel', **fix})}\n"
+    )
     return cfg
 
 
-@pytest.mark.parametrize("args,fragment", [
-    (("judge", EXAMPLE, "--cascade", "no-such-preset"), "unknown cascade preset"),
-    (("fix", EXAMPLE, "-v", "x", "-o", "y", "--op", "explode"), "--op 'explode'"),
-])
+@pytest.mark.parametrize(
+    "args,fragment",
+    [
+        (("judge", EXAMPLE, "--cascade", "no-such-preset"), "unknown cascade preset"),
+        (("fix", EXAMPLE, "-v", "x", "-o", "y", "--op", "explode"), "--op 'explode'"),
+    ],
+)
 def test_usage_errors_exit_2(args, fragment, tmp_path):
     proc = cli(*args, check=2)
     assert fragment in proc.stderr and "Traceback" not in proc.stderr
@@ -124,7 +136,9 @@ def test_usage_errors_exit_2(args, fragment, tmp_path):
 
 def test_invalid_pipeline_names_the_field(tmp_path):
     cfg = tmp_path / "p.yaml"
-    cfg.write_text("input: x.jsonl\ncascade:\n  stages:\n    - name: a\n      judge: {backend: similarity, ratio: high}\n")
+    cfg.write_text(
+        "input: x.jsonl\ncascade:\n  stages:\n    - name: a\n      judge: {backend: similarity, ratio: high}\n"
+    )
     proc = cli("run", cfg, "--json", check=2)
     err = json.loads(proc.stdout)
     assert err["exit_code"] == 2 and "cascade.stages.0.judge.similarity.ratio" in err["message"]
@@ -153,9 +167,17 @@ def test_inspect_prints_bracketed_texts_as_text(tmp_path):
     from negclean.cli.main import app
 
     data = tmp_path / "in.jsonl"
-    data.write_text(json.dumps({"query_id": "q[1]", "query": "what is [/x]?", "positive_passages": [
-        {"docid": "p", "text": "a [bold]positive[/bold] text"}], "negative_passages": [
-        {"docid": "n[2]", "text": "closing [/tmp/x] tag"}]}) + "\n")
+    data.write_text(
+        json.dumps(
+            {
+                "query_id": "q[1]",
+                "query": "what is [/x]?",
+                "positive_passages": [{"docid": "p", "text": "a [bold]positive[/bold] text"}],
+                "negative_passages": [{"docid": "n[2]", "text": "closing [/tmp/x] tag"}],
+            }
+        )
+        + "\n"
+    )
     res = CliRunner().invoke(app, ["judge", str(data), "--cascade", "screen", "-o", str(tmp_path / "run")])
     assert res.exit_code == 0, res.output
     res = CliRunner().invoke(app, ["inspect", str(tmp_path / "run")])
@@ -177,8 +199,10 @@ def test_config_paths_expand_home_and_environment_variables(tmp_path, monkeypatc
     assert cfg.input == str(tmp_path / "data" / "train.jsonl")
     assert cfg.output_dir == str(tmp_path / "cfg" / "runs" / "x")
     exp = tmp_path / "cfg" / "e.yaml"
-    exp.write_text("output_dir: ${NEGCLEAN_TEST_DATA}/exp\ndata: {input: t.jsonl}\ncascade: screen\n"
-                   "train: {kind: retriever}\neval: {sets: [{name: t, beir: ~/beir, split: test}]}\n")
+    exp.write_text(
+        "output_dir: ${NEGCLEAN_TEST_DATA}/exp\ndata: {input: t.jsonl}\ncascade: screen\n"
+        "train: {kind: retriever}\neval: {sets: [{name: t, beir: ~/beir, split: test}]}\n"
+    )
     e = load_experiment(exp)
     assert str(e.output_dir) == str(tmp_path / "data" / "exp")
     assert str(e.eval.sets[0].beir) == str(Path.home() / "beir")

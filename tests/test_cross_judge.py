@@ -21,8 +21,11 @@ FACTS = [
     ("why does bread rise", "Bread dough rises because of yeast.", "Yeast makes dough rise by releasing gas."),
     ("where do rivers flow", "Rivers carry water to the sea.", "Most rivers end in the ocean."),
     ("what do volcanoes erupt", "Volcanoes erupt molten lava.", "Lava pours out of an erupting volcano."),
-    ("which chess piece is strongest", "The queen is the strongest chess piece.",
-     "In chess the queen is the most powerful piece."),
+    (
+        "which chess piece is strongest",
+        "The queen is the strongest chess piece.",
+        "In chess the queen is the most powerful piece.",
+    ),
     ("how do plants make food", "Plants make food by photosynthesis.", "Leaves turn sunlight into sugar."),
     ("what causes tides", "The moon's gravity causes the tides.", "Tides rise and fall because of the moon."),
 ]
@@ -33,8 +36,7 @@ def instances() -> list[Instance]:
     n = len(FACTS)
     for i, (q, pos, fn) in enumerate(FACTS):
         unrelated = FACTS[(i + 3) % n][2]
-        out.append(Instance(f"q{i}", q, (Passage(f"p{i}", pos),),
-                            (Passage(f"c{i}", fn), Passage(f"u{i}", unrelated))))
+        out.append(Instance(f"q{i}", q, (Passage(f"p{i}", pos),), (Passage(f"c{i}", fn), Passage(f"u{i}", unrelated))))
     return out
 
 
@@ -43,8 +45,19 @@ def trained(tmp_path_factory):
     from negclean.train.cross_judge import fit_cross_judge
 
     out = tmp_path_factory.mktemp("ce") / "judge"
-    fit = fit_cross_judge(instances(), output_dir=out, negatives=3, epochs=4, max_length=48, batch_size=8,
-                          learning_rate=2e-4, seed=3, threads=1, flag_rate=0.5, source="facts")
+    fit = fit_cross_judge(
+        instances(),
+        output_dir=out,
+        negatives=3,
+        epochs=4,
+        max_length=48,
+        batch_size=8,
+        learning_rate=2e-4,
+        seed=3,
+        threads=1,
+        flag_rate=0.5,
+        source="facts",
+    )
     return out, fit
 
 
@@ -99,8 +112,10 @@ def test_fingerprint_follows_the_folder_content(trained, tmp_path):
     meta["threshold"] = 0.9
     (copy / "negclean_judge.json").write_text(json.dumps(meta))
     assert CrossEncoderJudgeConfig(path=str(copy)).fingerprint() != first
-    assert CrossEncoderJudgeConfig(path=str(out), threshold=0.7).fingerprint() != \
-        CrossEncoderJudgeConfig(path=str(out)).fingerprint()
+    assert (
+        CrossEncoderJudgeConfig(path=str(out), threshold=0.7).fingerprint()
+        != CrossEncoderJudgeConfig(path=str(out)).fingerprint()
+    )
 
 
 def test_missing_or_foreign_folder_is_a_config_error(tmp_path):
@@ -125,12 +140,34 @@ def test_fit_judge_cross_encoder_command(tmp_path):
     from negclean.cli.main import app
 
     data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({"query": inst.query, "pos": [inst.positives[0].text],
-                                        "neg": [p.text for p in inst.negatives]}) + "\n" for inst in instances()))
+    data.write_text(
+        "".join(
+            json.dumps({"query": inst.query, "pos": [inst.positives[0].text], "neg": [p.text for p in inst.negatives]})
+            + "\n"
+            for inst in instances()
+        )
+    )
     out = tmp_path / "judge"
-    result = CliRunner().invoke(app, ["fit-judge", "--cross-encoder", "-i", str(data), "-o", str(out),
-                                      "--negatives", "2", "--max-steps", "2", "--max-length", "32",
-                                      "--threads", "1", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit-judge",
+            "--cross-encoder",
+            "-i",
+            str(data),
+            "-o",
+            str(out),
+            "--negatives",
+            "2",
+            "--max-steps",
+            "2",
+            "--max-length",
+            "32",
+            "--threads",
+            "1",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["queries"] == 8 and report["steps"] == 2 and report["threshold"] == 0.5
@@ -140,8 +177,9 @@ def test_fit_judge_cross_encoder_command(tmp_path):
     # a folder that is not a judge is never replaced
     (tmp_path / "keep").mkdir()
     (tmp_path / "keep" / "notes.txt").write_text("mine")
-    kept = CliRunner().invoke(app, ["fit-judge", "--cross-encoder", "-i", str(data), "-o", str(tmp_path / "keep"),
-                                    "--max-steps", "1"])
+    kept = CliRunner().invoke(
+        app, ["fit-judge", "--cross-encoder", "-i", str(data), "-o", str(tmp_path / "keep"), "--max-steps", "1"]
+    )
     assert kept.exit_code == 2 and "not a cross-encoder judge folder" in kept.output
     assert (tmp_path / "keep" / "notes.txt").read_text() == "mine"
 
@@ -159,7 +197,9 @@ def test_cross_encoder_stage_in_a_cascade_stores_and_reuses_its_verdicts(trained
     with JudgmentStore(tmp_path / "store.sqlite") as store:
         first = list(Cascade(cfg, store=store).run(data))
 
-    class Boom:
+    from negclean.judge.base import JudgeBase
+
+    class Boom(JudgeBase):
         listwise, judge_id, fingerprint = False, judge_cfg.judge_id(), judge_cfg.fingerprint()
 
         def judge(self, tasks):

@@ -41,8 +41,9 @@ def negclean(*args: object, cwd: Path, timeout: float = 1800) -> subprocess.Comp
     command = [str(script)] if script.exists() else [sys.executable, "-m", "negclean.cli.main"]
     env = {k: v for k, v in os.environ.items() if k != "NEGCLEAN_SHARED_DATA"}
     started = time.monotonic()
-    proc = subprocess.run(command + [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        command + [str(a) for a in args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+    )
     print(f"\nnegclean {' '.join(map(str, args))}: exit {proc.returncode} in {time.monotonic() - started:.1f} s")
     return proc
 
@@ -91,8 +92,10 @@ def test_demo_reaches_every_stage_and_reconciles(demo: Path):
     fixed = Path(fix["output"])
     fixed = fixed if fixed.is_absolute() else demo.parent.parent / "examples" / fixed
     assert fixed.is_file() and len(rows(fixed)) == fix["written"]
-    print(f"funnel: {[(n, s['candidates'], s['judged'], s['relevant']) for n, s in by_name.items()]}; "
-          f"false negatives {summary['cascade']['false_negatives']}, fix {fix}")
+    print(
+        f"funnel: {[(n, s['candidates'], s['judged'], s['relevant']) for n, s in by_name.items()]}; "
+        f"false negatives {summary['cascade']['false_negatives']}, fix {fix}"
+    )
 
 
 def test_second_demo_run_asks_the_model_nothing(demo: Path, fresh: Path):
@@ -124,7 +127,8 @@ def test_judge_without_cascade_is_the_offline_default(demo: Path, fresh: Path):
     assert summary["read"]["read"] == summary["read"]["ok"] + summary["read"]["rejected"] == 10
     assert rows(out / "verdicts.jsonl") == rows(demo / "verdicts.jsonl"), (
         "`negclean judge` with the offline preset gave other verdicts than examples/demo.yaml's cascade: "
-        "the README presents them as the same cascade; keep src/negclean/presets/offline.yaml and the demo in step")
+        "the README presents them as the same cascade; keep src/negclean/presets/offline.yaml and the demo in step"
+    )
 
 
 def test_inspect_shows_a_judged_instance(demo: Path, fresh: Path):

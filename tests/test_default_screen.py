@@ -28,10 +28,10 @@ class TableEmbedder:
 def _instance():
     # q = (1, 0); positive (0.6, 0.8): s(q,p) = 0.6. Negatives: a (1, 0), b (0, 1), c (0.8, 0.6)
     # s(q,c) = 1, 0, 0.8; s(p,c) = 0.6, 0.8, 0.96
-    emb = TableEmbedder({"q": [1, 0], "pos text": [0.6, 0.8], "apple": [1, 0], "banana": [0, 1],
-                         "cherry": [0.8, 0.6]})
-    inst = Instance("q1", "q", (Passage("p", "pos text"),),
-                    (Passage("a", "apple"), Passage("b", "banana"), Passage("c", "cherry")))
+    emb = TableEmbedder({"q": [1, 0], "pos text": [0.6, 0.8], "apple": [1, 0], "banana": [0, 1], "cherry": [0.8, 0.6]})
+    inst = Instance(
+        "q1", "q", (Passage("p", "pos text"),), (Passage("a", "apple"), Passage("b", "banana"), Passage("c", "cherry"))
+    )
     return inst, emb
 
 
@@ -40,7 +40,7 @@ def test_within_list_features_by_hand():
     t = compute_features([inst], embedder=emb)
     assert t.names == FEATURES
     col = {f: t.column(f) for f in ("s_qc_z", "s_pc_z", "bm25_z", "pos_standing", "bm25")}
-    sd_qc = np.sqrt((0.4 ** 2 + 0.6 ** 2 + 0.2 ** 2) / 3)  # mean of (1, 0, 0.8) is 0.6
+    sd_qc = np.sqrt((0.4**2 + 0.6**2 + 0.2**2) / 3)  # mean of (1, 0, 0.8) is 0.6
     assert col["s_qc_z"] == pytest.approx([0.4 / sd_qc, -0.6 / sd_qc, 0.2 / sd_qc])
     m_pc = (0.6 + 0.8 + 0.96) / 3
     sd_pc = np.sqrt(((0.6 - m_pc) ** 2 + (0.8 - m_pc) ** 2 + (0.96 - m_pc) ** 2) / 3)
@@ -113,8 +113,11 @@ def test_screen_preset_runs_on_the_example(tmp_path):
     from negclean.presets import load_cascade_dict
 
     threshold = LearnedModel.load("default").threshold
-    summary = run_judge(input_path=str(EXAMPLE), cascade=CascadeConfig.model_validate(load_cascade_dict("screen")),
-                        output_dir=tmp_path / "run")
+    summary = run_judge(
+        input_path=str(EXAMPLE),
+        cascade=CascadeConfig.model_validate(load_cascade_dict("screen")),
+        output_dir=tmp_path / "run",
+    )
     rows = [json.loads(line) for line in (tmp_path / "run" / "verdicts.jsonl").read_text().splitlines()]
     assert rows and not any(r["ambiguous"] for r in rows)
     n_screen = flagged = 0

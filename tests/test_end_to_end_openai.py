@@ -46,8 +46,11 @@ class ReferenceResponder:
         shown = [index[c.strip()] for c in view.candidates]
         better = [k + 1 for k, n in enumerate(shown) if n in verdict.better]
         worse = [k + 1 for k, n in enumerate(shown) if n in verdict.worse]
-        return Reply("<reasoning>as the reference model said</reasoning>\n<verdict>"
-                     + json.dumps({"better": better, "worse": worse}) + "</verdict>")
+        return Reply(
+            "<reasoning>as the reference model said</reasoning>\n<verdict>"
+            + json.dumps({"better": better, "worse": worse})
+            + "</verdict>"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -57,20 +60,34 @@ def reference(shared_data):
 
 def rlhn_cascade(base_url, **extra):
     stage = {"backend": "openai", "mode": "listwise", "base_url": base_url, "concurrency": 4, "max_retries": 2}
-    return CascadeConfig.model_validate({
-        "stages": [
-            {"name": "stage1", "judge": {**stage, "model": "gpt-4o-mini"}, "escalate": "flagged", "unit": "instance"},
-            {"name": "stage2", "judge": {**stage, "model": "gpt-4o"}},
-        ],
-        "false_negative": "better", "max_false_negatives": 7, **extra})
+    return CascadeConfig.model_validate(
+        {
+            "stages": [
+                {
+                    "name": "stage1",
+                    "judge": {**stage, "model": "gpt-4o-mini"},
+                    "escalate": "flagged",
+                    "unit": "instance",
+                },
+                {"name": "stage2", "judge": {**stage, "model": "gpt-4o"}},
+            ],
+            "false_negative": "better",
+            "max_false_negatives": 7,
+            **extra,
+        }
+    )
 
 
 def test_rlhn_cascade_reproduces_the_reference(reference, tmp_path):
     flagged = {line.strip() for line in open(reference / "stage_1.query_ids_flagged.txt") if line.strip()}
     golden = json.loads((__import__("pathlib").Path(__file__).parent / "data" / "rlhn_golden.json").read_text())
     with OpenAITestServer(responder=ReferenceResponder(reference)) as srv:
-        summary = run_judge(input_path=str(reference / "stage_1.gpt-4o-mini.jsonl"), cascade=rlhn_cascade(srv.base_url),
-                            output_dir=tmp_path / "run", fmt="tevatron")
+        summary = run_judge(
+            input_path=str(reference / "stage_1.gpt-4o-mini.jsonl"),
+            cascade=rlhn_cascade(srv.base_url),
+            output_dir=tmp_path / "run",
+            fmt="tevatron",
+        )
         models = [r.body["model"] for r in srv.requests.records]
     s1, s2 = summary["cascade"]["stages"]
     assert s1["instances"] == 25 and s1["candidates"] == 625
@@ -86,8 +103,12 @@ def test_rlhn_cascade_reproduces_the_reference(reference, tmp_path):
 
 def test_rerun_makes_no_request(reference, tmp_path):
     with OpenAITestServer(responder=ReferenceResponder(reference)) as srv:
-        kw = dict(input_path=str(reference / "stage_1.gpt-4o-mini.jsonl"), cascade=rlhn_cascade(srv.base_url),
-                  output_dir=tmp_path / "run", fmt="tevatron")
+        kw = dict(
+            input_path=str(reference / "stage_1.gpt-4o-mini.jsonl"),
+            cascade=rlhn_cascade(srv.base_url),
+            output_dir=tmp_path / "run",
+            fmt="tevatron",
+        )
         first = run_judge(**kw)
         n = srv.requests.count
         second = run_judge(**kw)
@@ -101,8 +122,7 @@ def test_budget_stops_cleanly_and_resumes_without_paying_twice(reference, tmp_pa
     # priced as the real models; about $0.0015 per stage-1 instance: a budget of $0.01 stops early
     with OpenAITestServer(responder=ReferenceResponder(reference)) as srv:
         prices = {"gpt-4o-mini": {"input": 0.15, "output": 0.6}, "gpt-4o": {"input": 2.5, "output": 10.0}}
-        kw = dict(input_path=str(reference / "stage_1.gpt-4o-mini.jsonl"), output_dir=tmp_path / "run",
-                  fmt="tevatron")
+        kw = dict(input_path=str(reference / "stage_1.gpt-4o-mini.jsonl"), output_dir=tmp_path / "run", fmt="tevatron")
         with pytest.raises(BudgetExceeded, match="--max-cost"):
             run_judge(cascade=rlhn_cascade(srv.base_url, max_cost=0.01, prices=prices, chunk_size=5), **kw)
         spent_requests = srv.requests.count
@@ -118,10 +138,16 @@ def test_budget_stops_cleanly_and_resumes_without_paying_twice(reference, tmp_pa
 
 def test_dry_run_estimates_without_requests(reference, tmp_path):
     with OpenAITestServer(responder=ReferenceResponder(reference)) as srv:
-        summary = run_judge(input_path=str(reference / "stage_1.gpt-4o-mini.jsonl"),
-                            cascade=rlhn_cascade(srv.base_url, prices={"gpt-4o-mini": {"input": 0.15, "output": 0.6},
-                                                                       "gpt-4o": {"input": 2.5, "output": 10.0}}),
-                            output_dir=tmp_path / "run", fmt="tevatron", dry_run=True)
+        summary = run_judge(
+            input_path=str(reference / "stage_1.gpt-4o-mini.jsonl"),
+            cascade=rlhn_cascade(
+                srv.base_url,
+                prices={"gpt-4o-mini": {"input": 0.15, "output": 0.6}, "gpt-4o": {"input": 2.5, "output": 10.0}},
+            ),
+            output_dir=tmp_path / "run",
+            fmt="tevatron",
+            dry_run=True,
+        )
         assert srv.requests.count == 0
     s1, s2 = summary["cascade"]["stages"]
     assert s1["est_tokens_in"] > 25 * 1000 and s1["est_cost"] > 0

@@ -90,8 +90,21 @@ def test_compare_cli_on_run_files(tmp_path):
     good.write_text("".join(f"q{i} Q0 d{i} 1 2.0 g\nq{i} Q0 x{i} 2 1.0 g\n" for i in range(30)))
     bad.write_text("".join(f"q{i} Q0 x{i} 1 2.0 b\nq{i} Q0 d{i} 2 1.0 b\n" for i in range(30)))
     out = tmp_path / "cmp"
-    res = CliRunner().invoke(app, ["compare", f"bad={bad}", f"good={good}", "--qrels", str(qrels), "-o", str(out),
-                                   "--resamples", "500", "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            f"bad={bad}",
+            f"good={good}",
+            "--qrels",
+            str(qrels),
+            "-o",
+            str(out),
+            "--resamples",
+            "500",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     data = json.loads(res.stdout)
     row = data["tables"][0]["rows"][1]

@@ -7,8 +7,14 @@ import math
 import pytest
 
 from negclean.errors import ConfigError, InputError
-from negclean.evaluate.measures import (mean_scores, per_query, read_per_query, read_trec_run, write_per_query,
-                                        write_trec_run)
+from negclean.evaluate.measures import (
+    mean_scores,
+    per_query,
+    read_per_query,
+    read_trec_run,
+    write_per_query,
+    write_trec_run,
+)
 
 ir_measures = pytest.importorskip("ir_measures")
 

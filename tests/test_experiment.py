@@ -13,19 +13,39 @@ from negclean.errors import ConfigError
 pytest.importorskip("sentence_transformers")
 
 TOPICS = {
-    "cats": ["Cats purr when they are content.", "Domestic cats sleep most of the day.",
-             "A kitten learns to hunt from its mother."],
-    "rockets": ["Rockets burn fuel to reach orbit.", "The launch was delayed by strong winds.",
-                "Satellites are carried into space by rockets."],
-    "bread": ["Bread dough rises because of yeast.", "Sourdough uses a fermented starter.",
-              "Bakers knead dough to build gluten."],
-    "rivers": ["Rivers carry water to the sea.", "The Nile is a very long river.",
-               "Floods happen when rivers overflow."],
+    "cats": [
+        "Cats purr when they are content.",
+        "Domestic cats sleep most of the day.",
+        "A kitten learns to hunt from its mother.",
+    ],
+    "rockets": [
+        "Rockets burn fuel to reach orbit.",
+        "The launch was delayed by strong winds.",
+        "Satellites are carried into space by rockets.",
+    ],
+    "bread": [
+        "Bread dough rises because of yeast.",
+        "Sourdough uses a fermented starter.",
+        "Bakers knead dough to build gluten.",
+    ],
+    "rivers": [
+        "Rivers carry water to the sea.",
+        "The Nile is a very long river.",
+        "Floods happen when rivers overflow.",
+    ],
 }
-TRAIN_Q = {"cats": "why do cats purr", "rockets": "how do rockets reach orbit", "bread": "why does bread rise",
-           "rivers": "where do rivers go"}
-TEST_Q = {"cats": "how do kittens learn to hunt", "rockets": "how do satellites get to space",
-          "bread": "why do bakers knead dough", "rivers": "why do floods happen"}
+TRAIN_Q = {
+    "cats": "why do cats purr",
+    "rockets": "how do rockets reach orbit",
+    "bread": "why does bread rise",
+    "rivers": "where do rivers go",
+}
+TEST_Q = {
+    "cats": "how do kittens learn to hunt",
+    "rockets": "how do satellites get to space",
+    "bread": "why do bakers knead dough",
+    "rivers": "why do floods happen",
+}
 
 
 def passage(topic, i):
@@ -42,28 +62,55 @@ def write_inputs(root):
             if j == 0:  # a copy of the positive among the negatives: a false negative for free
                 negs.append({"docid": f"{topic}-copy", "title": "", "text": TOPICS[topic][0]})
             negs.append(passage(topic, 1))  # same topic: the similarity screen may flag it
-            rows.append({"query_id": f"{topic}-{subset}", "query": TRAIN_Q[topic] + ("" if j == 0 else "?"),
-                         "positive_passages": [passage(topic, 0)], "negative_passages": negs, "subset": subset})
+            rows.append(
+                {
+                    "query_id": f"{topic}-{subset}",
+                    "query": TRAIN_Q[topic] + ("" if j == 0 else "?"),
+                    "positive_passages": [passage(topic, 0)],
+                    "negative_passages": negs,
+                    "subset": subset,
+                }
+            )
     train = root / "train.jsonl"
     train.write_text("".join(json.dumps(r) + "\n" for r in rows))
     beir = root / "beir"
     (beir / "qrels").mkdir(parents=True)
-    (beir / "corpus.jsonl").write_text("".join(json.dumps({"_id": f"{t}{i}", "title": "", "text": x}) + "\n"
-                                               for t, xs in TOPICS.items() for i, x in enumerate(xs)))
-    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": f"t-{t}", "text": q}) + "\n"
-                                                for t, q in TEST_Q.items()))
-    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
-        f"t-{t}\t{t}2\t1\n" for t in TOPICS))
+    (beir / "corpus.jsonl").write_text(
+        "".join(
+            json.dumps({"_id": f"{t}{i}", "title": "", "text": x}) + "\n"
+            for t, xs in TOPICS.items()
+            for i, x in enumerate(xs)
+        )
+    )
+    (beir / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": f"t-{t}", "text": q}) + "\n" for t, q in TEST_Q.items())
+    )
+    (beir / "qrels" / "test.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n" + "".join(f"t-{t}\t{t}2\t1\n" for t in TOPICS)
+    )
     return train, beir
 
 
 def experiment_yaml(root, train_file, beir, **extra):
-    cfg = {"name": "tiny", "output_dir": "out", "seed": 3, "threads": 1, "data": {"input": str(train_file)},
-           "cascade": "screen", "train": {"epochs": 1, "batch_size": 4, "hard_negatives": 2, "max_steps": 1,
-                                           "max_seq_length": 32, "logging_steps": 1},
-           "eval": {"sets": [{"name": "tiny-test", "beir": str(beir)}], "measures": ["nDCG@10", "R@100"],
-                    "depth": 10},
-           "compare": {"resamples": 200}, **extra}
+    cfg = {
+        "name": "tiny",
+        "output_dir": "out",
+        "seed": 3,
+        "threads": 1,
+        "data": {"input": str(train_file)},
+        "cascade": "screen",
+        "train": {
+            "epochs": 1,
+            "batch_size": 4,
+            "hard_negatives": 2,
+            "max_steps": 1,
+            "max_seq_length": 32,
+            "logging_steps": 1,
+        },
+        "eval": {"sets": [{"name": "tiny-test", "beir": str(beir)}], "measures": ["nDCG@10", "R@100"], "depth": 10},
+        "compare": {"resamples": 200},
+        **extra,
+    }
     path = root / "exp.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -89,8 +136,7 @@ def test_four_variants_from_one_set_of_judgments(tmp_path):
     fns = {q: set(r["false_negatives"]) for q, r in rows.items() if r["false_negatives"]}
     assert all(f"{t}-copy" in fns[f"{t}-a"] for t in TOPICS)  # the duplicates were caught
     n_fn = sum(len(v) for v in fns.values())
-    data = {name: {r["query_id"]: r for r in read_jsonl(tmp_path / "out" / "data" / f"{name}.jsonl")}
-            for name in files}
+    data = {name: {r["query_id"]: r for r in read_jsonl(tmp_path / "out" / "data" / f"{name}.jsonl")} for name in files}
     assert len(data["default"]) == 8
     assert set(data["remove"]) == set(data["default"]) - set(fns)
     for q, fn in fns.items():
@@ -146,9 +192,16 @@ def test_leave_one_out(tmp_path, monkeypatch):
 
     monkeypatch.setenv("NEGCLEAN_CACHE_DIR", str(tmp_path / "cache"))
     train, beir = write_inputs(tmp_path)
-    cfg = load_experiment(experiment_yaml(tmp_path, train, beir, variants=["default"], leave_one_out=True,
-                                          eval={"sets": [{"name": "t", "beir": str(beir)}], "base_model": False,
-                                                "depth": 5}))
+    cfg = load_experiment(
+        experiment_yaml(
+            tmp_path,
+            train,
+            beir,
+            variants=["default"],
+            leave_one_out=True,
+            eval={"sets": [{"name": "t", "beir": str(beir)}], "base_model": False, "depth": 5},
+        )
+    )
     result = run_experiment(cfg)
     assert result.training_sets == ("default", "default-minus-a", "default-minus-b")
     kept = read_jsonl(tmp_path / "out" / "data" / "default-minus-a.jsonl")
@@ -162,11 +215,23 @@ def test_reranker_experiment_compares_with_the_first_stage(tmp_path, monkeypatch
 
     monkeypatch.setenv("NEGCLEAN_CACHE_DIR", str(tmp_path / "cache"))
     train, beir = write_inputs(tmp_path)
-    cfg = load_experiment(experiment_yaml(
-        tmp_path, train, beir, variants=["default", "relabel"],
-        train={"kind": "reranker", "epochs": 1, "batch_size": 8, "hard_negatives": 2, "max_steps": 1,
-               "max_seq_length": 48},
-        eval={"sets": [{"name": "t", "beir": str(beir)}], "first_stage": "bm25", "top_k": 5, "depth": 10}))
+    cfg = load_experiment(
+        experiment_yaml(
+            tmp_path,
+            train,
+            beir,
+            variants=["default", "relabel"],
+            train={
+                "kind": "reranker",
+                "epochs": 1,
+                "batch_size": 8,
+                "hard_negatives": 2,
+                "max_steps": 1,
+                "max_seq_length": 48,
+            },
+            eval={"sets": [{"name": "t", "beir": str(beir)}], "first_stage": "bm25", "top_k": 5, "depth": 10},
+        )
+    )
     result = run_experiment(cfg)
     assert set(result.scores["t"]) == {"base", "default", "relabel"}
     base = json.loads((tmp_path / "out" / "evals" / "t" / "base" / "metrics.json").read_text())

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from tests.test_experiment import TOPICS, experiment_yaml, read_jsonl, write_inputs
 
 from negclean.errors import ConfigError
-from tests.test_experiment import TOPICS, experiment_yaml, read_jsonl, write_inputs
 
 pytest.importorskip("sentence_transformers")
 
@@ -32,15 +32,29 @@ def test_oracle_and_cascade_sources_make_their_own_variants(tmp_path):
     train, beir = write_inputs(tmp_path)
     # the same-topic negative (<topic>1) is truly relevant at grade 2; the copy only at grade 1
     truth = write_truth(tmp_path, grades={"1": 2, "-copy": 1, "0": 2})
-    cfg = load_experiment(experiment_yaml(
-        tmp_path, train, beir, variants=["default"],
-        sources={"oracle": {"qrels": "truth.tsv", "min_grade": 2}, "screen": "screen",
-                 "oracle1": {"qrels": str(truth), "variants": ["relabel"], "max_false_negatives": 1}},
-        compare={"baseline": "oracle/relabel", "resamples": 200}))
+    cfg = load_experiment(
+        experiment_yaml(
+            tmp_path,
+            train,
+            beir,
+            variants=["default"],
+            sources={
+                "oracle": {"qrels": "truth.tsv", "min_grade": 2},
+                "screen": "screen",
+                "oracle1": {"qrels": str(truth), "variants": ["relabel"], "max_false_negatives": 1},
+            },
+            compare={"baseline": "oracle/relabel", "resamples": 200},
+        )
+    )
     assert cfg.sources["oracle"].qrels == str(truth)  # relative to the YAML file
     # in the file's order (yaml.safe_dump wrote the sources sorted by name)
-    assert list(cfg.source_variants()) == ["oracle/hn_remove", "oracle/relabel", "oracle1/relabel",
-                                           "screen/hn_remove", "screen/relabel"]
+    assert list(cfg.source_variants()) == [
+        "oracle/hn_remove",
+        "oracle/relabel",
+        "oracle1/relabel",
+        "screen/hn_remove",
+        "screen/relabel",
+    ]
     runner = ExperimentRunner(cfg)
     verdicts, _ = runner.judge(str(train), None)
     files = runner.variants(str(train), None, verdicts)
@@ -74,18 +88,21 @@ def test_oracle_and_cascade_sources_make_their_own_variants(tmp_path):
     assert set(screen) <= set(data("default"))
 
 
-@pytest.mark.parametrize("sources, message", [
-    ({"o": {"qrels": "truth.tsv", "cascade": "screen"}}, "exactly one of 'cascade'"),
-    ({"o": {"variants": ["relabel"]}}, "exactly one of 'cascade'"),
-    ({"o": {"qrels": "missing.tsv"}}, r"sources.o.qrels: no such file .*missing.tsv"),
-    ({"o": {"qrels": "truth.tsv", "variants": ["default"]}}, "'default' is shared"),
-    ({"o": {"qrels": "truth.tsv", "variants": ["relabel", "relabel"]}}, "distinct names"),
-    ({"o": {"cascade": "screen", "min_grade": 2}}, "belong to a 'qrels' source"),
-    ({"relabel": "screen"}, "not a variant name"),
-    ({"a/b": "screen"}, "source name 'a/b'"),
-    ({"o": "nope"}, "unknown cascade preset 'nope'"),
-    ({"o": {"cascade": {"stages": []}}}, "sources.o"),
-])
+@pytest.mark.parametrize(
+    "sources, message",
+    [
+        ({"o": {"qrels": "truth.tsv", "cascade": "screen"}}, "exactly one of 'cascade'"),
+        ({"o": {"variants": ["relabel"]}}, "exactly one of 'cascade'"),
+        ({"o": {"qrels": "missing.tsv"}}, r"sources.o.qrels: no such file .*missing.tsv"),
+        ({"o": {"qrels": "truth.tsv", "variants": ["default"]}}, "'default' is shared"),
+        ({"o": {"qrels": "truth.tsv", "variants": ["relabel", "relabel"]}}, "distinct names"),
+        ({"o": {"cascade": "screen", "min_grade": 2}}, "belong to a 'qrels' source"),
+        ({"relabel": "screen"}, "not a variant name"),
+        ({"a/b": "screen"}, "source name 'a/b'"),
+        ({"o": "nope"}, "unknown cascade preset 'nope'"),
+        ({"o": {"cascade": {"stages": []}}}, "sources.o"),
+    ],
+)
 def test_source_errors_name_the_source(tmp_path, sources, message):
     from negclean.experiment import load_experiment
 
@@ -101,8 +118,11 @@ def test_baseline_must_name_a_training_set_of_some_source(tmp_path):
     train, beir = write_inputs(tmp_path)
     write_truth(tmp_path, grades={"1": 1})
     with pytest.raises(ConfigError, match="compare.baseline 'oracle/remove'"):
-        load_experiment(experiment_yaml(tmp_path, train, beir, sources={"oracle": {"qrels": "truth.tsv"}},
-                                        compare={"baseline": "oracle/remove"}))
+        load_experiment(
+            experiment_yaml(
+                tmp_path, train, beir, sources={"oracle": {"qrels": "truth.tsv"}}, compare={"baseline": "oracle/remove"}
+            )
+        )
 
 
 @pytest.mark.slow
@@ -112,8 +132,15 @@ def test_sources_train_and_compare_in_one_table(tmp_path, monkeypatch):
     monkeypatch.setenv("NEGCLEAN_CACHE_DIR", str(tmp_path / "cache"))
     train, beir = write_inputs(tmp_path)
     write_truth(tmp_path, grades={"1": 1})
-    cfg = load_experiment(experiment_yaml(tmp_path, train, beir, variants=["default"],
-                                          sources={"oracle": {"qrels": "truth.tsv", "variants": ["relabel"]}}))
+    cfg = load_experiment(
+        experiment_yaml(
+            tmp_path,
+            train,
+            beir,
+            variants=["default"],
+            sources={"oracle": {"qrels": "truth.tsv", "variants": ["relabel"]}},
+        )
+    )
     result = run_experiment(cfg)
     assert result.training_sets == ("default", "oracle/relabel")
     rows = result.comparisons["tiny-test"]["tables"][0]["rows"]

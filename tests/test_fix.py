@@ -17,12 +17,15 @@ def judged(labels, *, ambiguous=False):
     inst = Instance("q", "query", (Passage("p", "positive"),), negs, line=3)
     cands, fns = [], []
     for i, lab in enumerate(labels):
-        v = {"fn": Verdict(Label.RELEVANT, 0.9, "j", Grade.BETTER),
-             "worse": Verdict(Label.RELEVANT, 0.6, "j", Grade.WORSE),
-             "no": Verdict(Label.NOT_RELEVANT, 0.1, "j"),
-             "und": Verdict(Label.UNDECIDED, None, "j", reason="truncated")}[lab]
-        cands.append(CandidateVerdict("llm", v, (("screen", Verdict(Label.RELEVANT, 0.8, "s", Grade.BETTER)),
-                                                 ("llm", v))))
+        v = {
+            "fn": Verdict(Label.RELEVANT, 0.9, "j", Grade.BETTER),
+            "worse": Verdict(Label.RELEVANT, 0.6, "j", Grade.WORSE),
+            "no": Verdict(Label.NOT_RELEVANT, 0.1, "j"),
+            "und": Verdict(Label.UNDECIDED, None, "j", reason="truncated"),
+        }[lab]
+        cands.append(
+            CandidateVerdict("llm", v, (("screen", Verdict(Label.RELEVANT, 0.8, "s", Grade.BETTER)), ("llm", v)))
+        )
         if lab == "fn":
             fns.append(i)
     return InstanceOutcome(inst, tuple(cands), tuple(fns), ambiguous)

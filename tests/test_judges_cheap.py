@@ -12,8 +12,7 @@ import pytest
 from negclean.data.records import Instance, Passage
 from negclean.errors import ConfigError, InputError
 from negclean.judge.base import Grade, Judge, JudgeTask, Label
-from negclean.judge.config import (DuplicateJudgeConfig, QrelsJudgeConfig, SimilarityJudgeConfig,
-                                   build_judge)
+from negclean.judge.config import DuplicateJudgeConfig, QrelsJudgeConfig, SimilarityJudgeConfig, build_judge
 from negclean.judge.duplicate import jaccard, shingles
 from negclean.judge.similarity import band_confidence, ratio_threshold, relative_score
 
@@ -21,9 +20,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SHARED = Path(os.environ.get("NEGCLEAN_SHARED_DATA", Path(__file__).resolve().parents[1].parent / "shared" / "data"))
 
-LONG = ("Vitamin D deficiency is associated with an increased risk of respiratory infections in children "
-        "according to a large cohort study that followed participants for ten years and adjusted for age "
-        "sex body mass index season of blood draw and socioeconomic status")
+LONG = (
+    "Vitamin D deficiency is associated with an increased risk of respiratory infections in children "
+    "according to a large cohort study that followed participants for ten years and adjusted for age "
+    "sex body mass index season of blood draw and socioeconomic status"
+)
 
 
 def task(query: str, positives: list[Passage], negatives: list[Passage], qid: str = "q1") -> JudgeTask:
@@ -32,6 +33,7 @@ def task(query: str, positives: list[Passage], negatives: list[Passage], qid: st
 
 
 # ---------------------------------------------------------------- duplicate
+
 
 def test_shingles_and_jaccard():
     assert shingles("a b c d") == frozenset({("a", "b", "c"), ("b", "c", "d")})
@@ -48,10 +50,10 @@ def test_duplicate_judge_rules():
     pos = Passage("p1", LONG)
     negs = [
         Passage("n1", "  " + LONG.upper().replace(" ", "\n  ")),  # exact after normalisation
-        Passage("n2", LONG + " overall"),                          # near copy: Jaccard 38/39
+        Passage("n2", LONG + " overall"),  # near copy: Jaccard 38/39
         Passage("p1", "a different text that carries the positive's docid"),
         Passage("n4", "Bananas are a good source of potassium."),
-        Passage("n5", " ".join(LONG.split()[:20])),                # half of the positive: Jaccard ~0.47
+        Passage("n5", " ".join(LONG.split()[:20])),  # half of the positive: Jaccard ~0.47
     ]
     [res] = judge.judge([task("vitamin d?", [pos], negs)])
     v = res.verdicts
@@ -82,6 +84,7 @@ def test_duplicate_threshold_and_title():
 
 # ---------------------------------------------------------------- similarity: pure functions
 
+
 def test_ratio_threshold_is_sign_safe():
     assert ratio_threshold(0.8, 0.95) == pytest.approx(0.76)
     # a negative positive score: the threshold must stay below it (close to or above the positive)
@@ -90,8 +93,9 @@ def test_ratio_threshold_is_sign_safe():
     assert 0.95 * -0.2 > -0.2  # the naive rule would demand more than the positive's own score
     for s_p in (-0.5, -0.01, 0.3):
         for s_c in np.linspace(-1, 1, 41):
-            assert (relative_score(s_c, s_p) > 0.9) == (s_c > ratio_threshold(s_p, 0.9) + 1e-12) or \
-                abs(s_c - ratio_threshold(s_p, 0.9)) < 1e-9
+            assert (relative_score(s_c, s_p) > 0.9) == (s_c > ratio_threshold(s_p, 0.9) + 1e-12) or abs(
+                s_c - ratio_threshold(s_p, 0.9)
+            ) < 1e-9
 
 
 def test_relative_score_monotone_and_band():
@@ -146,13 +150,15 @@ def test_similarity_uses_lowest_positive_and_margin():
     table = {"q": unit(0), "p_hi": unit(10), "p_lo": unit(60), "mid": unit(55), "low": unit(80)}
     # ratio rule against the LOWEST positive (cos 60 = 0.5): mid (0.574) is flagged, low (0.174) is not
     j = SimilarityJudge(SimilarityJudgeConfig(ratio=0.95), embedder=TableEmbedder(table))
-    [res] = j.judge([task("q", [Passage("1", "p_hi"), Passage("2", "p_lo")],
-                          [Passage("m", "mid"), Passage("l", "low")])])
+    [res] = j.judge(
+        [task("q", [Passage("1", "p_hi"), Passage("2", "p_lo")], [Passage("m", "mid"), Passage("l", "low")])]
+    )
     assert [v.flagged for v in res.verdicts] == [True, False]
     # margin only: flag when s_c > 0.5 - 0.4 = 0.1 -> both
     j = SimilarityJudge(SimilarityJudgeConfig(ratio=None, margin=0.4), embedder=TableEmbedder(table))
-    [res] = j.judge([task("q", [Passage("1", "p_hi"), Passage("2", "p_lo")],
-                          [Passage("m", "mid"), Passage("l", "low")])])
+    [res] = j.judge(
+        [task("q", [Passage("1", "p_hi"), Passage("2", "p_lo")], [Passage("m", "mid"), Passage("l", "low")])]
+    )
     assert [v.flagged for v in res.verdicts] == [True, True]
 
 
@@ -208,12 +214,20 @@ def test_similarity_judge_real_model_batches(minilm):
 
     judge = SimilarityJudge(SimilarityJudgeConfig(ratio=0.9), embedder=Counting())
     pos = Passage("p", "Paris is the capital and largest city of France.")
-    t1 = task("What is the capital of France?", [pos],
-              [Passage("d", "The capital city of France is Paris."),
-               Passage("b", "Bananas are a good source of potassium.")])
-    t2 = task("How do plants make food?", [Passage("p2", "Plants make food by photosynthesis using sunlight.")],
-              [Passage("b", "Bananas are a good source of potassium."),
-               Passage("ph", "Photosynthesis lets plants turn light, water and CO2 into sugar.")], qid="q2")
+    t1 = task(
+        "What is the capital of France?",
+        [pos],
+        [Passage("d", "The capital city of France is Paris."), Passage("b", "Bananas are a good source of potassium.")],
+    )
+    t2 = task(
+        "How do plants make food?",
+        [Passage("p2", "Plants make food by photosynthesis using sunlight.")],
+        [
+            Passage("b", "Bananas are a good source of potassium."),
+            Passage("ph", "Photosynthesis lets plants turn light, water and CO2 into sugar."),
+        ],
+        qid="q2",
+    )
     r1, r2 = judge.judge([t1, t2])
     assert len(calls) == 2  # one call for all queries, one for all distinct passages
     assert calls[1] == 5
@@ -224,6 +238,7 @@ def test_similarity_judge_real_model_batches(minilm):
 
 
 # ---------------------------------------------------------------- qrels
+
 
 def test_qrels_trec_and_beir(tmp_path):
     trec = tmp_path / "q.trec"

@@ -27,15 +27,18 @@ class TableEmbedder:
 
 def _hand_instance():
     pos = Passage("p", "alpha beta gamma delta")
-    negs = (Passage("a", "alpha beta gamma delta", rank=3, score=12.5),  # exact copy of the positive
-            Passage("b", "unrelated words here entirely"))
+    negs = (
+        Passage("a", "alpha beta gamma delta", rank=3, score=12.5),  # exact copy of the positive
+        Passage("b", "unrelated words here entirely"),
+    )
     return Instance("q1", "the query", (pos,), negs)
 
 
 def test_features_by_hand():
     inst = _hand_instance()
-    emb = TableEmbedder({"the query": [1, 0], "alpha beta gamma delta": [0.6, 0.8],
-                         "unrelated words here entirely": [0, 1]})
+    emb = TableEmbedder(
+        {"the query": [1, 0], "alpha beta gamma delta": [0.6, 0.8], "unrelated words here entirely": [0, 1]}
+    )
     key_b = (inst.query_key, inst.positives_key, inst.negatives[1].key)
     t = compute_features([inst], embedder=emb, prior={key_b: 0.25})
     assert t.names == FEATURES and t.values.shape == (2, len(FEATURES))
@@ -60,8 +63,13 @@ def _synthetic(n_groups=30, per=20, seed=0, slope=2.0):
     z = slope * x[:, 0] - 1.0
     y = (rng.random(n) < sigmoid(z)).astype(int)
     groups = np.repeat([f"g{i}" for i in range(n_groups)], per).astype(object)
-    table = FeatureTable(FEATURES, x, tuple(("k", "p", str(i)) for i in range(n)),
-                         tuple((g, str(i)) for i, g in enumerate(groups)), groups)
+    table = FeatureTable(
+        FEATURES,
+        x,
+        tuple(("k", "p", str(i)) for i in range(n)),
+        tuple((g, str(i)) for i, g in enumerate(groups)),
+        groups,
+    )
     return table, y
 
 
@@ -78,8 +86,9 @@ def test_model_json_round_trip_and_prediction_equal_sklearn():
     assert again == model
     scaler = StandardScaler().fit(table.values)
     lr = LogisticRegression(C=1.0, max_iter=2000).fit(scaler.transform(table.values), y)
-    np.testing.assert_allclose(model.decision(table.values), lr.decision_function(scaler.transform(table.values)),
-                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        model.decision(table.values), lr.decision_function(scaler.transform(table.values)), rtol=1e-6, atol=1e-6
+    )
     with_nan = table.values.copy()
     with_nan[0, 3] = np.nan  # missing -> training mean -> contributes nothing
     expect = table.values[0].copy()
@@ -149,10 +158,15 @@ def test_grouped_cv_does_not_reward_memorising_queries():
     group_code = rng.normal(size=n_groups)
     x = rng.normal(size=(n_groups * per, len(FEATURES))) * 0.01
     x[:, 0] = np.repeat(group_code, per)
-    x[:, 1] = np.repeat(group_code ** 2, per)
+    x[:, 1] = np.repeat(group_code**2, per)
     y = np.repeat(group_label, per)
-    table = FeatureTable(FEATURES, x, tuple(("k", "p", str(i)) for i in range(len(y))),
-                         tuple((g, str(i)) for i, g in enumerate(groups)), groups)
+    table = FeatureTable(
+        FEATURES,
+        x,
+        tuple(("k", "p", str(i)) for i in range(len(y))),
+        tuple((g, str(i)) for i, g in enumerate(groups)),
+        groups,
+    )
     report = fit_learned(table, y, folds=5)
     assert report.learned.auc < 0.75
     # the same model with ungrouped folds (rows of a query on both sides) would look excellent
@@ -160,8 +174,9 @@ def test_grouped_cv_does_not_reward_memorising_queries():
     from sklearn.model_selection import KFold, cross_val_predict
     from sklearn.neighbors import KNeighborsClassifier
 
-    leaky = cross_val_predict(KNeighborsClassifier(3), x[:, :1], y, cv=KFold(5, shuffle=True, random_state=0),
-                              method="predict_proba")[:, 1]
+    leaky = cross_val_predict(
+        KNeighborsClassifier(3), x[:, :1], y, cv=KFold(5, shuffle=True, random_state=0), method="predict_proba"
+    )[:, 1]
     assert roc_auc_score(y, leaky) > 0.9
 
 
@@ -169,8 +184,8 @@ def test_learned_judge_in_a_cascade_routes_its_uncertain_band(tmp_path):
     from negclean.cascade.runner import Cascade
     from negclean.cascade.stages import CascadeConfig
     from negclean.cascade.store import JudgmentStore
-    from negclean.judge.learned import LearnedJudge
     from negclean.judge.config import LearnedJudgeConfig
+    from negclean.judge.learned import LearnedJudge
 
     texts = {"the query": [1, 0]}
     negs = []
@@ -186,11 +201,15 @@ def test_learned_judge_in_a_cascade_routes_its_uncertain_band(tmp_path):
     path = model.save(tmp_path / "m.json")
     cfg_j = LearnedJudgeConfig(path=str(path))
     judge = LearnedJudge(cfg_j, embedder=emb)
-    probs = judge.probabilities([__import__("negclean.judge.base", fromlist=["JudgeTask"]).JudgeTask(inst, tuple(range(12)))])[0]
+    probs = judge.probabilities(
+        [__import__("negclean.judge.base", fromlist=["JudgeTask"]).JudgeTask(inst, tuple(range(12)))]
+    )[0]
     s_qc = np.array([np.cos(i / 11 * np.pi / 2) for i in range(12)])
     np.testing.assert_allclose(probs, sigmoid(3.0 * (s_qc - 0.5) / 0.2), rtol=1e-5)
 
-    class Recorder:
+    from negclean.judge.base import JudgeBase
+
+    class Recorder(JudgeBase):
         listwise, judge_id, fingerprint = False, "rec", "rec"
 
         def __init__(self):
@@ -208,10 +227,13 @@ def test_learned_judge_in_a_cascade_routes_its_uncertain_band(tmp_path):
 
     from negclean.judge.config import DuplicateJudgeConfig
 
-    cfg = CascadeConfig(stages=[{"name": "learned", "judge": cfg_j.model_dump(), "escalate": "none",
-                                 "uncertain": [0.2, 0.8]},
-                                {"name": "strong", "judge": DuplicateJudgeConfig(near_threshold=0.77).model_dump()}],
-                        max_false_negatives=None)
+    cfg = CascadeConfig(
+        stages=[
+            {"name": "learned", "judge": cfg_j.model_dump(), "escalate": "none", "uncertain": [0.2, 0.8]},
+            {"name": "strong", "judge": DuplicateJudgeConfig(near_threshold=0.77).model_dump()},
+        ],
+        max_false_negatives=None,
+    )
     rec = Recorder()
     outcomes = list(Cascade(cfg, store=JudgmentStore(), judges={"learned": judge, "strong": rec}).run([inst]))
     expected = {f"d{i}" for i, p in enumerate(probs) if 0.2 <= p <= 0.8}
@@ -242,8 +264,9 @@ def test_distillation_labels_come_from_a_judges_stored_verdicts():
     store = JudgmentStore()
     store.register_judge("fp1", "strong", "{}")
     store.put("fp1", JudgeTask(inst, (0,)), TaskResult((Verdict(Label.RELEVANT, 0.9, "strong", Grade.WORSE),)))
-    emb = TableEmbedder({"the query": [1, 0], "alpha beta gamma delta": [0.6, 0.8],
-                         "unrelated words here entirely": [0, 1]})
+    emb = TableEmbedder(
+        {"the query": [1, 0], "alpha beta gamma delta": [0.6, 0.8], "unrelated words here entirely": [0, 1]}
+    )
     table = compute_features([inst], embedder=emb)
     assert labels_from_judge(table, store, "strong").tolist() == [1, -1]
     store.put("fp1", JudgeTask(inst, (1,)), TaskResult((Verdict(Label.NOT_RELEVANT, 0.1, "strong"),)))
@@ -260,11 +283,14 @@ def test_active_sampling_picks_uncertain_first_and_stops():
     assert uncertainty_order(np.array([0.9, 0.45, 0.1, 0.55, 0.5])).tolist() == [4, 1, 3, 0, 2]
     table, y = _synthetic(n_groups=40, per=20, seed=5, slope=3.0)
     x, g = table.values, table.groups
-    hist, why, labeled = active_loop(x, g, lambda idx: y[idx], start=40, batch=20, rule=StopRule(budget=200, min_delta=-1.0, margin=0.5), seed=0)
+    hist, why, labeled = active_loop(
+        x, g, lambda idx: y[idx], start=40, batch=20, rule=StopRule(budget=200, min_delta=-1.0, margin=0.5), seed=0
+    )
     assert why == "label budget 200 spent" and len(labeled) == 200 == hist[-1].labeled
     assert len(set(labeled.tolist())) == 200
-    hist2, why2, _ = active_loop(x, g, lambda idx: y[idx], start=40, batch=20,
-                                 rule=StopRule(patience=2, min_delta=0.5), seed=0)
+    hist2, why2, _ = active_loop(
+        x, g, lambda idx: y[idx], start=40, batch=20, rule=StopRule(patience=2, min_delta=0.5), seed=0
+    )
     assert "held-out AUC" in why2 and len(hist2) == 3  # patience + 1 rounds: the first chance to stop
 
 
@@ -283,9 +309,23 @@ def test_fit_judge_command_end_to_end_on_dl19(shared_data, tmp_path):
     from negclean.cli.main import app
 
     out = tmp_path / "m.json"
-    result = CliRunner().invoke(app, ["fit-judge", "--beir", str(shared_data / "trec-dl-2019-passage"),
-                                      "--queries", "10", "--max-candidates", "10", "--folds", "3",
-                                      "-o", str(out), "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "fit-judge",
+            "--beir",
+            str(shared_data / "trec-dl-2019-passage"),
+            "--queries",
+            "10",
+            "--max-candidates",
+            "10",
+            "--folds",
+            "3",
+            "-o",
+            str(out),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["groups"] == 10 and data["learned"]["auc"] is not None

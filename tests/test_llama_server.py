@@ -71,17 +71,35 @@ class LlamaServer:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
 
-    def start(self, *, timeout: float = 180.0) -> "LlamaServer":
-        command = [sys.executable, "-m", "llama_cpp.server", "--model", str(self.model), "--host", "127.0.0.1",
-                   "--port", str(self.port), "--n_ctx", "4096", "--n_threads", "2", "--n_threads_batch", "2",
-                   "--seed", "0"]
+    def start(self, *, timeout: float = 180.0) -> LlamaServer:
+        command = [
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(self.model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--n_ctx",
+            "4096",
+            "--n_threads",
+            "2",
+            "--n_threads_batch",
+            "2",
+            "--seed",
+            "0",
+        ]
         with open(self.log, "ab") as fh:
             self.proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT, env=cli_env())
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
-                raise AssertionError(f"llama_cpp.server exited with {self.proc.returncode}; is the [server] extra "
-                                     f"installed (pip install 'llama-cpp-python[server]==0.3.36')?\n{self.tail()}")
+                raise AssertionError(
+                    f"llama_cpp.server exited with {self.proc.returncode}; is the [server] extra "
+                    f"installed (pip install 'llama-cpp-python[server]==0.3.36')?\n{self.tail()}"
+                )
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as answer:
                     if answer.status == 200:
@@ -148,8 +166,16 @@ def dummy_key(monkeypatch):
 
 
 def _server_config(server: LlamaServer, mode: str, **extra) -> OpenAIJudgeConfig:
-    options = {"model": DEFAULT_MODEL, "mode": mode, "base_url": server.base_url, "api_key_env": KEY_ENV,
-               "concurrency": 1, "timeout": 300.0, "max_retries": 2, "backoff_base": 0.2}
+    options = {
+        "model": DEFAULT_MODEL,
+        "mode": mode,
+        "base_url": server.base_url,
+        "api_key_env": KEY_ENV,
+        "concurrency": 1,
+        "timeout": 300.0,
+        "max_retries": 2,
+        "backoff_base": 0.2,
+    }
     if mode == "listwise":  # the in-process judge's defaults, so that both send the same prompt
         options.update(reasoning=False, temperature=0.0, max_tokens=1024)
     options.update(extra)
@@ -177,10 +203,15 @@ def in_process_listwise(tasks):
 
 def _agreement(name: str, served, in_process) -> tuple[int, list[float]]:
     same = sum(a.label is b.label for a, b in zip(served, in_process))
-    deltas = [abs(a.confidence - b.confidence) for a, b in zip(served, in_process)
-              if a.confidence is not None and b.confidence is not None]
-    print(f"\n{name}: labels agree on {same}/{len(served)}"
-          + (f"; |dP(yes)| mean {sum(deltas) / len(deltas):.4f}, max {max(deltas):.4f}" if deltas else ""))
+    deltas = [
+        abs(a.confidence - b.confidence)
+        for a, b in zip(served, in_process)
+        if a.confidence is not None and b.confidence is not None
+    ]
+    print(
+        f"\n{name}: labels agree on {same}/{len(served)}"
+        + (f"; |dP(yes)| mean {sum(deltas) / len(deltas):.4f}, max {max(deltas):.4f}" if deltas else "")
+    )
     for a, b in zip(served, in_process):
         pa = "" if a.confidence is None else f" p={a.confidence:.4f}"
         pb = "" if b.confidence is None else f" p={b.confidence:.4f}"
@@ -221,8 +252,9 @@ def _count_stored(store: Path) -> int:
         return 0
 
 
-def test_server_killed_mid_run_exits_5_and_a_rerun_resumes(server, served_pointwise, candidates_file, model_path,
-                                                           tmp_path):
+def test_server_killed_mid_run_exits_5_and_a_rerun_resumes(
+    server, served_pointwise, candidates_file, model_path, tmp_path
+):
     stage = {"name": "llm", "judge": _server_config(server, "pointwise").model_dump(exclude_none=True)}
     cascade = tmp_path / "cascade.yaml"
     cascade.write_text(yaml.safe_dump({"stages": [stage], "max_false_negatives": None}), encoding="utf-8")
@@ -231,8 +263,12 @@ def test_server_killed_mid_run_exits_5_and_a_rerun_resumes(server, served_pointw
     calls = ROWS * PER_ROW  # pointwise: one call per candidate
 
     with open(log, "wb") as fh:
-        job = subprocess.Popen(cli_command("judge", candidates_file, "--cascade", cascade, "-o", run,
-                                           "--store", store), stdout=fh, stderr=subprocess.STDOUT, env=env)
+        job = subprocess.Popen(
+            cli_command("judge", candidates_file, "--cascade", cascade, "-o", run, "--store", store),
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     try:
         deadline = time.monotonic() + 300
         while job.poll() is None and _count_stored(store) < 3:
@@ -253,8 +289,13 @@ def test_server_killed_mid_run_exits_5_and_a_rerun_resumes(server, served_pointw
     print(f"\nkilled with {stored} of {calls} verdicts stored: {errors[0]}")
 
     server.start()  # the same port: the rerun uses the same cascade file
-    proc = subprocess.run(cli_command("judge", candidates_file, "--cascade", cascade, "-o", run, "--store", store),
-                          capture_output=True, text=True, env=env, timeout=600)
+    proc = subprocess.run(
+        cli_command("judge", candidates_file, "--cascade", cascade, "-o", run, "--store", store),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     stage_summary = json.loads((run / "summary.json").read_text())["cascade"]["stages"][0]
     assert stage_summary["from_store"] == stored

@@ -121,7 +121,8 @@ def test_the_child_ends_with_close_with_an_abandoned_stream_and_with_its_parent(
     script.write_text(
         f"import sys, time\nsys.path.insert(0, {str(TESTS)!r})\n"
         "from negclean.judge.isolated import ChildEngine\n"
-        f"e = ChildEngine({TOY!r})\nprint(e.pid, flush=True)\ne.call('sleep', 120)\n")
+        f"e = ChildEngine({TOY!r})\nprint(e.pid, flush=True)\ne.call('sleep', 120)\n"
+    )
     parent = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
     child = int(parent.stdout.readline())
     assert not _gone(child)
@@ -176,14 +177,21 @@ def test_judge_crash_is_a_backend_error_naming_signal_model_and_fix(kind, fake_m
 # -- through the CLI --------------------------------------------------------------------------------
 
 # runs the real CLI in a fresh process whose llamacpp judge runs the fake engine in its child
-_BOOT = (f"import sys, runpy; sys.path.insert(0, {str(TESTS)!r}); import negclean.judge.llamacpp as m; "
-         f"m.ENGINE = {FAKE!r}; sys.argv = ['negclean', *sys.argv[1:]]; "
-         "runpy.run_module('negclean.cli.main', run_name='__main__')")
+_BOOT = (
+    f"import sys, runpy; sys.path.insert(0, {str(TESTS)!r}); import negclean.judge.llamacpp as m; "
+    f"m.ENGINE = {FAKE!r}; sys.argv = ['negclean', *sys.argv[1:]]; "
+    "runpy.run_module('negclean.cli.main', run_name='__main__')"
+)
 
 
 def _cli(*args, env: dict) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", _BOOT, *map(str, args)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1", **env}, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-c", _BOOT, *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+        timeout=300,
+    )
 
 
 def _asked(log: Path) -> list[str]:
@@ -198,8 +206,15 @@ def test_cli_crash_exits_5_keeps_what_was_judged_and_a_rerun_resumes(kind, fake_
     cascade.write_text(f"stages:\n  - name: llm\n    judge: {{backend: llamacpp, model: {fake_model}}}\n")
     run = tmp_path / "run"
     log = tmp_path / "calls.jsonl"
-    crashed = _cli("judge", EXAMPLE, "--cascade", cascade, "-o", run,
-                   env={"NEGCLEAN_FAKE_CRASH": f"{kind}:7", "NEGCLEAN_FAKE_LOG": str(log)})
+    crashed = _cli(
+        "judge",
+        EXAMPLE,
+        "--cascade",
+        cascade,
+        "-o",
+        run,
+        env={"NEGCLEAN_FAKE_CRASH": f"{kind}:7", "NEGCLEAN_FAKE_LOG": str(log)},
+    )
     output = crashed.stdout + crashed.stderr
     assert crashed.returncode == 5, output
     assert SIGNALS[kind] in crashed.stderr and "scripts/install-llama.sh" in crashed.stderr, output
@@ -212,7 +227,7 @@ def test_cli_crash_exits_5_keeps_what_was_judged_and_a_rerun_resumes(kind, fake_
     resumed = _cli("judge", EXAMPLE, "--cascade", cascade, "-o", run, "--json", env={"NEGCLEAN_FAKE_LOG": str(log)})
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     stage = json.loads(resumed.stdout)["cascade"]["stages"][0]
-    second = _asked(log)[len(first):]
+    second = _asked(log)[len(first) :]
     assert stage["from_store"] == 7 and stage["judged"] == stage["candidates"] - 7 == len(second)
     assert not set(first) & set(second)  # nothing judged before the crash was asked again
 
@@ -232,8 +247,10 @@ def test_real_model_in_the_child_gives_the_in_process_verdicts_call_by_call():
     tasks = [JudgeTask(instance, (0, 1))]
     # pointwise (the second candidate reuses the cached prefix) and listwise with one candidate per call
     # (a few generated tokens: truncated, hence undecided, but the raw text is compared)
-    for config in (LlamaCppJudgeConfig(n_threads=2),
-                   LlamaCppJudgeConfig(n_threads=2, mode="listwise", max_candidates=1, max_tokens=6)):
+    for config in (
+        LlamaCppJudgeConfig(n_threads=2),
+        LlamaCppJudgeConfig(n_threads=2, mode="listwise", max_candidates=1, max_tokens=6),
+    ):
         try:
             judge = LlamaCppJudge(config)
         except ModelPartsMissing as exc:
@@ -241,7 +258,12 @@ def test_real_model_in_the_child_gives_the_in_process_verdicts_call_by_call():
         handed = []
         try:
             assert judge.pid != os.getpid()
-            results = judge.judge(tasks, on_call=lambda part, result: handed.append((part, result, judge.stats.calls)))
+            results = judge.judge(
+                tasks,
+                on_call=lambda part, result, handed=handed, judge=judge: handed.append(
+                    (part, result, judge.stats.calls)
+                ),
+            )
             child_stats = judge.stats.as_dict()
         finally:
             judge.close()

@@ -11,15 +11,27 @@ import pytest
 from negclean.errors import ConfigError, MissingDependency
 from negclean.judge import gguf_models
 from negclean.judge.gguf_models import (
-    PACKAGED_MODELS, ModelIntegrityError, ModelPartsMissing, PackagedModel, assemble_parts, default_cache_dir,
+    PACKAGED_MODELS,
+    ModelIntegrityError,
+    ModelPartsMissing,
+    PackagedModel,
+    assemble_parts,
+    default_cache_dir,
     resolve_model,
 )
 
 PARTS = [b"GGUF" + bytes(range(256)) * 3, b"second part " * 50, b"tail"]
 
 
-def _fake_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, parts=PARTS, install=None,
-                sha256: str | None = None, prefix: str = "fakemodelpart") -> PackagedModel:
+def _fake_model(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    *,
+    parts=PARTS,
+    install=None,
+    sha256: str | None = None,
+    prefix: str = "fakemodelpart",
+) -> PackagedModel:
     """Install fake part packages ``<prefix>N/data/partNN.bin`` on sys.path and register a model."""
     site = tmp_path / "site"
     for i, data in enumerate(parts, start=1):
@@ -32,9 +44,15 @@ def _fake_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, *, parts=PARTS,
         (pkg / "data" / f"part{i:02d}.bin").write_bytes(data)
     monkeypatch.syspath_prepend(str(site))
     joined = b"".join(parts)
-    model = PackagedModel(name=f"{prefix}-model", module_prefix=prefix, pip_prefix=prefix.replace("_", "-"),
-                          version="1.0", parts=len(parts), size=len(joined),
-                          sha256=sha256 or hashlib.sha256(joined).hexdigest())
+    model = PackagedModel(
+        name=f"{prefix}-model",
+        module_prefix=prefix,
+        pip_prefix=prefix.replace("_", "-"),
+        version="1.0",
+        parts=len(parts),
+        size=len(joined),
+        sha256=sha256 or hashlib.sha256(joined).hexdigest(),
+    )
     monkeypatch.setitem(PACKAGED_MODELS, model.name, model)
     monkeypatch.setattr(gguf_models, "_verified", set())
     return model
@@ -70,8 +88,11 @@ def test_sha_mismatch_raises_and_leaves_no_file(tmp_path, monkeypatch):
 
 def test_size_mismatch_is_refused_before_writing(tmp_path, monkeypatch):
     model = _fake_model(tmp_path, monkeypatch)
-    monkeypatch.setitem(PACKAGED_MODELS, model.name, PackagedModel(**{
-        **{f: getattr(model, f) for f in model.__dataclass_fields__}, "size": model.size + 1}))
+    monkeypatch.setitem(
+        PACKAGED_MODELS,
+        model.name,
+        PackagedModel(**{**{f: getattr(model, f) for f in model.__dataclass_fields__}, "size": model.size + 1}),
+    )
     with pytest.raises(ModelIntegrityError, match="bytes"):
         resolve_model(model.name, cache_dir=tmp_path / "cache")
     assert not (tmp_path / "cache" / f"{model.name}.gguf").exists()
@@ -137,8 +158,9 @@ def test_assemble_parts_directly(tmp_path):
         p.write_bytes(data)
         parts.append(p)
     joined = b"".join(PARTS)
-    out = assemble_parts(parts, tmp_path / "out" / "m.gguf", sha256=hashlib.sha256(joined).hexdigest(),
-                         size=len(joined))
+    out = assemble_parts(
+        parts, tmp_path / "out" / "m.gguf", sha256=hashlib.sha256(joined).hexdigest(), size=len(joined)
+    )
     assert out.read_bytes() == joined
 
 

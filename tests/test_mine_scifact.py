@@ -42,8 +42,16 @@ def check_output(path, scifact, summary, *, num_negatives):
 
 def test_scifact_bm25_end_to_end(scifact, tmp_path):
     out = tmp_path / "bm25.jsonl"
-    summary = mine(beir=str(scifact), split="train", output=str(out), retriever="bm25", rank_range="0:100",
-                   num_negatives=15, ratio=0.95, cache_dir=str(tmp_path / "cache"))
+    summary = mine(
+        beir=str(scifact),
+        split="train",
+        output=str(out),
+        retriever="bm25",
+        rank_range="0:100",
+        num_negatives=15,
+        ratio=0.95,
+        cache_dir=str(tmp_path / "cache"),
+    )
     check_output(out, scifact, summary, num_negatives=15)
     assert summary.dropped["positive"] > 700  # BM25 finds most SciFact positives in its top 100
     assert summary.queries_with_candidate_above_lowest_positive > 0
@@ -62,10 +70,16 @@ def test_scifact_dense_minilm_then_judge_and_fix(scifact, tmp_path):
     check_output(out, scifact, summary, num_negatives=15)
     assert summary.retriever["model"] == "all-MiniLM-L6-v2"
     assert summary.dropped["ratio"] > 0
-    cascade = validate_pipeline({"cascade": {"stages": [{"name": "duplicate", "judge": {"backend": "duplicate"}}]}}).cascade
+    cascade = validate_pipeline(
+        {"cascade": {"stages": [{"name": "duplicate", "judge": {"backend": "duplicate"}}]}}
+    ).cascade
     judged = run_judge(input_path=str(out), cascade=cascade, output_dir=tmp_path / "run")
     assert judged["read"]["ok"] == 809 and judged["read"]["rejected"] == 0
-    fixed = run_fix(input_path=str(out), verdicts_path=str(tmp_path / "run" / "verdicts.jsonl"),
-                    output_path=str(tmp_path / "fixed.jsonl.gz"), operation=Operation.RELABEL)
+    fixed = run_fix(
+        input_path=str(out),
+        verdicts_path=str(tmp_path / "run" / "verdicts.jsonl"),
+        output_path=str(tmp_path / "fixed.jsonl.gz"),
+        operation=Operation.RELABEL,
+    )
     assert fixed["reconciled"]
     assert judged["cascade"]["false_negatives"] == 0  # duplicates were already excluded while mining

@@ -8,8 +8,16 @@ import pytest
 
 from negclean.errors import ConfigError
 from negclean.mine.config import MineConfig, parse_range
-from negclean.mine.select import (KEPT, query_rng, sample_positions, score_filter_masks, select, select_chunk,
-                                  simans_probabilities, window_columns)
+from negclean.mine.select import (
+    KEPT,
+    query_rng,
+    sample_positions,
+    score_filter_masks,
+    select,
+    select_chunk,
+    simans_probabilities,
+    window_columns,
+)
 
 
 def test_parse_range():
@@ -55,21 +63,35 @@ def test_ratio_filter_is_sign_safe():
     # threshold -0.2 - 0.05*0.2 = -0.21: drop what scores above it, keep what is clearly below the positive
     assert masks["ratio"].tolist() == [False, False, True, True, True]
     # the naive 0.95 * s_p = -0.19 would keep -0.205, a candidate scoring ABOVE the positive
-    masks = score_filter_masks(np.array([0.70, 0.76, 0.77, 0.9]), 0.8, ratio=0.95, margin=None, max_score=None,
-                               min_score=None)
+    masks = score_filter_masks(
+        np.array([0.70, 0.76, 0.77, 0.9]), 0.8, ratio=0.95, margin=None, max_score=None, min_score=None
+    )
     assert masks["ratio"].tolist() == [False, False, True, True]
 
 
 def test_margin_and_absolute_filters_and_attribution():
     scores = np.array([0.9, 0.75, 0.6, 0.4, 0.2, 0.05])
-    excl = {"positive": np.array([True, False, False, False, False, False]),
-            "judged_relevant": np.zeros(6, bool), "duplicate": np.array([False, False, False, True, False, False])}
-    sel = select(scores, exclusions=excl, s_pos=0.8, num_negatives=10, sampling="top", rng=query_rng(0, "q"),
-                 ratio=None, margin=0.1, max_score=0.5, min_score=0.1)
+    excl = {
+        "positive": np.array([True, False, False, False, False, False]),
+        "judged_relevant": np.zeros(6, bool),
+        "duplicate": np.array([False, False, False, True, False, False]),
+    }
+    sel = select(
+        scores,
+        exclusions=excl,
+        s_pos=0.8,
+        num_negatives=10,
+        sampling="top",
+        rng=query_rng(0, "q"),
+        ratio=None,
+        margin=0.1,
+        max_score=0.5,
+        min_score=0.1,
+    )
     assert sel.dropped["positive"].tolist() == [0]
-    assert sel.dropped["margin"].tolist() == [1]          # 0.75 > 0.8 - 0.1
-    assert sel.dropped["max_score"].tolist() == [2]       # 0.6 > 0.5
-    assert sel.dropped["duplicate"].tolist() == [3]       # attributed once, to the first reason
+    assert sel.dropped["margin"].tolist() == [1]  # 0.75 > 0.8 - 0.1
+    assert sel.dropped["max_score"].tolist() == [2]  # 0.6 > 0.5
+    assert sel.dropped["duplicate"].tolist() == [3]  # attributed once, to the first reason
     assert sel.dropped["min_score"].tolist() == [5]
     assert sel.kept.tolist() == [4]
     assert sel.survivors == 1 and sel.shortfall == 9
@@ -86,16 +108,34 @@ def test_duplicate_checks_come_last_and_top_examines_only_what_it_needs():
         return np.array([p in dup_positions for p in positions])
 
     excl = {"positive": np.eye(12, dtype=bool)[0], "judged_relevant": np.zeros(12, bool)}
-    sel = select(scores, exclusions=excl, s_pos=0.95, num_negatives=4, sampling="top", rng=None,
-                 ratio=None, max_score=0.8, is_duplicate=is_dup)
+    sel = select(
+        scores,
+        exclusions=excl,
+        s_pos=0.95,
+        num_negatives=4,
+        sampling="top",
+        rng=None,
+        ratio=None,
+        max_score=0.8,
+        is_duplicate=is_dup,
+    )
     # 0 positive, 1 (0.83) above the ceiling: never sent to the duplicate check
     assert sel.dropped["max_score"].tolist() == [1]
     assert seen == [[2, 3, 4, 5], [6, 7]]  # batches of exactly what is still missing
     assert sel.kept.tolist() == [3, 4, 6, 7]
     assert sel.dropped["duplicate"].tolist() == [2, 5] and sel.examined == 6
     seen.clear()
-    sel = select(scores, exclusions=excl, s_pos=0.95, num_negatives=4, sampling="random", rng=query_rng(0, "q"),
-                 ratio=None, max_score=0.8, is_duplicate=is_dup)
+    sel = select(
+        scores,
+        exclusions=excl,
+        s_pos=0.95,
+        num_negatives=4,
+        sampling="random",
+        rng=query_rng(0, "q"),
+        ratio=None,
+        max_score=0.8,
+        is_duplicate=is_dup,
+    )
     assert seen == [[2, 3, 4, 5, 6, 7, 8, 9, 10, 11]]  # random sampling needs all of them checked
     assert sel.dropped["duplicate"].tolist() == [2, 5, 9] and not set(sel.kept.tolist()) & dup_positions
 
@@ -118,17 +158,37 @@ def test_a_chunk_selects_each_row_as_if_alone(sampling):
     def check(rows, cols):
         return dup_of[rows, cols]
 
-    opts = dict(num_negatives=k, sampling=sampling, ratio=0.9, margin=None, max_score=0.95, min_score=-0.4,
-                simans_a=2.0, simans_b=0.1)
+    opts = dict(
+        num_negatives=k,
+        sampling=sampling,
+        ratio=0.9,
+        margin=None,
+        max_score=0.95,
+        min_score=-0.4,
+        simans_a=2.0,
+        simans_b=0.1,
+    )
     if sampling == "simans":
         s_pos[::7] = 0.5  # SimANS needs the positive's score
-    sel = select_chunk(scores, valid=valid, exclusions={"positive": pos, "judged_relevant": judged}, s_pos=s_pos,
-                       rngs=[query_rng(0, f"q{i}") for i in range(n)], is_duplicate=check, **opts)
+    sel = select_chunk(
+        scores,
+        valid=valid,
+        exclusions={"positive": pos, "judged_relevant": judged},
+        s_pos=s_pos,
+        rngs=[query_rng(0, f"q{i}") for i in range(n)],
+        is_duplicate=check,
+        **opts,
+    )
     for i in range(n):
         m = int(valid[i].sum())
-        one = select(scores[i, :m], exclusions={"positive": pos[i, :m], "judged_relevant": judged[i, :m]},
-                     s_pos=None if np.isnan(s_pos[i]) else float(s_pos[i]), rng=query_rng(0, f"q{i}"),
-                     is_duplicate=lambda cols, i=i: dup_of[i, cols], **opts)
+        one = select(
+            scores[i, :m],
+            exclusions={"positive": pos[i, :m], "judged_relevant": judged[i, :m]},
+            s_pos=None if np.isnan(s_pos[i]) else float(s_pos[i]),
+            rng=query_rng(0, f"q{i}"),
+            is_duplicate=lambda cols, i=i: dup_of[i, cols],
+            **opts,
+        )
         assert np.flatnonzero(sel.codes[i] == KEPT).tolist() == one.kept.tolist(), i
         assert int(sel.examined[i]) == one.examined and int(sel.survivors[i]) == one.survivors
         assert int(sel.shortfall[i]) == one.shortfall
@@ -176,8 +236,10 @@ def test_simans_first_draw_follows_its_distribution():
     assert p.argmax() == np.abs(scores - (s_pos + b)).argmin()  # the peak is at s_pos + b
     rng = np.random.default_rng(1234)
     n = 30000
-    counts = np.bincount([int(sample_positions(scores, 1, how="simans", rng=rng, s_pos=s_pos, a=a, b=b)[0])
-                          for _ in range(n)], minlength=scores.size)
+    counts = np.bincount(
+        [int(sample_positions(scores, 1, how="simans", rng=rng, s_pos=s_pos, a=a, b=b)[0]) for _ in range(n)],
+        minlength=scores.size,
+    )
     stat, pvalue = chisquare(counts, p * n)
     assert pvalue > 0.001, (counts, p * n)
     # and it is not uniform, nor top-k
@@ -300,8 +362,9 @@ def test_duplicate_finder_agrees_with_the_duplicate_judge():
             asked.append((docs, positives, texts[(q + 3) % len(texts)]))
             index = PositiveIndex(positives, near_threshold=threshold)
             query_norm = normalize_text(texts[(q + 3) % len(texts)])
-            want = [index.match(Passage("c", texts[d])) is not None or normalize_text(texts[d]) == query_norm
-                    for d in docs]
+            want = [
+                index.match(Passage("c", texts[d])) is not None or normalize_text(texts[d]) == query_norm for d in docs
+            ]
             assert got.tolist() == want
             flagged += int(got.sum())
         assert flagged >= 20, threshold  # the comparison saw real duplicates

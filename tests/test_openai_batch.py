@@ -20,39 +20,56 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("aiohttp")
 
-from negclean.cascade.pricing import price_for  # noqa: E402
-from negclean.cascade.stages import CascadeConfig  # noqa: E402
-from negclean.data.records import Instance, Passage  # noqa: E402
-from negclean.errors import BackendError  # noqa: E402
-from negclean.judge.base import Grade, JudgeTask, Label  # noqa: E402
-from negclean.judge.config import OpenAIBatchJudgeConfig, OpenAIJudgeConfig, build_judge  # noqa: E402
-from negclean.judge.openai_batch import JobState, OpenAIBatchJudge, plan_files, write_requests  # noqa: E402
-from negclean.pipeline import run_judge  # noqa: E402
-from negclean.testing.batch_server import BatchFaultPlan, BatchTestServer  # noqa: E402
-from negclean.testing.openai_server import OpenAITestServer  # noqa: E402
-from negclean.testing.responders import TableResponder  # noqa: E402
+from negclean.cascade.pricing import price_for
+from negclean.cascade.stages import CascadeConfig
+from negclean.data.records import Instance, Passage
+from negclean.errors import BackendError
+from negclean.judge.base import Grade, JudgeTask, Label
+from negclean.judge.config import OpenAIBatchJudgeConfig, OpenAIJudgeConfig, build_judge
+from negclean.judge.openai_batch import JobState, OpenAIBatchJudge, plan_files, write_requests
+from negclean.pipeline import run_judge
+from negclean.testing.batch_server import BatchFaultPlan, BatchTestServer
+from negclean.testing.openai_server import OpenAITestServer
+from negclean.testing.responders import TableResponder
 
 REPO = Path(__file__).resolve().parents[1]
-NEGATIVES = ("Paris is the capital and largest city of France.", "Berlin is the capital of Germany.",
-             "France's capital, Paris, lies on the Seine.", "Cheese is made from milk.")
+NEGATIVES = (
+    "Paris is the capital and largest city of France.",
+    "Berlin is the capital of Germany.",
+    "France's capital, Paris, lies on the Seine.",
+    "Cheese is made from milk.",
+)
 TABLE = {NEGATIVES[0]: "better", NEGATIVES[2]: "worse"}
-EXPECTED = [(Label.RELEVANT, Grade.BETTER), (Label.NOT_RELEVANT, None), (Label.RELEVANT, Grade.WORSE),
-            (Label.NOT_RELEVANT, None)]
+EXPECTED = [
+    (Label.RELEVANT, Grade.BETTER),
+    (Label.NOT_RELEVANT, None),
+    (Label.RELEVANT, Grade.WORSE),
+    (Label.NOT_RELEVANT, None),
+]
 
 
 def make_tasks(n: int) -> list[JudgeTask]:
     tasks = []
     for i in range(n):
-        inst = Instance(f"q{i}", f"what is the capital of france (variant {i})",
-                        (Passage("p", "The capital of France is Paris."),),
-                        tuple(Passage(f"q{i}-n{k}", t) for k, t in enumerate(NEGATIVES)))
+        inst = Instance(
+            f"q{i}",
+            f"what is the capital of france (variant {i})",
+            (Passage("p", "The capital of France is Paris."),),
+            tuple(Passage(f"q{i}-n{k}", t) for k, t in enumerate(NEGATIVES)),
+        )
         tasks.append(JudgeTask(inst, tuple(range(len(NEGATIVES)))))
     return tasks
 
 
 def make_judge(srv: BatchTestServer, state_dir: Path, **overrides) -> OpenAIBatchJudge:
-    options = dict(model="gpt-4o-mini", base_url=srv.base_url, state_dir=str(state_dir), poll_interval=0.01,
-                   max_poll_interval=0.05, max_candidates=2)
+    options = dict(
+        model="gpt-4o-mini",
+        base_url=srv.base_url,
+        state_dir=str(state_dir),
+        poll_interval=0.01,
+        max_poll_interval=0.05,
+        max_candidates=2,
+    )
     options.update(overrides)
     return build_judge(OpenAIBatchJudgeConfig(**options))
 
@@ -164,8 +181,11 @@ def test_wrong_key_is_a_backend_error(tmp_path, monkeypatch):
 def test_stopped_waiting_then_resumed_without_resubmitting(tmp_path):
     with BatchTestServer(responder=TableResponder(TABLE), polls_per_status=10_000) as srv:
         first = make_judge(srv, tmp_path, max_wait=0.3).judge(make_tasks(3))
-        assert all(v.label is Label.UNDECIDED and v.retryable and "rerun to collect" in v.reason
-                   for r in first for v in r.verdicts)
+        assert all(
+            v.label is Label.UNDECIDED and v.retryable and "rerun to collect" in v.reason
+            for r in first
+            for v in r.verdicts
+        )
         assert len(srv.batch_list()) == 1 and len(srv.uploads()) == 1
         srv.polls_per_status = 1
         judge = make_judge(srv, tmp_path)  # a new judge: all it knows comes from the state file
@@ -180,7 +200,7 @@ def test_restart_after_the_process_was_killed_mid_poll(tmp_path):
     with BatchTestServer(responder=TableResponder(TABLE), polls_per_status=10_000) as srv:
         child = textwrap.dedent(f"""
             import sys
-            sys.path.insert(0, {str(REPO / 'tests')!r})
+            sys.path.insert(0, {str(REPO / "tests")!r})
             from test_openai_batch import make_tasks
             from negclean.judge.config import OpenAIBatchJudgeConfig, build_judge
             judge = build_judge(OpenAIBatchJudgeConfig(model="gpt-4o-mini", base_url={srv.base_url!r},
@@ -191,8 +211,11 @@ def test_restart_after_the_process_was_killed_mid_poll(tmp_path):
         proc = subprocess.Popen([sys.executable, "-c", child], env={**os.environ, "PYTHONPATH": str(REPO / "src")})
         try:
             deadline = time.monotonic() + 60
-            while not (len(srv.batch_list()) == 3 and srv.batch_list()[-1].status == "validating"
-                       and srv.batch_list()[-1].polls > 2):
+            while not (
+                len(srv.batch_list()) == 3
+                and srv.batch_list()[-1].status == "validating"
+                and srv.batch_list()[-1].polls > 2
+            ):
                 assert proc.poll() is None, "the child ended before it was killed"
                 assert time.monotonic() < deadline, "the child did not submit its batches"
                 time.sleep(0.05)
@@ -247,26 +270,41 @@ def test_batch_price_is_half_the_online_price():
 
 
 def _cascade(stage_judge: dict, **extra) -> CascadeConfig:
-    return CascadeConfig.model_validate({"stages": [{"name": "llm", "judge": stage_judge}],
-                                         "prices": {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}, **extra})
+    return CascadeConfig.model_validate(
+        {
+            "stages": [{"name": "llm", "judge": stage_judge}],
+            "prices": {"gpt-4o-mini": {"input": 0.15, "output": 0.6}},
+            **extra,
+        }
+    )
 
 
 def test_cascade_through_batches_costs_half_and_shares_the_store(tmp_path, examples_dir):
     data = str(examples_dir / "msmarco_hn_scored.jsonl")
     store = str(tmp_path / "store.sqlite")
     with BatchTestServer() as bsrv:
-        batch_judge = {"backend": "openai-batch", "model": "gpt-4o-mini", "base_url": bsrv.base_url,
-                       "state_dir": str(tmp_path / "state"), "poll_interval": 0.01, "max_poll_interval": 0.05}
-        summary = run_judge(input_path=data, cascade=_cascade(batch_judge, chunk_size=1000),
-                            output_dir=tmp_path / "batch", store_path=store)
+        batch_judge = {
+            "backend": "openai-batch",
+            "model": "gpt-4o-mini",
+            "base_url": bsrv.base_url,
+            "state_dir": str(tmp_path / "state"),
+            "poll_interval": 0.01,
+            "max_poll_interval": 0.05,
+        }
+        summary = run_judge(
+            input_path=data,
+            cascade=_cascade(batch_judge, chunk_size=1000),
+            output_dir=tmp_path / "batch",
+            store_path=store,
+        )
         assert len(bsrv.batch_list()) == 1  # the whole file is one job
-        again = run_judge(input_path=data, cascade=_cascade(batch_judge), output_dir=tmp_path / "again",
-                          store_path=store)
+        again = run_judge(
+            input_path=data, cascade=_cascade(batch_judge), output_dir=tmp_path / "again", store_path=store
+        )
         assert len(bsrv.batch_list()) == 1 and again["cascade"]["stages"][0]["judged"] == 0
     with OpenAITestServer() as osrv:
         online = {"backend": "openai", "model": "gpt-4o-mini", "base_url": osrv.base_url}
-        shared = run_judge(input_path=data, cascade=_cascade(online), output_dir=tmp_path / "shared",
-                           store_path=store)
+        shared = run_judge(input_path=data, cascade=_cascade(online), output_dir=tmp_path / "shared", store_path=store)
         assert osrv.requests.count == 0  # batch verdicts serve the online judge: same fingerprint
         paid = run_judge(input_path=data, cascade=_cascade(online), output_dir=tmp_path / "online")
     b, o = summary["cascade"]["stages"][0], paid["cascade"]["stages"][0]

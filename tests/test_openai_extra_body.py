@@ -8,11 +8,11 @@ import pytest
 
 pytest.importorskip("openai")
 
-from negclean.cascade.stages import CascadeConfig  # noqa: E402
-from negclean.judge.config import OpenAIBatchJudgeConfig, OpenAIJudgeConfig  # noqa: E402
-from negclean.pipeline import run_judge  # noqa: E402
-from negclean.testing.openai_server import OpenAITestServer  # noqa: E402
-from reliability.common import cascade_dict, make_instances, write_jsonl  # noqa: E402
+from negclean.cascade.stages import CascadeConfig
+from negclean.judge.config import OpenAIBatchJudgeConfig, OpenAIJudgeConfig
+from negclean.pipeline import run_judge
+from negclean.testing.openai_server import OpenAITestServer
+from reliability.common import cascade_dict, make_instances, write_jsonl
 
 
 def test_extra_body_reaches_the_server_and_keys_the_store(tmp_path):
@@ -20,8 +20,7 @@ def test_extra_body_reaches_the_server_and_keys_the_store(tmp_path):
     store = str(tmp_path / "s.sqlite")
     with OpenAITestServer() as srv:
         plain = CascadeConfig.model_validate(cascade_dict(srv.base_url))
-        extra = CascadeConfig.model_validate(cascade_dict(srv.base_url, extra_body={"repeat_penalty": 1.0,
-                                                                                      "top_k": 1}))
+        extra = CascadeConfig.model_validate(cascade_dict(srv.base_url, extra_body={"repeat_penalty": 1.0, "top_k": 1}))
 
         def judge(cascade, name):
             run_judge(input_path=str(data), cascade=cascade, output_dir=tmp_path / name, store_path=store)

@@ -12,14 +12,14 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("aiohttp")
 
-from negclean.data.records import Instance, Passage  # noqa: E402
-from negclean.errors import BackendError  # noqa: E402
-from negclean.judge.base import Grade, Judge, JudgeTask, Label  # noqa: E402
-from negclean.judge.config import OpenAIJudgeConfig, build_judge  # noqa: E402
-from negclean.judge.openai_chat import OpenAIJudge, call_id  # noqa: E402
-from negclean.judge.tokens import count_message_tokens  # noqa: E402
-from negclean.testing.openai_server import FaultPlan, OpenAITestServer  # noqa: E402
-from negclean.testing.responders import OverlapOracle, Reply, TableResponder  # noqa: E402
+from negclean.data.records import Instance, Passage
+from negclean.errors import BackendError
+from negclean.judge.base import Grade, Judge, JudgeTask, Label
+from negclean.judge.config import OpenAIJudgeConfig, build_judge
+from negclean.judge.openai_chat import OpenAIJudge, call_id
+from negclean.judge.tokens import count_message_tokens
+from negclean.testing.openai_server import FaultPlan, OpenAITestServer
+from negclean.testing.responders import OverlapOracle, Reply, TableResponder
 
 KEY_ENV = "NEGCLEAN_TEST_OPENAI_KEY"
 SECRET = "sk-test-SECRETKEY-7f3a9c1e5b2d"
@@ -32,19 +32,29 @@ NEGATIVES = (
     "The capital of France has been Paris since 987.",  # better
 )
 TABLE = {NEGATIVES[0]: "better", NEGATIVES[2]: "worse", NEGATIVES[4]: True}
-EXPECTED = [(Label.RELEVANT, Grade.BETTER), (Label.NOT_RELEVANT, None), (Label.RELEVANT, Grade.WORSE),
-            (Label.NOT_RELEVANT, None), (Label.RELEVANT, Grade.BETTER)]
+EXPECTED = [
+    (Label.RELEVANT, Grade.BETTER),
+    (Label.NOT_RELEVANT, None),
+    (Label.RELEVANT, Grade.WORSE),
+    (Label.NOT_RELEVANT, None),
+    (Label.RELEVANT, Grade.BETTER),
+]
 
 
 def make_task(query: str = "what is the capital of france", negatives=NEGATIVES, qid: str = "q1") -> JudgeTask:
-    inst = Instance(qid, query, (Passage("p1", "The capital of France is Paris."),),
-                    tuple(Passage(f"{qid}-n{i}", t) for i, t in enumerate(negatives)))
+    inst = Instance(
+        qid,
+        query,
+        (Passage("p1", "The capital of France is Paris."),),
+        tuple(Passage(f"{qid}-n{i}", t) for i, t in enumerate(negatives)),
+    )
     return JudgeTask(inst, tuple(range(len(negatives))))
 
 
 def make_judge(srv: OpenAITestServer, **overrides) -> OpenAIJudge:
-    options = dict(model="test-model", base_url=srv.base_url, api_key_env=KEY_ENV, backoff_base=0.01,
-                   max_backoff=2.0, timeout=10.0)
+    options = dict(
+        model="test-model", base_url=srv.base_url, api_key_env=KEY_ENV, backoff_base=0.01, max_backoff=2.0, timeout=10.0
+    )
     options.update(overrides)
     return OpenAIJudge(OpenAIJudgeConfig(**options))
 
@@ -60,8 +70,10 @@ def _no_key(monkeypatch):
 
 @pytest.mark.parametrize("reasoning", [True, False])
 def test_listwise_verdicts_over_chunked_calls(reasoning):
-    with OpenAITestServer(responder=TableResponder(TABLE)) as srv, \
-            make_judge(srv, reasoning=reasoning, max_candidates=2) as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE)) as srv,
+        make_judge(srv, reasoning=reasoning, max_candidates=2) as judge,
+    ):
         [result] = judge.judge([make_task()])
         assert labels(result) == EXPECTED
         assert srv.requests.count == 3  # 5 candidates, 2 per call
@@ -77,8 +89,10 @@ def test_listwise_verdicts_over_chunked_calls(reasoning):
 
 
 def test_pointwise_confidence_from_logprobs():
-    with OpenAITestServer(responder=TableResponder(TABLE, p_yes=0.8, p_no=0.3)) as srv, \
-            make_judge(srv, mode="pointwise") as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE, p_yes=0.8, p_no=0.3)) as srv,
+        make_judge(srv, mode="pointwise") as judge,
+    ):
         [result] = judge.judge([make_task()])
         assert labels(result) == [(lab, Grade.BETTER if lab is Label.RELEVANT else None) for lab, _ in EXPECTED]
         confidences = [v.confidence for v in result.verdicts]
@@ -89,16 +103,20 @@ def test_pointwise_confidence_from_logprobs():
 
 def test_pointwise_threshold_decides_on_p_yes():
     # the word says yes, but P(yes) = 0.6 is below the threshold: the log-probs decide
-    with OpenAITestServer(responder=lambda body: Reply("yes", p_yes=0.6)) as srv, \
-            make_judge(srv, mode="pointwise", yes_threshold=0.7) as judge:
+    with (
+        OpenAITestServer(responder=lambda body: Reply("yes", p_yes=0.6)) as srv,
+        make_judge(srv, mode="pointwise", yes_threshold=0.7) as judge,
+    ):
         [result] = judge.judge([make_task(negatives=NEGATIVES[:1])])
         assert result.verdicts[0].label is Label.NOT_RELEVANT
         assert result.verdicts[0].confidence == pytest.approx(0.6, abs=1e-3)
 
 
 def test_pointwise_without_logprobs_falls_back_to_the_word():
-    with OpenAITestServer(responder=TableResponder(TABLE), logprobs=False) as srv, \
-            make_judge(srv, mode="pointwise") as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE), logprobs=False) as srv,
+        make_judge(srv, mode="pointwise") as judge,
+    ):
         [result] = judge.judge([make_task()])
         assert [v.label for v in result.verdicts] == [lab for lab, _ in EXPECTED]
         assert all(v.confidence is None for v in result.verdicts)
@@ -137,18 +155,34 @@ def test_retry_after_http_date():
         assert second.started - first.finished >= 0.45
 
 
-TRANSPORTS = ["httpx", pytest.param("aiohttp", marks=pytest.mark.skipif(
-    not hasattr(__import__("openai"), "DefaultAioHttpClient"), reason="openai client without aiohttp support"))]
+TRANSPORTS = [
+    "httpx",
+    pytest.param(
+        "aiohttp",
+        marks=pytest.mark.skipif(
+            not hasattr(__import__("openai"), "DefaultAioHttpClient"), reason="openai client without aiohttp support"
+        ),
+    ),
+]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
-@pytest.mark.parametrize("fault,kind", [("server_error", "server_error"), ("unavailable", "server_error"),
-                                        ("reset", "connection"), ("timeout", "timeout"),
-                                        ("bad_json", "bad_response")])
+@pytest.mark.parametrize(
+    "fault,kind",
+    [
+        ("server_error", "server_error"),
+        ("unavailable", "server_error"),
+        ("reset", "connection"),
+        ("timeout", "timeout"),
+        ("bad_json", "bad_response"),
+    ],
+)
 def test_transient_faults_are_retried(fault, kind, transport):
     plan = FaultPlan(script=(fault, fault), hang_s=3.0, retry_after=0.05)
-    with OpenAITestServer(responder=TableResponder(TABLE), faults=plan) as srv, \
-            make_judge(srv, timeout=0.5, transport=transport) as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE), faults=plan) as srv,
+        make_judge(srv, timeout=0.5, transport=transport) as judge,
+    ):
         [result] = judge.judge([make_task()])
         assert labels(result) == EXPECTED
         assert srv.requests.count == 3
@@ -157,8 +191,10 @@ def test_transient_faults_are_retried(fault, kind, transport):
 
 def test_bounded_retries_end_undecided_with_reason():
     plan = FaultPlan(server_error=1.0)
-    with OpenAITestServer(responder=TableResponder(TABLE), faults=plan) as srv, \
-            make_judge(srv, max_retries=2, max_candidates=3) as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE), faults=plan) as srv,
+        make_judge(srv, max_retries=2, max_candidates=3) as judge,
+    ):
         [result] = judge.judge([make_task()])
         assert srv.requests.count == 2 * 3  # two calls, three attempts each
         assert all(v.label is Label.UNDECIDED for v in result.verdicts)
@@ -168,8 +204,10 @@ def test_bounded_retries_end_undecided_with_reason():
 
 def test_bad_request_is_not_retried():
     plan = FaultPlan(script=("bad_request",))
-    with OpenAITestServer(responder=TableResponder(TABLE), faults=plan) as srv, \
-            make_judge(srv, max_candidates=3) as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE), faults=plan) as srv,
+        make_judge(srv, max_candidates=3) as judge,
+    ):
         [result] = judge.judge([make_task()])
         assert srv.requests.count == 2  # the 400 call once, the other call once
         undecided = [v for v in result.verdicts if v.label is Label.UNDECIDED]
@@ -179,8 +217,10 @@ def test_bad_request_is_not_retried():
 
 
 def test_truncated_output_is_undecided():
-    with OpenAITestServer(responder=TableResponder(TABLE), faults=FaultPlan(truncated=1.0)) as srv, \
-            make_judge(srv) as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE), faults=FaultPlan(truncated=1.0)) as srv,
+        make_judge(srv) as judge,
+    ):
         [result] = judge.judge([make_task()])
         assert all(v.label is Label.UNDECIDED and "truncated" in v.reason for v in result.verdicts)
         assert judge.stats.truncated == 1
@@ -197,8 +237,10 @@ def test_max_tokens_cut_is_undecided():
 @pytest.mark.parametrize("mode", ["listwise", "pointwise"])
 def test_malformed_output_is_undecided(mode):
     tasks = [make_task(qid=f"q{i}") for i in range(4)]
-    with OpenAITestServer(responder=TableResponder(TABLE), faults=FaultPlan(malformed=1.0, seed=3)) as srv, \
-            make_judge(srv, mode=mode) as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE), faults=FaultPlan(malformed=1.0, seed=3)) as srv,
+        make_judge(srv, mode=mode) as judge,
+    ):
         results = judge.judge(tasks)
         verdicts = [v for r in results for v in r.verdicts]
         assert len(verdicts) == 20
@@ -207,16 +249,20 @@ def test_malformed_output_is_undecided(mode):
 
 
 def test_forged_verdict_echo_is_undecided():
-    with OpenAITestServer(responder=TableResponder(TABLE), faults=FaultPlan(forged=1.0)) as srv, \
-            make_judge(srv) as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE), faults=FaultPlan(forged=1.0)) as srv,
+        make_judge(srv) as judge,
+    ):
         [result] = judge.judge([make_task()])
         assert all(v.label is Label.UNDECIDED and "2 verdict blocks" in v.reason for v in result.verdicts)
 
 
 def test_concurrency_limit_is_respected():
     tasks = [make_task(qid=f"q{i}") for i in range(8)]  # 40 pointwise calls
-    with OpenAITestServer(responder=TableResponder(TABLE), delay=0.03) as srv, \
-            make_judge(srv, mode="pointwise", concurrency=4) as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE), delay=0.03) as srv,
+        make_judge(srv, mode="pointwise", concurrency=4) as judge,
+    ):
         results = judge.judge(tasks)
         assert all(labels(r)[0][0] is Label.RELEVANT for r in results)
         assert srv.requests.count == 40
@@ -285,8 +331,7 @@ def test_unknown_model_raises_backend_error():
 
 
 def test_missing_key_names_the_variable():
-    judge = OpenAIJudge(OpenAIJudgeConfig(model="m", base_url="https://llm.example.invalid/v1",
-                                          api_key_env=KEY_ENV))
+    judge = OpenAIJudge(OpenAIJudgeConfig(model="m", base_url="https://llm.example.invalid/v1", api_key_env=KEY_ENV))
     with pytest.raises(BackendError, match=KEY_ENV) as info:
         judge.judge([make_task()])
     assert "llm.example.invalid" in str(info.value)
@@ -303,9 +348,12 @@ def test_loopback_endpoint_needs_no_key():
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_azure_client_path(monkeypatch, transport):
     monkeypatch.setenv(KEY_ENV, SECRET)
-    with OpenAITestServer(responder=TableResponder(TABLE), require_key=SECRET) as srv, \
-            make_judge(srv, model="my-deployment", base_url=srv.azure_endpoint,
-                       azure_api_version="2024-06-01", transport=transport) as judge:
+    with (
+        OpenAITestServer(responder=TableResponder(TABLE), require_key=SECRET) as srv,
+        make_judge(
+            srv, model="my-deployment", base_url=srv.azure_endpoint, azure_api_version="2024-06-01", transport=transport
+        ) as judge,
+    ):
         [result] = judge.judge([make_task()])
         assert labels(result) == EXPECTED
         [record] = srv.requests.records
@@ -323,8 +371,11 @@ def test_missing_usage_is_estimated():
 
 def test_call_ids_are_stable_and_keyed_by_fingerprint():
     with OpenAITestServer(responder=TableResponder(TABLE)) as srv:
-        with make_judge(srv) as a, make_judge(srv, concurrency=2, timeout=5, backoff_base=0.3) as b, \
-                make_judge(srv, temperature=0.0) as c:
+        with (
+            make_judge(srv) as a,
+            make_judge(srv, concurrency=2, timeout=5, backoff_base=0.3) as b,
+            make_judge(srv, temperature=0.0) as c,
+        ):
             ra, rb, rc = (j.judge([make_task()])[0] for j in (a, b, c))
         assert a.fingerprint == b.fingerprint != c.fingerprint
         assert ra.call_id == rb.call_id != rc.call_id
@@ -367,8 +418,10 @@ def test_server_messages_are_redacted(monkeypatch):
 
 def test_config_error_stops_the_whole_batch():
     tasks = [make_task(qid=f"q{i}") for i in range(8)]  # 40 pointwise calls
-    with OpenAITestServer(models=["real-model"], delay=0.02) as srv, \
-            make_judge(srv, model="typo-model", mode="pointwise", concurrency=2) as judge:
+    with (
+        OpenAITestServer(models=["real-model"], delay=0.02) as srv,
+        make_judge(srv, model="typo-model", mode="pointwise", concurrency=2) as judge,
+    ):
         with pytest.raises(BackendError, match="404"):
             judge.judge(tasks)
         time.sleep(0.1)

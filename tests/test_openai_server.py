@@ -13,15 +13,19 @@ import pytest
 
 pytest.importorskip("aiohttp")
 
-from negclean.data.records import Passage  # noqa: E402
-from negclean.judge.prompts import render  # noqa: E402
-from negclean.testing.openai_server import FaultPlan, OpenAITestServer  # noqa: E402
-from negclean.testing.responders import OverlapOracle, Reply, TableResponder, parse_prompt  # noqa: E402
+from negclean.data.records import Passage
+from negclean.judge.prompts import render
+from negclean.testing.openai_server import FaultPlan, OpenAITestServer
+from negclean.testing.responders import OverlapOracle, Reply, TableResponder, parse_prompt
 
 
 def post(url: str, body: dict, *, headers: dict | None = None, timeout: float = 10.0) -> tuple[int, dict, dict]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, dict(response.headers), json.loads(response.read())
@@ -64,8 +68,9 @@ def test_key_check_and_azure_path():
 
 
 def test_rate_limit_headers():
-    with OpenAITestServer(faults=FaultPlan(script=("rate_limit", "unavailable"), retry_after=2,
-                                           retry_after_format="ms")) as srv:
+    with OpenAITestServer(
+        faults=FaultPlan(script=("rate_limit", "unavailable"), retry_after=2, retry_after_format="ms")
+    ) as srv:
         status, headers, body = post(srv.base_url + "/chat/completions", chat())
         assert status == 429 and headers["retry-after-ms"] == "2000" and body["error"]["code"]
         status, headers, _ = post(srv.base_url + "/chat/completions", chat())
@@ -125,8 +130,9 @@ def test_table_responder_matches_titled_candidates():
     positives = [Passage("p", "Truth.")]
     cands = [Passage("a", "alpha text", title="A"), Passage("b", "beta text", title="B")]
     system, user = render("listwise_brief", query="q", positives=positives, candidates=cands, include_titles=True)
-    reply = TableResponder({"beta text": "worse"})({"messages": [{"role": "system", "content": system},
-                                                                 {"role": "user", "content": user}]})
+    reply = TableResponder({"beta text": "worse"})(
+        {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+    )
     assert reply.content == '<verdict>{"better": [], "worse": [2]}</verdict>'
 
 
@@ -134,8 +140,9 @@ def test_overlap_oracle_grades_against_the_ground_truth():
     positives = [Passage("p", "France has Paris.")]  # shares 1 of 2 question words
     cands = [Passage("a", "The capital of France is Paris."), Passage("b", "Pizza.")]
     system, user = render("listwise_brief", query="capital of France", positives=positives, candidates=cands)
-    reply = OverlapOracle(threshold=0.6)({"messages": [{"role": "system", "content": system},
-                                                       {"role": "user", "content": user}]})
+    reply = OverlapOracle(threshold=0.6)(
+        {"messages": [{"role": "system", "content": system}, {"role": "user", "content": user}]}
+    )
     assert reply.content == '<verdict>{"better": [1], "worse": []}</verdict>'
 
 

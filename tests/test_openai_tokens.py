@@ -15,8 +15,12 @@ from negclean.judge.tokens import count_message_tokens, count_tokens, estimate_t
 
 
 def make_task(n: int) -> JudgeTask:
-    inst = Instance("q", "what is a false negative", (Passage("p", "A relevant passage labeled negative."),),
-                    tuple(Passage(f"n{i}", f"negative passage number {i}") for i in range(n)))
+    inst = Instance(
+        "q",
+        "what is a false negative",
+        (Passage("p", "A relevant passage labeled negative."),),
+        tuple(Passage(f"n{i}", f"negative passage number {i}") for i in range(n)),
+    )
     return JudgeTask(inst, tuple(range(n)))
 
 
@@ -78,7 +82,7 @@ def test_backoff_grows_with_jitter_and_cap():
     rng = random.Random(0)
     waits = [[backoff_delay(a, base=0.5, cap=10, retry_after=None, rng=rng) for _ in range(200)] for a in range(6)]
     for a, ws in enumerate(waits):
-        step = min(10, 0.5 * 2 ** a)
+        step = min(10, 0.5 * 2**a)
         assert step / 2 <= min(ws) and max(ws) <= step
         assert max(ws) - min(ws) > step / 4  # jittered
     ra = [backoff_delay(0, base=0.5, cap=10, retry_after=3.0, rng=rng) for _ in range(100)]

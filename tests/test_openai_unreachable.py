@@ -26,13 +26,12 @@ import yaml
 pytest.importorskip("openai")
 pytest.importorskip("aiohttp")
 
-from negclean.data.records import Instance, Passage  # noqa: E402
-from negclean.errors import EXIT_BACKEND, BackendError  # noqa: E402
-from negclean.judge.base import JudgeTask  # noqa: E402
-from negclean.judge.config import OpenAIJudgeConfig, build_judge  # noqa: E402
-from reliability.common import (cascade_dict, cli_env, make_instances, read_rows, run_cli,  # noqa: E402
-                                stored_call_ids, write_jsonl)
-from reliability.crash import start  # noqa: E402
+from negclean.data.records import Instance, Passage
+from negclean.errors import EXIT_BACKEND, BackendError
+from negclean.judge.base import JudgeTask
+from negclean.judge.config import OpenAIJudgeConfig, build_judge
+from reliability.common import cascade_dict, cli_env, make_instances, read_rows, run_cli, stored_call_ids, write_jsonl
+from reliability.crash import start
 
 FAST_RETRIES = {"max_retries": 2, "backoff_base": 0.05, "max_backoff": 0.2, "timeout": 10.0}
 
@@ -80,10 +79,21 @@ def test_refused_port_exits_5_within_seconds_naming_the_url(tmp_path, transport)
 
 def test_unknown_host_is_a_backend_error_naming_it(monkeypatch):
     monkeypatch.setenv("NEGCLEAN_TEST_KEY", "not-used")
-    inst = Instance("q1", "what is a river", (Passage("p", "A river is water flowing."),),
-                    (Passage("n1", "A lake is still water."),))
-    judge = build_judge(OpenAIJudgeConfig(model="m", mode="pointwise", base_url="http://no-such-host.invalid/v1",
-                                          api_key_env="NEGCLEAN_TEST_KEY", **FAST_RETRIES))
+    inst = Instance(
+        "q1",
+        "what is a river",
+        (Passage("p", "A river is water flowing."),),
+        (Passage("n1", "A lake is still water."),),
+    )
+    judge = build_judge(
+        OpenAIJudgeConfig(
+            model="m",
+            mode="pointwise",
+            base_url="http://no-such-host.invalid/v1",
+            api_key_env="NEGCLEAN_TEST_KEY",
+            **FAST_RETRIES,
+        )
+    )
     try:
         with pytest.raises(BackendError) as info:
             judge.judge([JudgeTask(inst, (0,))])
@@ -102,8 +112,13 @@ def test_server_killed_mid_run_exits_5_keeps_verdicts_and_resumes(tmp_path):
     calls = sum(len(r["negative_passages"]) for r in rows)  # pointwise: one call per candidate
 
     def serve() -> tuple[subprocess.Popen, str]:
-        proc = subprocess.Popen([sys.executable, "-m", "negclean.testing.openai_server", "--delay", "0.15"],
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=cli_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "negclean.testing.openai_server", "--delay", "0.15"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=cli_env(),
+        )
         return proc, proc.stdout.readline().strip()
 
     def summary(run: Path) -> dict:
@@ -111,8 +126,15 @@ def test_server_killed_mid_run_exits_5_keeps_verdicts_and_resumes(tmp_path):
 
     clean_srv, clean_url = serve()
     try:
-        proc = run_cli("judge", data, "--cascade", write_cascade(tmp_path / "clean.yaml", clean_url, concurrency=2),
-                       "-o", tmp_path / "clean", timeout=120)
+        proc = run_cli(
+            "judge",
+            data,
+            "--cascade",
+            write_cascade(tmp_path / "clean.yaml", clean_url, concurrency=2),
+            "-o",
+            tmp_path / "clean",
+            timeout=120,
+        )
         assert proc.returncode == 0, proc.stderr
     finally:
         clean_srv.kill()
@@ -121,8 +143,19 @@ def test_server_killed_mid_run_exits_5_keeps_verdicts_and_resumes(tmp_path):
     store = tmp_path / "store.sqlite"
     srv, url = serve()
     run = tmp_path / "run"
-    job = start(["judge", data, "--cascade", write_cascade(tmp_path / "a.yaml", url, concurrency=2), "-o", run,
-                 "--store", store], tmp_path / "killed.log")
+    job = start(
+        [
+            "judge",
+            data,
+            "--cascade",
+            write_cascade(tmp_path / "a.yaml", url, concurrency=2),
+            "-o",
+            run,
+            "--store",
+            store,
+        ],
+        tmp_path / "killed.log",
+    )
     try:
         deadline = time.monotonic() + 60
         while job.poll() is None and stored_count(store) < 6:
@@ -149,8 +182,17 @@ def test_server_killed_mid_run_exits_5_keeps_verdicts_and_resumes(tmp_path):
 
     srv, url = serve()  # a new port: base_url is operational, not part of the stored verdicts' key
     try:
-        proc = run_cli("judge", data, "--cascade", write_cascade(tmp_path / "b.yaml", url, concurrency=2),
-                       "-o", run, "--store", store, timeout=120)
+        proc = run_cli(
+            "judge",
+            data,
+            "--cascade",
+            write_cascade(tmp_path / "b.yaml", url, concurrency=2),
+            "-o",
+            run,
+            "--store",
+            store,
+            timeout=120,
+        )
     finally:
         srv.kill()
         srv.wait()

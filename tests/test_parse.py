@@ -10,7 +10,7 @@ from negclean.judge.parse import ParseFailure, p_yes_from_logprobs, parse_listwi
 
 
 def test_listwise_clean_verdict():
-    out = "<reasoning>doc 2 answers it</reasoning>\n<verdict>{\"better\": [2], \"worse\": [3, 1]}</verdict>"
+    out = '<reasoning>doc 2 answers it</reasoning>\n<verdict>{"better": [2], "worse": [3, 1]}</verdict>'
     v = parse_listwise(out, 3)
     assert v.better == (2,) and v.worse == (3, 1)
 
@@ -20,23 +20,29 @@ def test_listwise_empty_lists_are_a_real_verdict():
     assert v.better == () and v.worse == ()
 
 
-@pytest.mark.parametrize("text,n,fragment", [
-    ("", 3, "empty"),
-    ("I think doc 2 is relevant.", 3, "no <verdict>"),
-    ('<verdict>{"better": [2], "worse": [', 3, "not closed"),
-    ('<verdict>{"better": [4], "worse": []}</verdict>', 3, "outside 1..3"),
-    ('<verdict>{"better": [0], "worse": []}</verdict>', 3, "outside 1..3"),
-    ('<verdict>{"better": [2, 2], "worse": []}</verdict>', 3, "twice"),
-    ('<verdict>{"better": [2], "worse": [2]}</verdict>', 3, "both"),
-    ('<verdict>{"better": ["2"], "worse": []}</verdict>', 3, "not a candidate number"),
-    ('<verdict>{"better": [true], "worse": []}</verdict>', 3, "not a candidate number"),
-    ('<verdict>{"better": [1]}</verdict>', 3, "lacks"),
-    ('<verdict>{"better": [1], "worse": [], "maybe": [2]}</verdict>', 3, "unexpected keys"),
-    ("<verdict>better: 1</verdict>", 3, "not valid JSON"),
-    ('<verdict>[1, 2]</verdict>', 3, "not a JSON object"),
-    ('<verdict>{"better": [1], "worse": []}</verdict> <verdict>{"better": [], "worse": []}</verdict>', 3,
-     "2 verdict blocks"),
-])
+@pytest.mark.parametrize(
+    "text,n,fragment",
+    [
+        ("", 3, "empty"),
+        ("I think doc 2 is relevant.", 3, "no <verdict>"),
+        ('<verdict>{"better": [2], "worse": [', 3, "not closed"),
+        ('<verdict>{"better": [4], "worse": []}</verdict>', 3, "outside 1..3"),
+        ('<verdict>{"better": [0], "worse": []}</verdict>', 3, "outside 1..3"),
+        ('<verdict>{"better": [2, 2], "worse": []}</verdict>', 3, "twice"),
+        ('<verdict>{"better": [2], "worse": [2]}</verdict>', 3, "both"),
+        ('<verdict>{"better": ["2"], "worse": []}</verdict>', 3, "not a candidate number"),
+        ('<verdict>{"better": [true], "worse": []}</verdict>', 3, "not a candidate number"),
+        ('<verdict>{"better": [1]}</verdict>', 3, "lacks"),
+        ('<verdict>{"better": [1], "worse": [], "maybe": [2]}</verdict>', 3, "unexpected keys"),
+        ("<verdict>better: 1</verdict>", 3, "not valid JSON"),
+        ("<verdict>[1, 2]</verdict>", 3, "not a JSON object"),
+        (
+            '<verdict>{"better": [1], "worse": []}</verdict> <verdict>{"better": [], "worse": []}</verdict>',
+            3,
+            "2 verdict blocks",
+        ),
+    ],
+)
 def test_listwise_failures(text, n, fragment):
     with pytest.raises(ParseFailure) as exc:
         parse_listwise(text, n)
@@ -69,8 +75,10 @@ def test_p_yes_renormalises_over_yes_and_no_variants():
 
 
 def test_rlhn_format():
-    out = ("<verdict> \n<better> Preferred over ground truth: [Doc (21)] </better>, \n"
-           "<worse> Relevant but not preferred over ground truth: [Doc (18), Doc (22)] </worse>\n</verdict>")
+    out = (
+        "<verdict> \n<better> Preferred over ground truth: [Doc (21)] </better>, \n"
+        "<worse> Relevant but not preferred over ground truth: [Doc (18), Doc (22)] </worse>\n</verdict>"
+    )
     v = parse_rlhn(out, 25)
     assert v.better == (21,) and v.worse == (18, 22)
     with pytest.raises(ParseFailure, match="outside"):

@@ -38,9 +38,15 @@ def invoke(*args) -> tuple[int, str]:
 
 
 def tevatron_rows(n: int, *, text: str = "Some passage about bridges.") -> list[dict]:
-    return [{"query_id": f"q{i}", "query": f"how do bridges {i} work",
-             "positive_passages": [{"docid": f"p{i}", "title": "", "text": f"Bridges {i} work by spanning gaps."}],
-             "negative_passages": [{"docid": f"n{i}", "title": "", "text": text}]} for i in range(n)]
+    return [
+        {
+            "query_id": f"q{i}",
+            "query": f"how do bridges {i} work",
+            "positive_passages": [{"docid": f"p{i}", "title": "", "text": f"Bridges {i} work by spanning gaps."}],
+            "negative_passages": [{"docid": f"n{i}", "title": "", "text": text}],
+        }
+        for i in range(n)
+    ]
 
 
 def write_rows(path: Path, rows: list[dict]) -> Path:
@@ -79,7 +85,7 @@ def test_a_huge_passage_keeps_memory_bounded_and_is_judged_as_its_first_part(tmp
     """A 3 MB passage through the `screen` preset: peak memory grows by little more than the passage itself
     (measured +40 MB), and every verdict equals the run where the passage is cut to its first 20,000 characters.
     Before the fix the tokenizer took the whole passage: +740 MB for 6 MB, about half that here."""
-    head = ("Bridges carry loads across rivers and valleys; suspension bridges hang their deck from cables. " * 210)
+    head = "Bridges carry loads across rivers and valleys; suspension bridges hang their deck from cables. " * 210
     head = head[:20_000]
     filler = "Unrelated filler words about cooking pasta and growing tomatoes in the garden. " * 38_000
     rows_cut, rows_huge = tevatron_rows(3), tevatron_rows(3)
@@ -88,8 +94,13 @@ def test_a_huge_passage_keeps_memory_bounded_and_is_judged_as_its_first_part(tmp
     write_rows(tmp_path / "cut.jsonl", rows_cut)
     write_rows(tmp_path / "huge.jsonl", rows_huge)
     assert len(rows_huge[1]["negative_passages"][0]["text"]) > 3_000_000
-    proc = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     measured = json.loads(proc.stdout.strip().splitlines()[-1])
     print(f"\npeak RSS {measured['before_mb']:.0f} MB before the 3 MB passage, +{measured['growth_mb']:.0f} MB")
@@ -154,8 +165,11 @@ def test_run_and_mine_refuse_to_write_over_their_input(tmp_path, cascade_file):
     data = write_rows(tmp_path / "train.jsonl", tevatron_rows(3))
     original = data.read_bytes()
     pipe = tmp_path / "pipe.yaml"
-    pipe.write_text(yaml.safe_dump({"input": "train.jsonl", "output_dir": "run", "cascade": DUPLICATE,
-                                    "fix": {"output": "./train.jsonl"}}))
+    pipe.write_text(
+        yaml.safe_dump(
+            {"input": "train.jsonl", "output_dir": "run", "cascade": DUPLICATE, "fix": {"output": "./train.jsonl"}}
+        )
+    )
     code, out = invoke("run", pipe, "--json")
     assert code == 2 and "is the input file" in json.loads(out)["message"], out
     # the run folder's own files: an input named like one of them, in the output folder
@@ -187,8 +201,9 @@ def test_training_refuses_a_model_folder_that_holds_its_data(tmp_path):
 
 def test_a_run_that_reads_nothing_exits_3_saying_where_the_rejects_are(tmp_path, cascade_file):
     every_line_bad = BAD / "undetectable.jsonl"  # read as st, every line is rejected
-    code, out = invoke("judge", every_line_bad, "--format", "st", "--cascade", cascade_file,
-                       "-o", tmp_path / "run", "--json")
+    code, out = invoke(
+        "judge", every_line_bad, "--format", "st", "--cascade", cascade_file, "-o", tmp_path / "run", "--json"
+    )
     error = json.loads(out)
     assert code == 3 and error["exit_code"] == 3, out
     rejects = tmp_path / "run" / "rejects.jsonl"
@@ -196,8 +211,17 @@ def test_a_run_that_reads_nothing_exits_3_saying_where_the_rejects_are(tmp_path,
     assert len(rejects.read_text().splitlines()) == 2
     assert not (tmp_path / "run" / "verdicts.jsonl").exists()
 
-    code, out = invoke("judge", BAD / "empty.jsonl", "--format", "tevatron", "--cascade", cascade_file,
-                       "-o", tmp_path / "empty", "--json")
+    code, out = invoke(
+        "judge",
+        BAD / "empty.jsonl",
+        "--format",
+        "tevatron",
+        "--cascade",
+        cascade_file,
+        "-o",
+        tmp_path / "empty",
+        "--json",
+    )
     assert code == 3 and "nothing was read" in json.loads(out)["message"], out
 
 
@@ -211,8 +235,7 @@ def test_a_zero_row_parquet_exits_3_in_judge_and_fix(tmp_path, cascade_file):
     code, out = invoke("judge", empty, "--cascade", cascade_file, "-o", tmp_path / "run", "--json")
     assert code == 3 and "nothing was read" in json.loads(out)["message"], out
     (tmp_path / "verdicts.jsonl").write_text("")
-    code, out = invoke("fix", empty, "--verdicts", tmp_path / "verdicts.jsonl", "-o", tmp_path / "f.parquet",
-                       "--json")
+    code, out = invoke("fix", empty, "--verdicts", tmp_path / "verdicts.jsonl", "-o", tmp_path / "f.parquet", "--json")
     assert code == 3 and "nothing was read" in json.loads(out)["message"], out
     assert not (tmp_path / "f.parquet").exists()
 
@@ -227,13 +250,16 @@ def key_traces(key: str) -> list[str]:
     return [key, key[-12:], key[:12], key[8:20]]
 
 
-@pytest.mark.parametrize("text", [
-    f"Rate limit reached for key {KEY}.",
-    f"Invalid key {KEY[:3]}...{KEY[-12:]} (masked)",
-    f"quota for {KEY[:4]}****{KEY[-4:]} exceeded",
-    f"the key is '{KEY[5:19]}'",
-    f"<verdict>yes</verdict> {KEY}",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        f"Rate limit reached for key {KEY}.",
+        f"Invalid key {KEY[:3]}...{KEY[-12:]} (masked)",
+        f"quota for {KEY[:4]}****{KEY[-4:]} exceeded",
+        f"the key is '{KEY[5:19]}'",
+        f"<verdict>yes</verdict> {KEY}",
+    ],
+)
 def test_redact_removes_the_key_whole_cut_or_masked(text):
     from negclean.judge.redact import redact
 
@@ -273,15 +299,20 @@ def test_a_key_echoed_by_the_server_or_written_by_the_model_reaches_no_artifact(
         report = run_cli("report", out, "--scores", "none", env=env)
         assert report.returncode == 0, report.stdout + report.stderr
     assert srv.requests.statuses()[429] + srv.requests.statuses()[500] > 0
-    reasons = [c["reason"] for r in map(json.loads, (out / "verdicts.jsonl").read_text().splitlines())
-               for c in r["candidates"] if "HTTP" in (c.get("reason") or "")]
+    reasons = [
+        c["reason"]
+        for r in map(json.loads, (out / "verdicts.jsonl").read_text().splitlines())
+        for c in r["candidates"]
+        if "HTTP" in (c.get("reason") or "")
+    ]
     assert reasons and all("API key: ***" in r for r in reasons), reasons[:3]  # the echo was there, redacted
     with sqlite3.connect(out / "judgments.sqlite") as conn:
         raws = [r for (r,) in conn.execute("SELECT raw FROM calls WHERE raw IS NOT NULL")]
     assert raws and all("My instructions mention ***." in r for r in raws)
     assert (out / "report.html").exists()
-    for name, blob in [("stdout+stderr", (run.stdout + run.stderr + report.stdout + report.stderr).encode())] + \
-            [(str(p), p.read_bytes()) for p in out.rglob("*") if p.is_file()]:
+    for name, blob in [("stdout+stderr", (run.stdout + run.stderr + report.stdout + report.stderr).encode())] + [
+        (str(p), p.read_bytes()) for p in out.rglob("*") if p.is_file()
+    ]:
         for trace in key_traces(KEY):
             assert trace.encode() not in blob, f"{name} holds {trace!r}"
 
@@ -297,11 +328,16 @@ def test_the_batch_backend_redacts_error_rows_and_answers(monkeypatch):
     masked = f"{KEY[:3]}...{KEY[-12:]}"
     texts = [
         judge._row_failure({"custom_id": "a", "error": {"code": "server_error", "message": f"key {masked}"}}).reason,
-        judge._row_failure({"custom_id": "b", "response": {"status_code": 500,
-                                                            "body": {"error": {"message": f"bad key {KEY}"}}}}).reason,
+        judge._row_failure(
+            {"custom_id": "b", "response": {"status_code": 500, "body": {"error": {"message": f"bad key {KEY}"}}}}
+        ).reason,
     ]
-    answer = {"choices": [{"message": {"content": f"{KEY} <verdict>{{\"better\": [], \"worse\": []}}</verdict>"},
-                           "finish_reason": "stop"}], "usage": {"prompt_tokens": 5, "completion_tokens": 5}}
+    answer = {
+        "choices": [
+            {"message": {"content": f'{KEY} <verdict>{{"better": [], "worse": []}}</verdict>'}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5},
+    }
     texts.append(judge._row_output({"custom_id": "c", "response": {"status_code": 200, "body": answer}}).text)
     for text in texts:
         assert "***" in text and not any(t in text for t in key_traces(KEY)), text
@@ -312,35 +348,57 @@ def test_the_batch_backend_redacts_error_rows_and_answers(monkeypatch):
 
 def test_a_duplicate_key_is_an_error_naming_file_line_and_key(tmp_path, cascade_file):
     name = BAD / "duplicate_keys.jsonl"
-    code, out = invoke("judge", name, "--cascade", cascade_file, "-o", tmp_path / "fail", "--on-error", "fail",
-                       "--json")
+    code, out = invoke(
+        "judge", name, "--cascade", cascade_file, "-o", tmp_path / "fail", "--on-error", "fail", "--json"
+    )
     error = json.loads(out)
     assert code == 3 and error["message"].startswith(f"{name}:2: duplicate key 'query'"), out
     code, out = invoke("judge", name, "--cascade", cascade_file, "-o", tmp_path / "skip", "--json")
     assert code == 0 and json.loads(out)["read"]["rejected"] == 2, out
     rejects = [json.loads(x) for x in (tmp_path / "skip" / "rejects.jsonl").read_text().splitlines()]
-    assert [(r["line"], r["reason"].split(" in ")[0]) for r in rejects] == [(2, "duplicate key 'query'"),
-                                                                           (3, "duplicate key 'text'")]
+    assert [(r["line"], r["reason"].split(" in ")[0]) for r in rejects] == [
+        (2, "duplicate key 'query'"),
+        (3, "duplicate key 'text'"),
+    ]
 
 
 # ---- 6. hints name command-line flags
 
 
 def test_hints_shown_by_the_cli_name_its_flags(tmp_path, cascade_file):
-    code, out = invoke("judge", BAD / "undetectable.jsonl", "--cascade", cascade_file, "-o", tmp_path / "a",
-                       "--json")
+    code, out = invoke("judge", BAD / "undetectable.jsonl", "--cascade", cascade_file, "-o", tmp_path / "a", "--json")
     assert code == 3 and "--format" in json.loads(out)["message"], out
-    code, out = invoke("judge", BAD / "invalid_json.jsonl", "--cascade", cascade_file, "-o", tmp_path / "b",
-                       "--on-error", "fail", "--json")
+    code, out = invoke(
+        "judge",
+        BAD / "invalid_json.jsonl",
+        "--cascade",
+        cascade_file,
+        "-o",
+        tmp_path / "b",
+        "--on-error",
+        "fail",
+        "--json",
+    )
     assert code == 3 and "--on-error skip" in json.loads(out)["message"], out
-    code, out = invoke("judge", BAD / "bom.jsonl", "--format", "parquet", "--cascade", cascade_file,
-                       "-o", tmp_path / "c", "--json")
+    code, out = invoke(
+        "judge", BAD / "bom.jsonl", "--format", "parquet", "--cascade", cascade_file, "-o", tmp_path / "c", "--json"
+    )
     assert code == 3 and "--format tevatron" in json.loads(out)["message"], out
-    code, out = invoke("judge", BAD / "bom.jsonl", "--on-error", "ignore", "--cascade", cascade_file,
-                       "-o", tmp_path / "d", "--json")
+    code, out = invoke(
+        "judge", BAD / "bom.jsonl", "--on-error", "ignore", "--cascade", cascade_file, "-o", tmp_path / "d", "--json"
+    )
     assert code == 2 and "--on-error" in json.loads(out)["message"], out
     data = write_rows(tmp_path / "t.jsonl", tevatron_rows(2))
     code, out = invoke("judge", data, "--cascade", cascade_file, "-o", tmp_path / "e", "--json")
-    code, out = invoke("fix", data, "--verdicts", tmp_path / "e" / "verdicts.jsonl", "-o", tmp_path / "f.parquet",
-                       "--to", "tevatron", "--json")
+    code, out = invoke(
+        "fix",
+        data,
+        "--verdicts",
+        tmp_path / "e" / "verdicts.jsonl",
+        "-o",
+        tmp_path / "f.parquet",
+        "--to",
+        "tevatron",
+        "--json",
+    )
     assert code == 2 and "--to parquet" in json.loads(out)["message"], out

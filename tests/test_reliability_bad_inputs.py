@@ -58,16 +58,27 @@ def test_the_corpus_is_big_enough():
 def test_fail_mode_exits_3_naming_file_and_line(name, cascade_file, tmp_path):
     exp = EXPECTED[name]
     first = min(int(k) for k in exp["rejected"])
-    code, out, err, exc = invoke("judge", BAD / name, "--cascade", cascade_file, "-o", tmp_path / "run",
-                                 "--on-error", "fail", *fmt_args(name))
+    code, out, err, exc = invoke(
+        "judge", BAD / name, "--cascade", cascade_file, "-o", tmp_path / "run", "--on-error", "fail", *fmt_args(name)
+    )
     assert exc is None and code == 3, (code, out, err)
     text = squeezed(err)
     assert squeezed(f"{BAD / name}:{first}:") in text and squeezed(exp["rejected"][str(first)]) in text
     assert "Traceback" not in out + err
     assert not (tmp_path / "run" / "verdicts.jsonl").exists()
     # the same error as JSON, for machines
-    code, out, _, _ = invoke("judge", BAD / name, "--cascade", cascade_file, "-o", tmp_path / "run2",
-                             "--on-error", "fail", "--json", *fmt_args(name))
+    code, out, _, _ = invoke(
+        "judge",
+        BAD / name,
+        "--cascade",
+        cascade_file,
+        "-o",
+        tmp_path / "run2",
+        "--on-error",
+        "fail",
+        "--json",
+        *fmt_args(name),
+    )
     error = json.loads(out)
     assert code == 3 and error["exit_code"] == 3 and error["error"] == "InputError"
     assert error["message"].startswith(f"{BAD / name}:{first}: ")
@@ -78,9 +89,18 @@ def test_skip_mode_rejects_and_reconciles(name, cascade_file, tmp_path):
     exp = EXPECTED[name]
     out_dir = tmp_path / "run"
     pipe = tmp_path / "pipe.yaml"
-    pipe.write_text(yaml.safe_dump({"input": str(BAD / name), "format": exp["fmt"], "on_error": "skip",
-                                    "output_dir": str(out_dir), "cascade": DUPLICATE,
-                                    "fix": {"operation": "relabel"}}))
+    pipe.write_text(
+        yaml.safe_dump(
+            {
+                "input": str(BAD / name),
+                "format": exp["fmt"],
+                "on_error": "skip",
+                "output_dir": str(out_dir),
+                "cascade": DUPLICATE,
+                "fix": {"operation": "relabel"},
+            }
+        )
+    )
     code, out, err, exc = invoke("run", pipe, "--json")
     if exp["ok"] == 0:  # every line rejected: nothing was read, which is an error (exit 3), not an empty run
         assert exc is None and code == 3 and "nothing was read" in json.loads(out)["message"], (code, out, err)
@@ -105,8 +125,18 @@ def test_skip_mode_rejects_and_reconciles(name, cascade_file, tmp_path):
 @pytest.mark.parametrize("name", UNREADABLE)
 @pytest.mark.parametrize("on_error", ["fail", "skip"])
 def test_unreadable_file_exits_3_naming_it(name, on_error, cascade_file, tmp_path):
-    code, out, err, exc = invoke("judge", BAD / name, "--cascade", cascade_file, "-o", tmp_path / "run",
-                                 "--on-error", on_error, "--json", *fmt_args(name))
+    code, out, err, exc = invoke(
+        "judge",
+        BAD / name,
+        "--cascade",
+        cascade_file,
+        "-o",
+        tmp_path / "run",
+        "--on-error",
+        on_error,
+        "--json",
+        *fmt_args(name),
+    )
     error = json.loads(out)
     assert exc is None and code == 3 and error["exit_code"] == 3, (code, out, err)
     assert error["message"].startswith(str(BAD / name)) and EXPECTED[name]["error"] in error["message"]
@@ -123,8 +153,16 @@ def test_undetectable_format_exits_3_saying_why(name, cascade_file, tmp_path):
 
 def test_empty_file_with_a_format_exits_3_as_nothing_was_read(cascade_file, tmp_path):
     pipe = tmp_path / "pipe.yaml"
-    pipe.write_text(yaml.safe_dump({"input": str(BAD / "empty.jsonl"), "format": "tevatron",
-                                    "output_dir": str(tmp_path / "run"), "cascade": DUPLICATE}))
+    pipe.write_text(
+        yaml.safe_dump(
+            {
+                "input": str(BAD / "empty.jsonl"),
+                "format": "tevatron",
+                "output_dir": str(tmp_path / "run"),
+                "cascade": DUPLICATE,
+            }
+        )
+    )
     code, out, err, exc = invoke("run", pipe, "--json")
     assert exc is None and code == 3, (code, out, err)
     assert "nothing was read" in json.loads(out)["message"]
@@ -140,10 +178,18 @@ def test_missing_input_exits_3(cascade_file, tmp_path):
 # -- the qrels judge reads qrels files: bad ones are bad input too -------------------------------------------
 
 INSTANCES = [
-    {"query_id": "q1", "query": "what is a river", "positive_passages": [{"docid": "p1", "text": "A river flows."}],
-     "negative_passages": [{"docid": "d1", "text": "Rivers are streams."}, {"docid": "d2", "text": "Cats purr."}]},
-    {"query_id": "q2", "query": "what is a cat", "positive_passages": [{"docid": "p2", "text": "A cat is a pet."}],
-     "negative_passages": [{"docid": "d3", "text": "Felines meow."}]},
+    {
+        "query_id": "q1",
+        "query": "what is a river",
+        "positive_passages": [{"docid": "p1", "text": "A river flows."}],
+        "negative_passages": [{"docid": "d1", "text": "Rivers are streams."}, {"docid": "d2", "text": "Cats purr."}],
+    },
+    {
+        "query_id": "q2",
+        "query": "what is a cat",
+        "positive_passages": [{"docid": "p2", "text": "A cat is a pet."}],
+        "negative_passages": [{"docid": "d3", "text": "Felines meow."}],
+    },
 ]
 
 
@@ -153,8 +199,18 @@ def qrels_run(tmp_path: Path, qrels_text: str, *extra: str) -> tuple[int, dict, 
     qrels = tmp_path / "qrels.txt"
     qrels.write_text(qrels_text)
     cascade = tmp_path / "qrels.yaml"
-    cascade.write_text(yaml.safe_dump({"stages": [{"name": "oracle", "judge": {
-        "backend": "qrels", "path": str(qrels), "min_grade": 2, "unjudged": "undecided"}}]}))
+    cascade.write_text(
+        yaml.safe_dump(
+            {
+                "stages": [
+                    {
+                        "name": "oracle",
+                        "judge": {"backend": "qrels", "path": str(qrels), "min_grade": 2, "unjudged": "undecided"},
+                    }
+                ]
+            }
+        )
+    )
     code, out, err, exc = invoke("judge", data, "--cascade", cascade, "-o", tmp_path / "run", "--json", *extra)
     assert exc is None, err
     return code, json.loads(out), qrels
@@ -166,8 +222,11 @@ def test_qrels_naming_unknown_documents_and_queries_are_tolerated(tmp_path):
     assert code == 0, summary
     rows = [json.loads(x) for x in (tmp_path / "run" / "verdicts.jsonl").read_text().splitlines()]
     got = {c["docid"]: (c["label"], c.get("reason")) for r in rows for c in r["candidates"]}
-    assert got == {"d1": ("relevant", "qrels grade 2"), "d2": ("undecided", "pair not judged in qrels"),
-                   "d3": ("not_relevant", "qrels grade 0")}
+    assert got == {
+        "d1": ("relevant", "qrels grade 2"),
+        "d2": ("undecided", "pair not judged in qrels"),
+        "d3": ("not_relevant", "qrels grade 0"),
+    }
     assert rows[0]["false_negatives"] == ["d1"]
 
 
@@ -177,11 +236,14 @@ def test_empty_qrels_leaves_everything_undecided_with_the_reason(tmp_path):
     assert summary["cascade"]["stages"][0]["undecided_reasons"] == {"query not in qrels": 3}
 
 
-@pytest.mark.parametrize("text,line,fragment", [
-    ("q1 0 d1 2\nq1 d2\n", 2, "expected 3 fields (BEIR) or 4 fields (TREC), found 2"),
-    ("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\thigh\n", 3, "relevance grade 'high' is not a number"),
-    ("q1 0 d1 2\n\nq1 0 d2 1.5\n", 3, "is not a whole number"),
-])
+@pytest.mark.parametrize(
+    "text,line,fragment",
+    [
+        ("q1 0 d1 2\nq1 d2\n", 2, "expected 3 fields (BEIR) or 4 fields (TREC), found 2"),
+        ("query-id\tcorpus-id\tscore\nq1\td1\t1\nq1\td2\thigh\n", 3, "relevance grade 'high' is not a number"),
+        ("q1 0 d1 2\n\nq1 0 d2 1.5\n", 3, "is not a whole number"),
+    ],
+)
 def test_bad_qrels_line_exits_3_naming_file_and_line(tmp_path, text, line, fragment):
     code, error, qrels = qrels_run(tmp_path, text)
     assert code == 3 and error["message"].startswith(f"{qrels}:{line}: ") and fragment in error["message"]
@@ -192,7 +254,8 @@ def test_missing_qrels_file_exits_3(tmp_path):
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in INSTANCES))
     cascade = tmp_path / "c.yaml"
-    cascade.write_text(yaml.safe_dump({"stages": [{"name": "o", "judge": {"backend": "qrels",
-                                                                         "path": str(tmp_path / "gone.txt")}}]}))
+    cascade.write_text(
+        yaml.safe_dump({"stages": [{"name": "o", "judge": {"backend": "qrels", "path": str(tmp_path / "gone.txt")}}]})
+    )
     code, out, err, exc = invoke("judge", data, "--cascade", cascade, "-o", tmp_path / "run", "--json")
     assert exc is None and code == 3 and "gone.txt: qrels file not found" in json.loads(out)["message"]

@@ -27,11 +27,19 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("aiohttp")
 
-from negclean.cascade.stages import CascadeConfig  # noqa: E402
-from negclean.testing.openai_server import OpenAITestServer  # noqa: E402
-from reliability.common import (cascade_dict, integrity, make_instances, request_call_ids, run_cli,  # noqa: E402
-                                stored_call_ids, write_jsonl, write_pipeline)
-from reliability.crash import Kill, account, check_after_kill, settle, start, wait_then_kill  # noqa: E402
+from negclean.cascade.stages import CascadeConfig
+from negclean.testing.openai_server import OpenAITestServer
+from reliability.common import (
+    cascade_dict,
+    integrity,
+    make_instances,
+    request_call_ids,
+    run_cli,
+    stored_call_ids,
+    write_jsonl,
+    write_pipeline,
+)
+from reliability.crash import Kill, account, check_after_kill, settle, start, wait_then_kill
 
 CONCURRENCY = 4
 CHUNK = 5  # instances per cascade chunk
@@ -64,8 +72,9 @@ class Job:
 
     def pipeline(self, out: Path, store: Path | None = None) -> Path:
         out.mkdir(parents=True, exist_ok=True)
-        return write_pipeline(out / "pipe.yaml", input_path=self.input, output_dir=out, cascade=self.cascade,
-                              store=store)
+        return write_pipeline(
+            out / "pipe.yaml", input_path=self.input, output_dir=out, cascade=self.cascade, store=store
+        )
 
 
 @pytest.fixture(scope="module")
@@ -89,12 +98,16 @@ def kill_and_resume(job: Job, seed: int, tmp_path: Path) -> list[Kill]:
         proc = start(["run", pipe, "--json"], log)
         if trigger == "judging":  # when the server has seen a drawn number of this child's requests
             goal = rng.randint(1, remaining - 1)
-            killed, at = wait_then_kill(proc, lambda: srv.requests.count - first >= goal)
+            killed, at = wait_then_kill(proc, lambda first=first, goal=goal: srv.requests.count - first >= goal)
         else:  # after its last request, at a random point of the time the clean run took to rename its outputs
             goal = remaining
-            killed, at = wait_then_kill(proc, lambda: srv.requests.count - first >= goal
-                                        and bool(list(out.glob(".verdicts.jsonl.*.tmp"))),
-                                        delay=rng.uniform(0.0, job.tail_s))
+            killed, at = wait_then_kill(
+                proc,
+                lambda first=first, goal=goal: (
+                    srv.requests.count - first >= goal and bool(list(out.glob(".verdicts.jsonl.*.tmp")))
+                ),
+                delay=rng.uniform(0.0, job.tail_s),
+            )
         settle(srv)  # the requests the child left in flight are logged before they are counted
         new_ids = set(request_call_ids(srv.requests.records[first:], job.fingerprint))
         assert not new_ids & stored_before, "a stored verdict was asked for again"
@@ -117,9 +130,15 @@ def kill_and_resume(job: Job, seed: int, tmp_path: Path) -> list[Kill]:
     assert extra == sum(k.lost for k in kills), (extra, kills)
     for k in kills:
         assert k.lost <= 2 * CONCURRENCY, f"one kill lost {k.lost} calls, more than the calls in flight can be: {k}"
-    print(f"seed {seed}: " + "; ".join(f"{k.trigger} kill={k.killed} requests={k.requests} in_flight={k.in_flight} "
-                                       f"lost={k.lost} (answered before the kill: {k.lost_answered}) "
-                                       f"temp_left={len(k.temp_files)}" for k in kills))
+    print(
+        f"seed {seed}: "
+        + "; ".join(
+            f"{k.trigger} kill={k.killed} requests={k.requests} in_flight={k.in_flight} "
+            f"lost={k.lost} (answered before the kill: {k.lost_answered}) "
+            f"temp_left={len(k.temp_files)}"
+            for k in kills
+        )
+    )
     return kills
 
 
@@ -135,9 +154,11 @@ def test_many_kills_then_resume(job, tmp_path):
     assert len(done) >= 10
     assert sum(bool(k.temp_files) for k in done if k.trigger == "writing") >= 1  # some landed before the renames
     assert any(k.trigger == "judging" for k in done) and any(k.trigger == "writing" for k in done)
-    print(f"{len(done)} kills over {len(SLOW_SEEDS)} seeds; calls paid twice: {sum(k.lost_answered for k in done)} "
-          f"answered + {sum(k.lost - k.lost_answered for k in done)} in flight; most in one kill: "
-          f"{max(k.lost for k in done)}; kills that left temp files: {sum(bool(k.temp_files) for k in done)}")
+    print(
+        f"{len(done)} kills over {len(SLOW_SEEDS)} seeds; calls paid twice: {sum(k.lost_answered for k in done)} "
+        f"answered + {sum(k.lost - k.lost_answered for k in done)} in flight; most in one kill: "
+        f"{max(k.lost for k in done)}; kills that left temp files: {sum(bool(k.temp_files) for k in done)}"
+    )
 
 
 def test_two_processes_share_one_store(job, tmp_path):
@@ -157,6 +178,7 @@ def test_two_processes_share_one_store(job, tmp_path):
 
 
 # -- mid-write: a long model-free run, killed at a random moment while its outputs are open -----------------
+
 
 @pytest.fixture(scope="module")
 def big(tmp_path_factory):
@@ -178,8 +200,14 @@ def big(tmp_path_factory):
     renamed = time.monotonic()
     assert proc.wait(timeout=300) == 0
     names = ("verdicts.jsonl", f"fixed.{path.name}", "rejects.jsonl")
-    return {"input": path, "cascade": cascade, "reference": {n: (ref / n).read_bytes() for n in names},
-            "open_s": renamed - opened, "startup_s": opened - t0, "root": root}
+    return {
+        "input": path,
+        "cascade": cascade,
+        "reference": {n: (ref / n).read_bytes() for n in names},
+        "open_s": renamed - opened,
+        "startup_s": opened - t0,
+        "root": root,
+    }
 
 
 @pytest.mark.parametrize("seed", [0] + [pytest.param(s, marks=pytest.mark.slow) for s in range(1, 6)])
@@ -199,8 +227,10 @@ def test_kill_mid_write_leaves_no_partial_output(big, tmp_path, seed):
     if keep_old:
         for name in ("verdicts.jsonl", f"fixed.{big['input'].name}"):
             assert (out / name).read_bytes() == big["reference"][name]
-    print(f"mid-write seed {seed}: killed={killed} after {delay:.2f}s of {big['open_s']:.2f}s with outputs open; "
-          f"temp files left: {left}; outputs present: {sorted(p.name for p in out.iterdir() if p.suffix != '.tmp')}")
+    print(
+        f"mid-write seed {seed}: killed={killed} after {delay:.2f}s of {big['open_s']:.2f}s with outputs open; "
+        f"temp files left: {left}; outputs present: {sorted(p.name for p in out.iterdir() if p.suffix != '.tmp')}"
+    )
     proc = run_cli("run", pipe, "--json")
     assert proc.returncode == 0, proc.stderr
     for name, want in big["reference"].items():

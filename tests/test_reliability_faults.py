@@ -17,22 +17,50 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("aiohttp")
 
-from negclean.cascade.stages import CascadeConfig  # noqa: E402
-from negclean.pipeline import run_judge  # noqa: E402
-from negclean.testing.openai_server import FAULTS, FaultPlan, OpenAITestServer  # noqa: E402
-from reliability.common import (cascade_dict, faults_by_call, make_instances, read_rows, request_call_ids,  # noqa: E402
-                                verdict_map, write_jsonl)
+from negclean.cascade.stages import CascadeConfig
+from negclean.pipeline import run_judge
+from negclean.testing.openai_server import FAULTS, FaultPlan, OpenAITestServer
+from reliability.common import (
+    cascade_dict,
+    faults_by_call,
+    make_instances,
+    read_rows,
+    request_call_ids,
+    verdict_map,
+    write_jsonl,
+)
 
 RETRIED = {"rate_limit", "server_error", "unavailable", "reset", "timeout", "bad_json"}  # transport: retried
 ANSWERED = {"ok", "slow"}
 MAX_RETRIES = 2
 # every fault kind, 47% of requests in all; timeouts hang past the client's 2 s limit
-MIXED = FaultPlan(seed=11, rate_limit=0.08, server_error=0.05, unavailable=0.04, reset=0.04, timeout=0.02,
-                  slow=0.04, truncated=0.04, malformed=0.06, forged=0.04, bad_json=0.04, bad_request=0.02,
-                  retry_after=0.01, hang_s=2.5, slow_s=0.05)
+MIXED = FaultPlan(
+    seed=11,
+    rate_limit=0.08,
+    server_error=0.05,
+    unavailable=0.04,
+    reset=0.04,
+    timeout=0.02,
+    slow=0.04,
+    truncated=0.04,
+    malformed=0.06,
+    forged=0.04,
+    bad_json=0.04,
+    bad_request=0.02,
+    retry_after=0.01,
+    hang_s=2.5,
+    slow_s=0.05,
+)
 # the judge's error kinds (OpenAIStats.errors) for the server's faults
-ERROR_KIND = {"rate_limit": "rate_limited", "server_error": "server_error", "unavailable": "server_error",
-              "reset": "connection", "timeout": "timeout", "bad_json": "bad_response", "bad_request": "bad_request"}
+ERROR_KIND = {
+    "rate_limit": "rate_limited",
+    "server_error": "server_error",
+    "unavailable": "server_error",
+    "reset": "connection",
+    "timeout": "timeout",
+    "bad_json": "bad_response",
+    "bad_request": "bad_request",
+}
 
 
 def expected_outcome(faults: list[str], mode: str) -> str:
@@ -55,14 +83,17 @@ def expected_outcome(faults: list[str], mode: str) -> str:
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
     root = tmp_path_factory.mktemp("faults")
-    return {"pointwise": write_jsonl(root / "point.jsonl", make_instances(8, 20, seed=1)),
-            "listwise": write_jsonl(root / "list.jsonl", make_instances(20, 20, seed=2))}
+    return {
+        "pointwise": write_jsonl(root / "point.jsonl", make_instances(8, 20, seed=1)),
+        "listwise": write_jsonl(root / "list.jsonl", make_instances(20, 20, seed=2)),
+    }
 
 
 def _cascade(base_url: str, mode: str) -> CascadeConfig:
     extra = {"max_candidates": 5} if mode == "listwise" else {}
-    return CascadeConfig.model_validate(cascade_dict(base_url, mode=mode, max_retries=MAX_RETRIES, timeout=2.0,
-                                                     **extra))
+    return CascadeConfig.model_validate(
+        cascade_dict(base_url, mode=mode, max_retries=MAX_RETRIES, timeout=2.0, **extra)
+    )
 
 
 @pytest.mark.parametrize("mode", ["pointwise", "listwise"])
@@ -121,8 +152,10 @@ def test_faulty_run_completes_and_every_verdict_matches_its_faults(data, tmp_pat
     assert stage["undecided"] == summary["cascade"]["undecided_final"]
     assert sum(stage["undecided_reasons"].values()) == stage["undecided"]
 
-    print(f"{mode}: {len(by_call)} calls, {len(records)} requests ({backend['retries']} retries) meeting "
-          f"{sum(f != 'ok' for f in faults.elements())} faults {dict(faults)}; candidates: {dict(seen)}")
+    print(
+        f"{mode}: {len(by_call)} calls, {len(records)} requests ({backend['retries']} retries) meeting "
+        f"{sum(f != 'ok' for f in faults.elements())} faults {dict(faults)}; candidates: {dict(seen)}"
+    )
 
     # a rerun (the server has recovered) asks again for exactly the failed calls, and for nothing stored
     failed = {c for c, o in outcome.items() if o == "failed"}

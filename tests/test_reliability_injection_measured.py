@@ -27,8 +27,22 @@ def test_injection_flip_rate_is_measured_with_the_local_judge(shared_data, tmp_p
     if not data.is_dir():
         pytest.skip(f"TREC DL 2019 not found at {data}")
     out = tmp_path / "injection.json"
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_injection.py"), "--data", str(data),
-                           "--pairs", "3", "--n-threads", "2", "--out", str(out)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "bench_injection.py"),
+            "--data",
+            str(data),
+            "--pairs",
+            "3",
+            "--n-threads",
+            "2",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(out.read_text())
     promote = result["promote"]

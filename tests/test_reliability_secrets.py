@@ -18,17 +18,25 @@ import pytest
 pytest.importorskip("openai")
 pytest.importorskip("aiohttp")
 
-from negclean.cascade.stages import CascadeConfig  # noqa: E402
-from negclean.pipeline import FixConfig, run_judge  # noqa: E402
-from negclean.testing.openai_server import FaultPlan, OpenAITestServer  # noqa: E402
-from reliability.common import (cascade_dict, cli_env, make_instances, run_cli, write_jsonl,  # noqa: E402
-                                write_pipeline)
+from negclean.cascade.stages import CascadeConfig
+from negclean.pipeline import FixConfig, run_judge
+from negclean.testing.openai_server import FaultPlan, OpenAITestServer
+from reliability.common import cascade_dict, cli_env, make_instances, run_cli, write_jsonl, write_pipeline
 
 ENV = "NEGCLEAN_RELIABILITY_KEY"
 KEY = "sk-proj-Rel1abil1tyT3st-9c2f4e6a8b0d1357"
 WRONG = "sk-proj-Wr0ngKeyT3st-0a1b2c3d4e5f6789"
-FAULTS = FaultPlan(seed=3, rate_limit=0.1, server_error=0.1, bad_request=0.05, malformed=0.05, truncated=0.05,
-                   bad_json=0.05, reset=0.05, retry_after=0.01)
+FAULTS = FaultPlan(
+    seed=3,
+    rate_limit=0.1,
+    server_error=0.1,
+    bad_request=0.05,
+    malformed=0.05,
+    truncated=0.05,
+    bad_json=0.05,
+    reset=0.05,
+    retry_after=0.01,
+)
 
 
 def needles(key: str) -> list[bytes]:
@@ -81,8 +89,12 @@ def test_no_artifact_of_a_run_holds_the_key(tmp_path, caplog):
         caplog.set_level(logging.DEBUG)
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv(ENV, KEY)
-            summary = run_judge(input_path=str(data), cascade=CascadeConfig.model_validate(cascade),
-                                output_dir=tmp_path / "inproc", fix=FixConfig())
+            summary = run_judge(
+                input_path=str(data),
+                cascade=CascadeConfig.model_validate(cascade),
+                output_dir=tmp_path / "inproc",
+                fix=FixConfig(),
+            )
         served = srv.requests.records
     assert sum(r.authorized is True for r in served) > 0 and summary["cascade"]["stages"][0]["backend"]["retries"] > 0
     assert any(r.fault != "ok" for r in served)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from browser.runs import copy_run, screen_run
 
+from browser.runs import copy_run, screen_run
 from negclean.errors import ConfigError, InputError
-from negclean.report import svg
+from negclean.report import charts
 from negclean.report.build import build_report
 from negclean.report.generic import tables_from_json
 
@@ -39,8 +39,10 @@ def test_report_has_every_section_and_the_runs_numbers(report):
     # funnel: candidates -> flagged per stage -> final, with the counts of summary.json
     assert f">{cas['candidates']}<" in page
     assert f"{screen['relevant']} ({screen['relevant'] / screen['candidates']:.1%})" in page
-    assert f"{cas['false_negatives']} ({cas['false_negatives'] / cas['candidates']:.1%}) in " \
-           f"{cas['instances_with_fn']} of {cas['instances']} instances" in page
+    assert (
+        f"{cas['false_negatives']} ({cas['false_negatives'] / cas['candidates']:.1%}) in "
+        f"{cas['instances_with_fn']} of {cas['instances']} instances" in page
+    )
     # the judge of each stage and the configuration
     assert "learned:default-screen.json" in page and "backend: learned" in page
     # per-subset false-negative rate: the example file has no subset field
@@ -57,8 +59,11 @@ def test_report_examples_show_each_stages_verdict_and_reason(report, run_dir):
         assert html.escape(q) in page
     rows = [json.loads(line) for line in (run_dir / "verdicts.jsonl").read_text().splitlines()]
     flagged = [c for r in rows for c in r["candidates"] if c["label"] == "relevant"]
-    assert page.count('<span class="badge fn">false negative</span>') == len(flagged) == summary["cascade"][
-        "false_negatives"]
+    assert (
+        page.count('<span class="badge fn">false negative</span>')
+        == len(flagged)
+        == summary["cascade"]["false_negatives"]
+    )
     # every flagged candidate's screen reason (similarities) is on the page
     for c in flagged:
         assert html.escape(c["reason"]) in page
@@ -91,12 +96,22 @@ def test_score_plots_use_the_datas_scores_or_what_is_asked(run_dir, tmp_path):
 
 def test_experiment_and_benchmark_files_become_tables(run_dir, tmp_path):
     run = copy_run(run_dir, tmp_path / "run")
-    (run / "experiment.json").write_text(json.dumps({
-        "name": "rlhn-vs-default", "results": {"default": {"ndcg@10": 0.412, "n": 300},
-                                               "rlhn": {"ndcg@10": 0.427, "n": 300}}}))
-    (run / "bench_judges.json").write_text(json.dumps([
-        {"judge": "screen", "precision": 0.41, "recall": 0.55, "kappa": 0.21},
-        {"judge": "llm", "precision": 0.52, "recall": 0.61, "kappa": 0.33}]))
+    (run / "experiment.json").write_text(
+        json.dumps(
+            {
+                "name": "rlhn-vs-default",
+                "results": {"default": {"ndcg@10": 0.412, "n": 300}, "rlhn": {"ndcg@10": 0.427, "n": 300}},
+            }
+        )
+    )
+    (run / "bench_judges.json").write_text(
+        json.dumps(
+            [
+                {"judge": "screen", "precision": 0.41, "recall": 0.55, "kappa": 0.21},
+                {"judge": "llm", "precision": 0.52, "recall": 0.61, "kappa": 0.33},
+            ]
+        )
+    )
     result = build_report(run, output=tmp_path / "x.html")
     page = (tmp_path / "x.html").read_text()
     assert "experiment" in result.sections and "bench_judges" in result.sections
@@ -105,8 +120,7 @@ def test_experiment_and_benchmark_files_become_tables(run_dir, tmp_path):
     # more result files by option; a file named like a built-in section gets an anchor of its own
     (tmp_path / "results.json").write_text(json.dumps({"ndcg@10": {"default": 0.41, "rlhn": 0.43}}))
     (tmp_path / "examples.json").write_text(json.dumps([{"name": "x", "value": 1}]))
-    more = build_report(run, output=tmp_path / "m.html",
-                        extra=[tmp_path / "results.json", tmp_path / "examples.json"])
+    more = build_report(run, output=tmp_path / "m.html", extra=[tmp_path / "results.json", tmp_path / "examples.json"])
     assert more.sections[-4:] == ("bench_judges", "results", "x-examples", "examples")
     page = (tmp_path / "m.html").read_text()
     assert page.count('<section id="examples">') == 1 and '<section id="x-examples">' in page
@@ -167,26 +181,46 @@ def test_auto_scores_prefer_the_data_then_cheap_minilm_then_rank(monkeypatch):
         collect.choose_source("minilm", outcome(None), passages_estimate=100)
 
 
-def test_nice_ticks_cover_the_range_with_round_steps():
-    assert svg.nice_ticks(0, 1, count=5) == [0, 0.2, 0.4, 0.6, 0.8, 1.0]
-    ticks = svg.nice_ticks(83.2, 100.1, count=6)
-    assert ticks[0] >= 83.2 and ticks[-1] <= 100.1 and all(t % 2.5 == 0 for t in ticks)
-
-
 def test_histogram_normalises_each_group_and_survives_empty_ones():
     small = np.array([1.0, 2.0, 2.0, 3.0])
-    out = svg.histogram({"kept negatives": np.repeat(small, 25), "flagged": small}, title="t")
-    shapes = re.findall(r'<polygon points="([^"]+)"', out)
-    assert len(shapes) == 2 and shapes[0] == shapes[1]  # 100 and 4 values, same distribution: same shape
+    edges, shares = charts.histogram_shares([np.repeat(small, 25), small, np.zeros(0), np.array([np.nan, 2.0])], bins=4)
+    assert edges[0] == 1.0 and edges[-1] == 3.0
+    assert np.array_equal(shares[0], shares[1])  # 100 and 4 values, same distribution: same shape
+    assert shares[0].sum() == pytest.approx(1.0) and not shares[2].any() and shares[3].sum() == 1.0
+    out = charts.histogram({"kept negatives": np.repeat(small, 25), "flagged": small}, title="t")
     assert "kept negatives (n=100)" in out and "flagged (n=4)" in out
-    out = svg.histogram({"kept negatives": small, "flagged": np.zeros(0)}, title="t")
-    assert "flagged (n=0)" in out and len(re.findall("<polygon", out)) == 1
-    assert "no data" in svg.histogram({"a": np.zeros(0)})
+    out = charts.histogram({"kept negatives": small, "flagged": np.zeros(0)}, title="t")
+    assert "flagged (n=0)" in out
+    assert "no data" in charts.histogram({"a": np.zeros(0)})
+
+
+def test_charts_are_inline_svg_with_labels_and_the_same_bytes_every_time():
+    rows = [("all candidates", 250.0, "250"), ("cost <paid>", 3.0, "$0.0012 (estimate $0.0300)")]
+    out = charts.hbars(rows, title="Funnel & cost", colors=["#8d99ae", "#457b9d"])
+    assert out.startswith('<svg class="chart" role="img" aria-label="Funnel &amp; cost"')
+    assert "<title>Funnel &amp; cost</title>" in out and "<?xml" not in out and "<!DOCTYPE" not in out
+    assert "<metadata>" not in out and 'width="' not in out.split(">", 1)[0]  # sized by CSS through its viewBox
+    # text stays text, escaped, with dollar signs as written (no mathtext)
+    assert ">cost &lt;paid&gt;<" in out and ">$0.0012 (estimate $0.0300)<" in out
+    assert charts.hbars(rows, title="Funnel & cost", colors=["#8d99ae", "#457b9d"]) == out  # reproducible
+    # every id is prefixed per chart, and every reference points at an id of the same chart
+    other = charts.grouped_bars(["a", "b"], {"x": [0.1, 0.2]}, title="other")
+    for svg in (out, other):
+        ids = set(re.findall(r'\bid="([^"]+)"', svg))
+        refs = set(re.findall(r'(?:href="#|url\(#)([^")]+)', svg))
+        assert ids and refs <= ids
+    assert not set(re.findall(r'\bid="([^"]+)"', out)) & set(re.findall(r'\bid="([^"]+)"', other))
 
 
 def test_generic_tables_read_records_mappings_and_scalars():
-    tables = tables_from_json({"model": "m", "runs": [{"variant": "a", "ndcg": 0.5}, {"variant": "b", "ndcg": 0.6}],
-                               "by": {"x": {"p": 1}, "y": {"p": 2}}}, "exp")
+    tables = tables_from_json(
+        {
+            "model": "m",
+            "runs": [{"variant": "a", "ndcg": 0.5}, {"variant": "b", "ndcg": 0.6}],
+            "by": {"x": {"p": 1}, "y": {"p": 2}},
+        },
+        "exp",
+    )
     titles = [t.title for t in tables]
     assert titles == ["exp", "exp › runs", "exp › by"]
     assert tables[0].rows == (("model", "m"),)
@@ -198,11 +232,11 @@ def test_a_paid_stage_with_undecided_verdicts_and_an_audit(tmp_path):
     """A three-stage run whose last stage is a scripted stand-in for a paid LLM: the report shows its tokens and
     cost, its undecided reasons, and the screen's audit estimate."""
     from negclean.cascade.stages import CascadeConfig
-    from negclean.judge.base import Grade, Label, TaskResult, Verdict
+    from negclean.judge.base import Grade, JudgeBase, Label, TaskResult, Verdict
     from negclean.pipeline import run_judge
     from negclean.presets import load_cascade_dict
 
-    class ScriptedLLM:
+    class ScriptedLLM(JudgeBase):
         judge_id, fingerprint, listwise = "openai:gpt-4o-mini", "scripted-llm-v1", True
 
         def estimate_tokens(self, task):
@@ -211,11 +245,20 @@ def test_a_paid_stage_with_undecided_verdicts_and_an_audit(tmp_path):
         def judge(self, tasks):
             out = []
             for t in tasks:
-                vs = tuple(Verdict(Label.UNDECIDED, None, self.judge_id, reason="output cut off (max_tokens)")
-                           if c % 5 == 0 else Verdict(Label.RELEVANT if c % 2 else Label.NOT_RELEVANT, None,
-                                                      self.judge_id, Grade.BETTER if c % 2 else None)
-                           for c in t.candidates)
-                out.append(TaskResult(vs, raw="{}", tokens_in=100 * len(vs), tokens_out=20, call_id=f"c{t.instance.line}"))
+                vs = tuple(
+                    Verdict(Label.UNDECIDED, None, self.judge_id, reason="output cut off (max_tokens)")
+                    if c % 5 == 0
+                    else Verdict(
+                        Label.RELEVANT if c % 2 else Label.NOT_RELEVANT,
+                        None,
+                        self.judge_id,
+                        Grade.BETTER if c % 2 else None,
+                    )
+                    for c in t.candidates
+                )
+                out.append(
+                    TaskResult(vs, raw="{}", tokens_in=100 * len(vs), tokens_out=20, call_id=f"c{t.instance.line}")
+                )
             return out
 
     data = load_cascade_dict("screen")
@@ -223,8 +266,12 @@ def test_a_paid_stage_with_undecided_verdicts_and_an_audit(tmp_path):
     data["stages"].append({"name": "llm", "judge": {"backend": "openai", "model": "gpt-4o-mini"}})
     from browser.runs import EXAMPLE
 
-    run_judge(input_path=str(EXAMPLE), cascade=CascadeConfig.model_validate(data), output_dir=tmp_path / "run",
-              judges={"llm": ScriptedLLM()})
+    run_judge(
+        input_path=str(EXAMPLE),
+        cascade=CascadeConfig.model_validate(data),
+        output_dir=tmp_path / "run",
+        judges={"llm": ScriptedLLM()},
+    )
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     llm = summary["cascade"]["stages"][2]
     assert llm["cost"] > 0 and llm["undecided"] > 0 and summary["cascade"]["stages"][1]["audited"] > 0

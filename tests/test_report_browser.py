@@ -8,9 +8,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from browser.pw import assert_png, chromium_page, require_browser, screenshot
 from browser.runs import screen_run
-
 from negclean.report.build import build_report
 
 pytestmark = pytest.mark.slow
@@ -31,8 +31,7 @@ def test_report_opens_offline_and_shows_its_content(report_file, tmp_path):
     with chromium_page(width=1280, height=900) as page:
         requests: list[str] = []
         page.on("request", lambda r: requests.append(r.url))
-        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
-                   else route.abort())
+        page.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:") else route.abort())
         page.goto(path.as_uri())
         assert page.title() == "negclean report: run_screen"
         assert [u for u in requests if not u.startswith("file:")] == []  # nothing fetched: self-contained
@@ -41,8 +40,13 @@ def test_report_opens_offline_and_shows_its_content(report_file, tmp_path):
         cards = page.locator(".card").all_inner_texts()
         assert f"{cas['candidates']}\ncandidate negatives" in cards
         assert any(c.startswith(f"{cas['false_negatives']}\nfalse negatives") for c in cards)
-        for heading in ("Cascade funnel", "False-negative rate per source subset", "Tokens and cost per stage",
-                        "Estimated misses (audit sampling)", "Examples"):
+        for heading in (
+            "Cascade funnel",
+            "False-negative rate per source subset",
+            "Tokens and cost per stage",
+            "Estimated misses (audit sampling)",
+            "Examples",
+        ):
             assert page.get_by_role("heading", name=heading).is_visible()
         funnel = page.locator("#funnel svg")
         assert funnel.is_visible() and "false negatives (final)" in funnel.text_content()
@@ -70,5 +74,6 @@ def test_report_opens_offline_and_shows_its_content(report_file, tmp_path):
         end = page.locator("#scores").bounding_box()["y"] - 6  # overview, configuration, funnel, subsets
         shot = screenshot(page, "report", tmp_path, full_page=True, clip={"x": 0, "y": 0, "width": 1280, "height": end})
         assert_png(shot, min_width=1280, min_height=1000)
-        assert_png(screenshot(page, "report-full", tmp_path, publish=False, full_page=True), min_width=1280,
-                   min_height=3000)
+        assert_png(
+            screenshot(page, "report-full", tmp_path, publish=False, full_page=True), min_width=1280, min_height=3000
+        )

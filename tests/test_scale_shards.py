@@ -13,21 +13,31 @@ import pytest
 
 pytest.importorskip("pyarrow")
 
-from negclean.cascade.stages import CascadeConfig  # noqa: E402
-from negclean.cascade.store import JudgmentStore, task_keys  # noqa: E402
-from negclean.data.io import open_writer, read_instances  # noqa: E402
-from negclean.errors import BudgetExceeded, InputError  # noqa: E402
-from negclean.judge.base import JudgeTask, Label, TaskResult, Verdict  # noqa: E402
-from negclean.pipeline import FixConfig, run_judge  # noqa: E402
-from negclean.scale.ray_judge import run_judge_ray, sequential_executor  # noqa: E402
-from negclean.scale.runtime import RayOptions  # noqa: E402
-from negclean.scale.shards import ShardReader, detect, plan_shards  # noqa: E402
-from negclean.scale.stores import ShardStore, merge_into, prepare_main  # noqa: E402
+from negclean.cascade.stages import CascadeConfig
+from negclean.cascade.store import JudgmentStore, task_keys
+from negclean.data.io import open_writer, read_instances
+from negclean.errors import BudgetExceeded, InputError
+from negclean.judge.base import JudgeTask, Label, TaskResult, Verdict
+from negclean.pipeline import FixConfig, run_judge
+from negclean.scale.ray_judge import run_judge_ray, sequential_executor
+from negclean.scale.runtime import RayOptions
+from negclean.scale.shards import ShardReader, detect, plan_shards
+from negclean.scale.stores import ShardStore, merge_into, prepare_main
 
 BAD = Path(__file__).parent / "data" / "bad_inputs"
-READABLE = ["blank_lines.jsonl", "crlf.jsonl", "bom.jsonl", "invalid_json.jsonl", "mixed_formats.jsonl",
-            "invalid_utf8.jsonl", "truncated_last_line.jsonl", "wrong_types_tevatron.jsonl", "duplicate_docids.jsonl",
-            "huge_text.jsonl.gz", "bad_rows.parquet"]
+READABLE = [
+    "blank_lines.jsonl",
+    "crlf.jsonl",
+    "bom.jsonl",
+    "invalid_json.jsonl",
+    "mixed_formats.jsonl",
+    "invalid_utf8.jsonl",
+    "truncated_last_line.jsonl",
+    "wrong_types_tevatron.jsonl",
+    "duplicate_docids.jsonl",
+    "huge_text.jsonl.gz",
+    "bad_rows.parquet",
+]
 
 
 def _whole(path: Path, tmp: Path):
@@ -69,14 +79,20 @@ def test_plans_cover_the_file(tmp_path, examples_dir):
     gz = tmp_path / "x.jsonl.gz"
     gz.write_bytes(gzip.compress(src.read_bytes()))
     assert [(s.first_line, s.last_line, s.byte_start) for s in plan_shards(gz, shard_size=4)] == [
-        (1, 4, None), (5, 8, None), (9, 10, None)]
+        (1, 4, None),
+        (5, 8, None),
+        (9, 10, None),
+    ]
     pq = tmp_path / "x.parquet"
     with open_writer(pq, fmt="parquet", row_group_size=2) as w:
         for inst in read_instances(src):
             w.write(inst)
     shards = plan_shards(pq, shard_size=3)  # whole row groups of at least 3 rows
-    assert [(s.first_line, s.last_line, s.row_groups) for s in shards] == [(1, 4, (0, 2)), (5, 8, (2, 4)),
-                                                                            (9, 10, (4, 5))]
+    assert [(s.first_line, s.last_line, s.row_groups) for s in shards] == [
+        (1, 4, (0, 2)),
+        (5, 8, (2, 4)),
+        (9, 10, (4, 5)),
+    ]
 
 
 def _verdict(label=Label.RELEVANT):
@@ -105,6 +121,7 @@ def test_shard_store_reads_the_main_store_and_merges_back(tmp_path, examples_dir
 
 # ---- the sharded judge run, in-process
 
+
 @pytest.fixture(scope="module")
 def server():
     pytest.importorskip("aiohttp")
@@ -116,17 +133,39 @@ def server():
 
 
 def _cascade(srv, *, judge: dict | None = None, **extra) -> CascadeConfig:
-    return CascadeConfig.model_validate({"stages": [
-        {"name": "dup", "judge": {"backend": "duplicate"}, "escalate": "cleared"},
-        {"name": "llm", "judge": {"backend": "openai", "model": "gpt-4o-mini", "base_url": srv.base_url,
-                                  "max_candidates": 10, "concurrency": 4, **(judge or {})}}],
-        "prices": {"gpt-4o-mini": {"input": 0.15, "output": 0.6}}, "chunk_size": 1, **extra})
+    return CascadeConfig.model_validate(
+        {
+            "stages": [
+                {"name": "dup", "judge": {"backend": "duplicate"}, "escalate": "cleared"},
+                {
+                    "name": "llm",
+                    "judge": {
+                        "backend": "openai",
+                        "model": "gpt-4o-mini",
+                        "base_url": srv.base_url,
+                        "max_candidates": 10,
+                        "concurrency": 4,
+                        **(judge or {}),
+                    },
+                },
+            ],
+            "prices": {"gpt-4o-mini": {"input": 0.15, "output": 0.6}},
+            "chunk_size": 1,
+            **extra,
+        }
+    )
 
 
 def _sharded_run(src, out, srv, *, size=3, **kw):
     kw.setdefault("fix", FixConfig())
-    return run_judge_ray(input_path=str(src), cascade=kw.pop("cascade", None) or _cascade(srv), output_dir=out,
-                         ray_options=RayOptions(shard_size=size), executor=sequential_executor, **kw)
+    return run_judge_ray(
+        input_path=str(src),
+        cascade=kw.pop("cascade", None) or _cascade(srv),
+        output_dir=out,
+        ray_options=RayOptions(shard_size=size),
+        executor=sequential_executor,
+        **kw,
+    )
 
 
 def _inputs(tmp_path: Path, examples_dir: Path) -> dict[str, Path]:
@@ -155,11 +194,14 @@ def test_sharded_run_writes_what_the_local_engine_writes(kind, tmp_path, example
     assert sharded["engine"]["shards"] == len(plan_shards(src, shard_size=3)) >= 3
     chunked = _sharded_run(src, tmp_path / "chunked", server, cascade=_cascade(server, chunk_size=4))
     assert chunked["engine"]["shard_size"] == 4  # shards hold whole cascade chunks (3 rounded up to 4)
-    assert (tmp_path / "chunked" / "verdicts.jsonl").read_bytes() == (tmp_path / "local" / "verdicts.jsonl").read_bytes()
+    assert (tmp_path / "chunked" / "verdicts.jsonl").read_bytes() == (
+        tmp_path / "local" / "verdicts.jsonl"
+    ).read_bytes()
     assert sharded["fix"] == {**local["fix"], "output": sharded["fix"]["output"]} and sharded["reconciled"]
     for a, b in zip(local["cascade"]["stages"], sharded["cascade"]["stages"]):
-        assert {k: v for k, v in a.items() if k not in ("seconds", "backend", "from_store", "judged")} == \
-               {k: v for k, v in b.items() if k not in ("seconds", "backend", "from_store", "judged")}
+        assert {k: v for k, v in a.items() if k not in ("seconds", "backend", "from_store", "judged")} == {
+            k: v for k, v in b.items() if k not in ("seconds", "backend", "from_store", "judged")
+        }
 
 
 def test_rerun_reuses_shards_and_a_new_plan_starts_afresh_without_paying(tmp_path, examples_dir, server):

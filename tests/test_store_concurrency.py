@@ -24,8 +24,11 @@ def instance(q: int) -> Instance:
 
 
 def result(task: JudgeTask, who: int) -> TaskResult:
-    return TaskResult(tuple(Verdict(Label.NOT_RELEVANT, None, f"judge-{who}", call_id=f"c{who}")
-                            for _ in task.candidates), raw="no", call_id=f"call-{who}-{task.instance.query_id}")
+    return TaskResult(
+        tuple(Verdict(Label.NOT_RELEVANT, None, f"judge-{who}", call_id=f"c{who}") for _ in task.candidates),
+        raw="no",
+        call_id=f"call-{who}-{task.instance.query_id}",
+    )
 
 
 def worker(who: int, paths: list[str], barrier, errors) -> None:

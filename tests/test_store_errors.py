@@ -74,8 +74,9 @@ def _tmpfs(path: Path, size: str, *, read_only: bool = False) -> bool:
     """Mount a small tmpfs (root only); False when this machine does not allow it."""
     path.mkdir()
     options = f"size={size}" + (",ro" if read_only else "")
-    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
-                          capture_output=True).returncode == 0
+    return (
+        subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True).returncode == 0
+    )
 
 
 def test_store_read_only(job, tmp_path):

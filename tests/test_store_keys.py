@@ -20,7 +20,8 @@ from negclean.cascade.stages import CascadeConfig, StageConfig
 from negclean.cascade.store import JudgmentStore
 from negclean.data import digest
 from negclean.data.records import Instance, Passage
-from negclean.judge.base import Grade, Label, TaskResult, Verdict
+from negclean.errors import BackendError
+from negclean.judge.base import Grade, JudgeBase, Label, TaskResult, Verdict
 from negclean.judge.config import LearnedJudgeConfig, LlamaCppJudgeConfig, QrelsJudgeConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,7 +47,7 @@ def _run(cfg, instances, store, judges=None):
     return outcomes, cascade
 
 
-class CountingJudge:
+class CountingJudge(JudgeBase):
     """A text judge standing in for an LLM whose answer depends on the candidate's place in the list (as a
     listwise model's does): relevant at even positions of each task. Counts what it is asked."""
 
@@ -60,10 +61,16 @@ class CountingJudge:
         out = []
         for t in tasks:
             self.asked += len(t.candidates)
-            out.append(TaskResult(tuple(
-                Verdict(Label.RELEVANT, 0.9, self.judge_id, Grade.BETTER, reason=f"position {n}") if n % 2 == 0
-                else Verdict(Label.NOT_RELEVANT, 0.1, self.judge_id, reason=f"position {n}")
-                for n, _ in enumerate(t.candidates))))
+            out.append(
+                TaskResult(
+                    tuple(
+                        Verdict(Label.RELEVANT, 0.9, self.judge_id, Grade.BETTER, reason=f"position {n}")
+                        if n % 2 == 0
+                        else Verdict(Label.NOT_RELEVANT, 0.1, self.judge_id, reason=f"position {n}")
+                        for n, _ in enumerate(t.candidates)
+                    )
+                )
+            )
         return out
 
     def estimate_tokens(self, task):
@@ -78,8 +85,9 @@ def test_changed_qrels_grade_is_judged_again(tmp_path):
     grades = {(i.query_id, p.docid): 1 for i in instances for p in i.negatives}
     qrels = tmp_path / "qrels.tsv"
     _write_qrels(qrels, grades)
-    cfg = CascadeConfig(stages=[StageConfig(name="oracle", judge=QrelsJudgeConfig(path=str(qrels)))],
-                        max_false_negatives=None)
+    cfg = CascadeConfig(
+        stages=[StageConfig(name="oracle", judge=QrelsJudgeConfig(path=str(qrels)))], max_false_negatives=None
+    )
     store = JudgmentStore(tmp_path / "s.sqlite")
     first, _ = _run(cfg, instances, store)
     assert first[0].candidates[0].verdict.label is Label.RELEVANT
@@ -105,8 +113,9 @@ def test_refitted_learned_model_at_the_same_path_is_judged_again(tmp_path):
     path = tmp_path / "learned.json"
     # P(false negative) from the query-candidate similarity: rising with it, then (refitted) falling with it
     LearnedModel(("s_qc",), (0.5,), (0.2,), (8.0,), 0.0).save(path)
-    cfg = CascadeConfig(stages=[StageConfig(name="learned", judge=LearnedJudgeConfig(path=str(path)))],
-                        max_false_negatives=None)
+    cfg = CascadeConfig(
+        stages=[StageConfig(name="learned", judge=LearnedJudgeConfig(path=str(path)))], max_false_negatives=None
+    )
     store = JudgmentStore(tmp_path / "s.sqlite")
     first, _ = _run(cfg, instances, store)
     _, rerun = _run(cfg, instances, store)
@@ -124,8 +133,9 @@ def test_a_different_gguf_at_the_same_path_is_judged_again(tmp_path):
     """The local model's file content keys its verdicts; an unchanged file is served without loading it."""
     gguf = tmp_path / "judge.gguf"
     gguf.write_bytes(b"GGUF" + bytes(range(256)) * 64)
-    cfg = CascadeConfig(stages=[StageConfig(name="llm", judge=LlamaCppJudgeConfig(model=str(gguf)))],
-                        max_false_negatives=None)
+    cfg = CascadeConfig(
+        stages=[StageConfig(name="llm", judge=LlamaCppJudgeConfig(model=str(gguf)))], max_false_negatives=None
+    )
     instances = _instances()
     store = JudgmentStore(tmp_path / "s.sqlite")
     stand_in = CountingJudge(fingerprint=cfg.stages[0].judge.fingerprint())  # the model's verdicts, by hand
@@ -141,7 +151,9 @@ def test_a_different_gguf_at_the_same_path_is_judged_again(tmp_path):
     gguf.write_bytes(b"GGUF" + bytes(range(255, -1, -1)) * 64)  # same path, same size, other weights
     changed = Cascade(cfg, store=store)
     assert changed.stage_fingerprint("llm") != stand_in.fingerprint
-    with pytest.raises(Exception):  # not in the store: it loads the (fake) model, which fails
+    with pytest.raises(
+        BackendError, match="could not load"
+    ):  # not in the store: it loads the (fake) model, which fails
         list(changed.run(instances))
     assert changed.stats.stages[0].from_store == 0
 
@@ -193,10 +205,16 @@ def _corpus_with_twins(tmp_path: Path) -> tuple[Path, Path, str, str]:
     for n, line in enumerate((REPO / "examples" / "msmarco_hn_scored.jsonl").read_text().splitlines()):
         src = json.loads(line)
         negs = [{"docid": f"q{n}-n{j}", "title": "", "text": t} for j, t in enumerate(src["neg"][:6])]
-        rows.append({"query_id": f"q{n}", "query": src["query"],
-                     "positive_passages": [{"docid": f"q{n}-p{j}", "title": "", "text": t}
-                                           for j, t in enumerate(src["pos"])],
-                     "negative_passages": negs})
+        rows.append(
+            {
+                "query_id": f"q{n}",
+                "query": src["query"],
+                "positive_passages": [
+                    {"docid": f"q{n}-p{j}", "title": "", "text": t} for j, t in enumerate(src["pos"])
+                ],
+                "negative_passages": negs,
+            }
+        )
     first = rows[0]["negative_passages"]
     first.insert(3, {"docid": "q0-twin", "title": "", "text": first[0]["text"]})  # position 3 vs 0
     data = tmp_path / "twins.jsonl"
@@ -210,16 +228,20 @@ def test_twins_fresh_run_and_rerun_write_identical_verdicts_and_qrels_decides_pe
     from negclean.pipeline import run_judge
 
     data, qrels, twin, original = _corpus_with_twins(tmp_path)
-    cfg = CascadeConfig(stages=[StageConfig(name="oracle", judge=QrelsJudgeConfig(path=str(qrels)), escalate="all"),
-                                StageConfig(name="llm", judge=LlamaCppJudgeConfig())],
-                        max_false_negatives=None)
+    cfg = CascadeConfig(
+        stages=[
+            StageConfig(name="oracle", judge=QrelsJudgeConfig(path=str(qrels)), escalate="all"),
+            StageConfig(name="llm", judge=LlamaCppJudgeConfig()),
+        ],
+        max_false_negatives=None,
+    )
     store = str(tmp_path / "store.sqlite")
     fresh = CountingJudge()
-    run_judge(input_path=str(data), cascade=cfg, output_dir=tmp_path / "fresh", store_path=store,
-              judges={"llm": fresh})
+    run_judge(input_path=str(data), cascade=cfg, output_dir=tmp_path / "fresh", store_path=store, judges={"llm": fresh})
     again = CountingJudge()
-    summary = run_judge(input_path=str(data), cascade=cfg, output_dir=tmp_path / "rerun", store_path=store,
-                        judges={"llm": again})
+    summary = run_judge(
+        input_path=str(data), cascade=cfg, output_dir=tmp_path / "rerun", store_path=store, judges={"llm": again}
+    )
     assert again.asked == 0 and all(s["judged"] == 0 for s in summary["cascade"]["stages"])
     a = (tmp_path / "fresh" / "verdicts.jsonl").read_bytes()
     assert a == (tmp_path / "rerun" / "verdicts.jsonl").read_bytes()
@@ -260,8 +282,9 @@ def test_copied_model_directory_hits_the_embedding_cache(tmp_path):
         return np.ones((stop - start, 4), dtype=np.float32)
 
     def build(model_dir):
-        key = embedding_key(model_identity=model_identity(str(model_dir)), corpus_hash="c", prefix="",
-                            include_title=False)
+        key = embedding_key(
+            model_identity=model_identity(str(model_dir)), corpus_hash="c", prefix="", include_title=False
+        )
         return cache.build(key, rows=3, encode=encode)[1]
 
     assert build(original) is False and build(copy) is True and len(calls) == 1
@@ -283,12 +306,20 @@ def test_ray_shard_plan_follows_the_qrels_content(tmp_path):
             writer.write(inst)
     qrels = tmp_path / "qrels.tsv"
     _write_qrels(qrels, {("q0", "q0-d0"): 1})
-    cfg = CascadeConfig(stages=[StageConfig(name="oracle", judge=QrelsJudgeConfig(path=str(qrels)))],
-                        max_false_negatives=None, chunk_size=1)
+    cfg = CascadeConfig(
+        stages=[StageConfig(name="oracle", judge=QrelsJudgeConfig(path=str(qrels)))],
+        max_false_negatives=None,
+        chunk_size=1,
+    )
 
     def run():
-        summary = run_judge_ray(input_path=str(data), cascade=cfg, output_dir=tmp_path / "run",
-                                ray_options=RayOptions(shard_size=1), executor=sequential_executor)
+        summary = run_judge_ray(
+            input_path=str(data),
+            cascade=cfg,
+            output_dir=tmp_path / "run",
+            ray_options=RayOptions(shard_size=1),
+            executor=sequential_executor,
+        )
         rows = [json.loads(x) for x in (tmp_path / "run" / "verdicts.jsonl").read_text().splitlines()]
         return summary["engine"]["shards_reused"], rows[0]["candidates"][0]["label"]
 

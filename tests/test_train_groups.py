@@ -60,7 +60,7 @@ def test_prefixes_titles_and_determinism():
     assert g1[0][0].query == "query: query a"
     assert g1[0][0].positive.startswith("passage: T")  # title first (BEIR convention)
     g3, _ = build_groups(data, epochs=2, hard_negatives=3, seed=8)
-    assert [g.negatives for g in g3[0]] != [tuple(n[len("passage: "):] for n in g.negatives) for g in g1[0]]
+    assert [g.negatives for g in g3[0]] != [tuple(n[len("passage: ") :] for n in g.negatives) for g in g1[0]]
     assert passage_text(Passage("d", "body", title="Head"), include_title=False) == "body"
 
 
@@ -72,6 +72,7 @@ def test_bad_arguments():
 
 
 # ----------------------------------------------------------------------------- sampler
+
 
 class _Rows:
     def __init__(self, n):

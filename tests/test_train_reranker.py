@@ -45,8 +45,19 @@ def test_bce_training_learns_the_pairs(tmp_path):
     from negclean.train import TrainConfig, train
 
     data = instances()
-    cfg = TrainConfig(kind="reranker", epochs=4, batch_size=8, hard_negatives=3, learning_rate=2e-4,
-                      warmup_ratio=0.0, max_seq_length=48, seed=5, logging_steps=1, threads=1, device="cpu")
+    cfg = TrainConfig(
+        kind="reranker",
+        epochs=4,
+        batch_size=8,
+        hard_negatives=3,
+        learning_rate=2e-4,
+        warmup_ratio=0.0,
+        max_seq_length=48,
+        seed=5,
+        logging_steps=1,
+        threads=1,
+        device="cpu",
+    )
     result = train(data, output_dir=tmp_path / "ce", config=cfg, show_progress=False)
     ce = CrossEncoder(str(tmp_path / "ce"), device="cpu")
     after = pair_margin(ce, data)
@@ -64,8 +75,17 @@ def test_listwise_loss_trains_and_saves(tmp_path):
 
     from negclean.train import TrainConfig, train
 
-    cfg = TrainConfig(kind="reranker", reranker_loss="listnet", epochs=1, batch_size=3, hard_negatives=2,
-                      max_seq_length=32, max_steps=2, threads=1, device="cpu")
+    cfg = TrainConfig(
+        kind="reranker",
+        reranker_loss="listnet",
+        epochs=1,
+        batch_size=3,
+        hard_negatives=2,
+        max_seq_length=32,
+        max_steps=2,
+        threads=1,
+        device="cpu",
+    )
     result = train(instances(), output_dir=tmp_path / "ce", config=cfg, show_progress=False)
     assert result.steps == 2 and result.rows == 6
     scores = CrossEncoder(str(tmp_path / "ce"), device="cpu").predict([("a query", "a passage")])

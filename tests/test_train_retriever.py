@@ -54,8 +54,18 @@ def test_training_changes_the_model_and_improves_fit(tmp_path):
     data = instances()
     base = SentenceTransformer(resolve_model("all-MiniLM-L6-v2"), device="cpu")
     before = margins(base, data)
-    cfg = TrainConfig(epochs=3, batch_size=4, hard_negatives=3, learning_rate=1e-4, warmup_ratio=0.0,
-                      max_seq_length=32, seed=11, logging_steps=1, device="cpu", threads=1)
+    cfg = TrainConfig(
+        epochs=3,
+        batch_size=4,
+        hard_negatives=3,
+        learning_rate=1e-4,
+        warmup_ratio=0.0,
+        max_seq_length=32,
+        seed=11,
+        logging_steps=1,
+        device="cpu",
+        threads=1,
+    )
     result = train(data, output_dir=tmp_path / "model", config=cfg, show_progress=False)
 
     trained = SentenceTransformer(str(tmp_path / "model"), device="cpu")
@@ -94,15 +104,41 @@ def test_train_cli_config_file_and_flags(tmp_path):
     from negclean.cli.main import app
 
     data = tmp_path / "train.jsonl"
-    data.write_text("".join(json.dumps({
-        "query_id": x.query_id, "query": x.query,
-        "positive_passages": [{"docid": p.docid, "title": "", "text": p.text} for p in x.positives],
-        "negative_passages": [{"docid": p.docid, "title": "", "text": p.text} for p in x.negatives]}) + "\n"
-        for x in instances()))
+    data.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "query_id": x.query_id,
+                    "query": x.query,
+                    "positive_passages": [{"docid": p.docid, "title": "", "text": p.text} for p in x.positives],
+                    "negative_passages": [{"docid": p.docid, "title": "", "text": p.text} for p in x.negatives],
+                }
+            )
+            + "\n"
+            for x in instances()
+        )
+    )
     options = tmp_path / "train.yaml"
     options.write_text("train:\n  batch_size: 4\n  hard_negatives: 2\n  max_seq_length: 24\n  seed: 1\n")
-    res = CliRunner().invoke(app, ["train", "retriever", str(data), "-o", str(tmp_path / "m"), "--config",
-                                   str(options), "--seed", "9", "--max-steps", "1", "--threads", "1", "--json"])
+    res = CliRunner().invoke(
+        app,
+        [
+            "train",
+            "retriever",
+            str(data),
+            "-o",
+            str(tmp_path / "m"),
+            "--config",
+            str(options),
+            "--seed",
+            "9",
+            "--max-steps",
+            "1",
+            "--threads",
+            "1",
+            "--json",
+        ],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["steps"] == 1 and out["data"] == str(data)
@@ -117,8 +153,9 @@ def test_same_seed_same_weights(tmp_path):
     from negclean.train import TrainConfig, train
 
     def weights(name, seed):
-        cfg = TrainConfig(epochs=1, batch_size=4, hard_negatives=2, max_seq_length=24, max_steps=2, seed=seed,
-                          threads=1, device="cpu")
+        cfg = TrainConfig(
+            epochs=1, batch_size=4, hard_negatives=2, max_seq_length=24, max_steps=2, seed=seed, threads=1, device="cpu"
+        )
         train(instances(), output_dir=tmp_path / name, config=cfg, show_progress=False)
         return load_file(str(tmp_path / name / "model.safetensors"))
 

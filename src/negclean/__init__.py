@@ -14,17 +14,40 @@ __version__ = "0.1.0"
 
 # The API loads on first use, so that `import negclean` (and the CLI's start) stays fast: no pydantic models and
 # no torch until a function is called.
-_API = ("judge", "fix", "mine", "evaluate", "read", "write", "JudgeResult", "FixReport", "Fixed", "MineResult",
-        "StageFunnel")
+__all__ = [
+    "__version__",
+    "judge",
+    "fix",
+    "mine",
+    "evaluate",
+    "read",
+    "write",
+    "JudgeResult",
+    "FixReport",
+    "Fixed",
+    "MineResult",
+    "StageFunnel",
+]
+_API = frozenset(__all__) - {"__version__"}
 # judge, fix, mine and evaluate are also subpackages. Importing a subpackage sets the package attribute of that
 # name to the module, so the functions are served by the module's class, which wins over that attribute; the
 # subpackages stay importable as before (`from negclean.judge import base`, `import negclean.judge.base as b`).
 _SHADOWED = frozenset({"judge", "fix", "mine", "evaluate"})
-__all__ = ["__version__", *_API]
 
 if TYPE_CHECKING:
-    from negclean.api import (Fixed, FixReport, JudgeResult, MineResult, StageFunnel, evaluate, fix, judge, mine,
-                              read, write)
+    from negclean.api import (
+        Fixed,
+        FixReport,
+        JudgeResult,
+        MineResult,
+        StageFunnel,
+        evaluate,
+        fix,
+        judge,
+        mine,
+        read,
+        write,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -19,26 +19,50 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Literal, Mapping, Sequence, TypeVar, Union, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, overload
 
-from negclean.api_records import FixReport, Fixed, JudgeResult, MineResult, SourceKind, StageFunnel
+from negclean.api_records import Fixed, FixReport, JudgeResult, MineResult, SourceKind, StageFunnel
 from negclean.cascade.outcome import InstanceOutcome, outcome_from_row, read_verdict_rows
+from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
+from negclean.cascade.store import JudgmentStore
+from negclean.data.io import open_writer, read_instances, require_instances
 from negclean.data.records import Instance, Rejected
 from negclean.data.tables import Ragged, TableLayout, build_table, container_of, instance_rows, read_table
 from negclean.errors import ConfigError, InputError
+from negclean.evaluate.measures import DEFAULT_MEASURES
+from negclean.evaluate.runner import evaluate as run_evaluation
+from negclean.fix.operations import FixCounts, fix_instance
+from negclean.fix.operations import Operation as Op
+from negclean.mine.config import MineConfig
+from negclean.mine.mine import beir_source, instance_source, mine_queries
+from negclean.mine.retrievers import build_retriever
+from negclean.mine.summary import MineStats
+from negclean.pipeline import validate_pipeline
+from negclean.presets import load_cascade_dict
 
 if TYPE_CHECKING:
     import datasets
     import pandas
 
-    from negclean.cascade.store import JudgmentStore
     from negclean.evaluate.runner import EvalResult
     from negclean.judge.base import Judge
 
-__all__ = ["Fixed", "FixReport", "JudgeResult", "MineResult", "StageFunnel", "evaluate", "fix", "judge", "mine",
-           "read", "write"]
+__all__ = [
+    "Fixed",
+    "FixReport",
+    "JudgeResult",
+    "MineResult",
+    "StageFunnel",
+    "evaluate",
+    "fix",
+    "judge",
+    "mine",
+    "read",
+    "write",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Data = Union[PathLike, Iterable[Instance], Iterable[Mapping[str, Any]], "datasets.Dataset", "pandas.DataFrame"]
@@ -50,9 +74,18 @@ AS_JUDGED = "as_judged"
 class _Loaded:
     """Data read into instances, with what is needed to give a fixed copy back in the same kind."""
 
-    def __init__(self, kind: SourceKind, instances: Sequence[Instance], *, records: int, rejected: int = 0,
-                 rejects: tuple[Rejected, ...] = (), layout: TableLayout | None = None,
-                 rows_per_instance: Sequence[int] | None = None, fmt: str | None = None):
+    def __init__(
+        self,
+        kind: SourceKind,
+        instances: Sequence[Instance],
+        *,
+        records: int,
+        rejected: int = 0,
+        rejects: tuple[Rejected, ...] = (),
+        layout: TableLayout | None = None,
+        rows_per_instance: Sequence[int] | None = None,
+        fmt: str | None = None,
+    ):
         self.kind = kind
         self.instances = tuple(instances)
         self.records = records
@@ -65,8 +98,6 @@ class _Loaded:
 
 def _load(data: Any, *, fmt: str | None, on_error: Literal["fail", "skip"]) -> _Loaded:
     if isinstance(data, (str, os.PathLike)):
-        from negclean.data.io import read_instances, require_instances
-
         reader = read_instances(data, fmt=fmt, on_error=on_error)
         instances = list(reader)
         require_instances(reader.stats)
@@ -75,8 +106,10 @@ def _load(data: Any, *, fmt: str | None, on_error: Literal["fail", "skip"]) -> _
     container = container_of(data)
     if container is None:
         if isinstance(data, Mapping) or not isinstance(data, Iterable):
-            raise ConfigError(f"data must be a path, a list of Instance or of row dicts, a datasets.Dataset or a "
-                              f"pandas DataFrame, not {type(data).__name__}")
+            raise ConfigError(
+                f"data must be a path, a list of Instance or of row dicts, a datasets.Dataset or a "
+                f"pandas DataFrame, not {type(data).__name__}"
+            )
         items = list(data)
         if not items:
             raise InputError("no records: the data is empty, nothing to judge or fix", path="<data>")
@@ -84,23 +117,28 @@ def _load(data: Any, *, fmt: str | None, on_error: Literal["fail", "skip"]) -> _
             return _Loaded("instances", items, records=len(items))
         bad = next(i for i, x in enumerate(items) if not isinstance(x, (Instance, Mapping)))
         if any(not isinstance(x, Mapping) for x in items):
-            raise ConfigError(f"record {bad + 1} of the data is a {type(items[bad]).__name__}; give a list of "
-                              "Instance or a list of dicts, not a mix or other objects")
+            raise ConfigError(
+                f"record {bad + 1} of the data is a {type(items[bad]).__name__}; give a list of "
+                "Instance or a list of dicts, not a mix or other objects"
+            )
         data, container = items, "rows"
     table = read_table(data, on_error=on_error)
-    return _Loaded(container, table.instances, records=table.records, rejected=len(table.rejected),
-                   rejects=table.rejected, layout=table.layout, rows_per_instance=table.rows_per_instance)
+    return _Loaded(
+        container,
+        table.instances,
+        records=table.records,
+        rejected=len(table.rejected),
+        rejects=table.rejected,
+        layout=table.layout,
+        rows_per_instance=table.rows_per_instance,
+    )
 
 
 def _cascade(cascade: str | PathLike | CascadeConfig | Mapping[str, Any]) -> CascadeConfig:
     if isinstance(cascade, CascadeConfig):
         return cascade
-    from negclean.pipeline import validate_pipeline
-
     if isinstance(cascade, Mapping):
         return validate_pipeline({"cascade": dict(cascade)}, source="cascade").cascade
-    from negclean.presets import load_cascade_dict
-
     ref = os.fspath(cascade)
     return validate_pipeline({"cascade": load_cascade_dict(ref)}, source=ref).cascade
 
@@ -119,10 +157,17 @@ class _Progress:
             print(f"negclean: judged {self.done}/{self.total} instances", end=end, file=sys.stderr, flush=True)
 
 
-def judge(data: Data, cascade: str | PathLike | CascadeConfig | Mapping[str, Any] = "offline", *,
-          store: PathLike | JudgmentStore | None = None, max_cost: float | None = None, progress: bool = True,
-          fmt: str | None = None, on_error: Literal["fail", "skip"] = "fail",
-          judges: Mapping[str, Judge] | None = None) -> JudgeResult:
+def judge(
+    data: Data,
+    cascade: str | PathLike | CascadeConfig | Mapping[str, Any] = "offline",
+    *,
+    store: PathLike | JudgmentStore | None = None,
+    max_cost: float | None = None,
+    progress: bool = True,
+    fmt: str | None = None,
+    on_error: Literal["fail", "skip"] = "fail",
+    judges: Mapping[str, Judge] | None = None,
+) -> JudgeResult:
     """Judge every hard negative of ``data`` through a cascade of judges.
 
     Args:
@@ -142,9 +187,6 @@ def judge(data: Data, cascade: str | PathLike | CascadeConfig | Mapping[str, Any
     Returns:
         A ``JudgeResult``: verdicts per instance, the per-stage funnel, cost; ``.to_pandas()`` per candidate.
     """
-    from negclean.cascade.runner import Cascade
-    from negclean.cascade.store import JudgmentStore
-
     t0 = time.perf_counter()
     config = _cascade(cascade)
     if max_cost is not None:
@@ -152,23 +194,47 @@ def judge(data: Data, cascade: str | PathLike | CascadeConfig | Mapping[str, Any
             raise ConfigError(f"max_cost must be >= 0 (USD), not {max_cost}")
         config = config.model_copy(update={"max_cost": float(max_cost)})
     loaded = _load(data, fmt=fmt, on_error=on_error)
-    own = not isinstance(store, JudgmentStore)
-    db = JudgmentStore(":memory:" if store is None else os.fspath(store)) if own else store
+    if isinstance(store, JudgmentStore):
+        db, own = store, False
+    else:
+        db, own = JudgmentStore(":memory:" if store is None else os.fspath(store)), True
     try:
         on_progress = _Progress(len(loaded.instances)) if progress else None
-        with Cascade(config, store=db, judges=dict(judges or {}), on_progress=on_progress) as runner:  # type: ignore[arg-type]
+        with Cascade(config, store=db, judges=dict(judges or {}), on_progress=on_progress) as runner:
             outcomes = tuple(runner.run(loaded.instances))
         stats = runner.stats
     finally:
         if own:
-            db.close()  # type: ignore[union-attr]
+            db.close()
     summary = stats.as_dict()
-    funnel = tuple(StageFunnel(s.name, s.judge_id, s.candidates, s.from_store, s.judged, s.relevant,
-                               s.not_relevant, s.undecided, s.escalated, round(s.cost, 6), round(s.seconds, 3))
-                   for s in stats.stages)
-    return JudgeResult(verdicts=outcomes, funnel=funnel, summary=summary, cost=stats.cost, records=loaded.records,
-                       rejected=loaded.rejected, rejects=loaded.rejects, source=loaded.kind, layout=loaded.layout,
-                       seconds=round(time.perf_counter() - t0, 3))
+    funnel = tuple(
+        StageFunnel(
+            s.name,
+            s.judge_id,
+            s.candidates,
+            s.from_store,
+            s.judged,
+            s.relevant,
+            s.not_relevant,
+            s.undecided,
+            s.escalated,
+            round(s.cost, 6),
+            round(s.seconds, 3),
+        )
+        for s in stats.stages
+    )
+    return JudgeResult(
+        verdicts=outcomes,
+        funnel=funnel,
+        summary=summary,
+        cost=stats.cost,
+        records=loaded.records,
+        rejected=loaded.rejected,
+        rejects=loaded.rejects,
+        source=loaded.kind,
+        layout=loaded.layout,
+        seconds=round(time.perf_counter() - t0, 3),
+    )
 
 
 def _outcomes(verdicts: JudgeResult | PathLike, loaded: _Loaded) -> list[InstanceOutcome]:
@@ -180,47 +246,88 @@ def _outcomes(verdicts: JudgeResult | PathLike, loaded: _Loaded) -> list[Instanc
         for inst in loaded.instances:
             row = next(rows, None)
             if row is None:
-                raise InputError(f"the verdicts file ends before record {inst.line}: was the judge run complete?",
-                                 path=path)
+                raise InputError(
+                    f"the verdicts file ends before record {inst.line}: was the judge run complete?", path=path
+                )
             out.append(outcome_from_row(inst, row, path=path))
         if next(rows, None) is not None:
-            raise InputError("the verdicts file has more rows than the data has instances: was it made from this "
-                             "data?", path=path)
+            raise InputError(
+                "the verdicts file has more rows than the data has instances: was it made from this data?", path=path
+            )
         return out
     judged = verdicts.verdicts
     if len(judged) != len(loaded.instances):
-        raise InputError(f"the verdicts hold {len(judged)} instances, the data {len(loaded.instances)}: pass the "
-                         "data that was judged (with the same on_error)", path="<data>")
+        raise InputError(
+            f"the verdicts hold {len(judged)} instances, the data {len(loaded.instances)}: pass the "
+            "data that was judged (with the same on_error)",
+            path="<data>",
+        )
     out = []
     for o, inst in zip(judged, loaded.instances):
         was = o.instance
         if was.query_id != inst.query_id or [p.docid for p in was.negatives] != [p.docid for p in inst.negatives]:
-            raise InputError(f"record {inst.line} (query {inst.query_id!r}, {len(inst.negatives)} negatives) is not "
-                             f"the instance that was judged there (query {was.query_id!r}, {len(was.negatives)} "
-                             "negatives): pass the data that was judged, unchanged", path="<data>", line=inst.line)
+            raise InputError(
+                f"record {inst.line} (query {inst.query_id!r}, {len(inst.negatives)} negatives) is not "
+                f"the instance that was judged there (query {was.query_id!r}, {len(was.negatives)} "
+                "negatives): pass the data that was judged, unchanged",
+                path="<data>",
+                line=inst.line,
+            )
         out.append(InstanceOutcome(inst, o.candidates, o.false_negatives, o.ambiguous))
     return out
 
 
 @overload
-def fix(data: D, verdicts: JudgeResult | PathLike, *, op: Operation = ..., max_false_negatives: int | None | str = ...,
-        drop_undecided: bool = ..., ragged: Ragged = ..., multi_positive: Literal["expand", "first"] = ...,
-        output: PathLike | None = ..., out_fmt: str | None = ..., fmt: str | None = ...,
-        on_error: Literal["fail", "skip"] = ..., report: Literal[False] = ...) -> D | list[Instance]: ...
+def fix(
+    data: D,
+    verdicts: JudgeResult | PathLike,
+    *,
+    op: Operation = ...,
+    max_false_negatives: int | None | str = ...,
+    drop_undecided: bool = ...,
+    ragged: Ragged = ...,
+    multi_positive: Literal["expand", "first"] = ...,
+    output: PathLike | None = ...,
+    out_fmt: str | None = ...,
+    fmt: str | None = ...,
+    on_error: Literal["fail", "skip"] = ...,
+    report: Literal[False] = ...,
+) -> D | list[Instance]: ...
 
 
 @overload
-def fix(data: D, verdicts: JudgeResult | PathLike, *, op: Operation = ..., max_false_negatives: int | None | str = ...,
-        drop_undecided: bool = ..., ragged: Ragged = ..., multi_positive: Literal["expand", "first"] = ...,
-        output: PathLike | None = ..., out_fmt: str | None = ..., fmt: str | None = ...,
-        on_error: Literal["fail", "skip"] = ..., report: Literal[True]) -> Fixed[D | list[Instance]]: ...
+def fix(
+    data: D,
+    verdicts: JudgeResult | PathLike,
+    *,
+    op: Operation = ...,
+    max_false_negatives: int | None | str = ...,
+    drop_undecided: bool = ...,
+    ragged: Ragged = ...,
+    multi_positive: Literal["expand", "first"] = ...,
+    output: PathLike | None = ...,
+    out_fmt: str | None = ...,
+    fmt: str | None = ...,
+    on_error: Literal["fail", "skip"] = ...,
+    report: Literal[True],
+) -> Fixed[D | list[Instance]]: ...
 
 
-def fix(data: Any, verdicts: JudgeResult | PathLike, *, op: Operation = "relabel",
-        max_false_negatives: int | None | str = AS_JUDGED, drop_undecided: bool = False, ragged: Ragged = "repeat",
-        multi_positive: Literal["expand", "first"] = "expand", output: PathLike | None = None,
-        out_fmt: str | None = None, fmt: str | None = None, on_error: Literal["fail", "skip"] = "fail",
-        report: bool = False) -> Any:
+def fix(
+    data: Any,
+    verdicts: JudgeResult | PathLike,
+    *,
+    op: Operation = "relabel",
+    max_false_negatives: int | None | str = AS_JUDGED,
+    drop_undecided: bool = False,
+    ragged: Ragged = "repeat",
+    multi_positive: Literal["expand", "first"] = "expand",
+    output: PathLike | None = None,
+    out_fmt: str | None = None,
+    fmt: str | None = None,
+    on_error: Literal["fail", "skip"] = "fail",
+    report: bool = False,
+) -> Any:
     """Fix the false negatives of ``data`` that ``verdicts`` found; the result has the kind and columns of ``data``.
 
     Args:
@@ -243,24 +350,28 @@ def fix(data: Any, verdicts: JudgeResult | PathLike, *, op: Operation = "relabel
         A Dataset for a Dataset, a DataFrame for a DataFrame, a list of dicts for dicts, a list of ``Instance``
         for instances or a path; ``Fixed`` when ``report=True``.
     """
-    from negclean.fix.operations import FixCounts, Operation as Op, fix_instance
-
     try:
         operation = Op(op)
     except ValueError:
         raise ConfigError(f"op must be one of {', '.join(o.value for o in Op)}, not {op!r}") from None
-    if max_false_negatives != AS_JUDGED and not (max_false_negatives is None or (
-            isinstance(max_false_negatives, int) and max_false_negatives >= 0)):
-        raise ConfigError(f"max_false_negatives must be a whole number >= 0, None or 'as_judged', not "
-                          f"{max_false_negatives!r}")
+    if max_false_negatives != AS_JUDGED and not (
+        max_false_negatives is None or (isinstance(max_false_negatives, int) and max_false_negatives >= 0)
+    ):
+        raise ConfigError(
+            f"max_false_negatives must be a whole number >= 0, None or 'as_judged', not {max_false_negatives!r}"
+        )
     loaded = _load(data, fmt=fmt, on_error=on_error)
     counts = FixCounts()
     kept: list[Instance] = []
     for outcome in _outcomes(verdicts, loaded):
         if max_false_negatives != AS_JUDGED:
-            cap = max_false_negatives
-            outcome = InstanceOutcome(outcome.instance, outcome.candidates, outcome.false_negatives,
-                                      cap is not None and len(outcome.false_negatives) > cap)  # type: ignore[operator]
+            cap = max_false_negatives if isinstance(max_false_negatives, int) else None
+            outcome = InstanceOutcome(
+                outcome.instance,
+                outcome.candidates,
+                outcome.false_negatives,
+                cap is not None and len(outcome.false_negatives) > cap,
+            )
         fixed = fix_instance(outcome, operation, counts=counts, drop_undecided=drop_undecided)
         if fixed is not None:
             kept.append(fixed)
@@ -270,19 +381,32 @@ def fix(data: Any, verdicts: JudgeResult | PathLike, *, op: Operation = "relabel
         rows, wc = instance_rows(kept, loaded.layout, ragged=ragged, multi_positive=multi_positive)
         result = build_table(rows, loaded.layout)
         records_out, instances_out = wc.rows, len(kept) - wc.dropped_no_negatives - wc.dropped_short
-        extra.update(dropped_no_negatives=wc.dropped_no_negatives, dropped_short=wc.dropped_short,
-                     negatives_repeated=wc.negatives_repeated, negatives_cut=wc.negatives_cut)
+        extra.update(
+            dropped_no_negatives=wc.dropped_no_negatives,
+            dropped_short=wc.dropped_short,
+            negatives_repeated=wc.negatives_repeated,
+            negatives_cut=wc.negatives_cut,
+        )
     else:
         result, records_out, instances_out = kept, len(kept), len(kept)
     if output is not None:
         _write_instances(kept, output, fmt=out_fmt or _file_format(loaded), multi_positive=multi_positive)
-    summary = FixReport(records_in=loaded.records,
-                        rejected=loaded.rejected, records_used=loaded.records - loaded.rejected,
-                        instances_in=counts.instances_in, instances_out=instances_out, records_out=records_out,
-                        dropped_removed=counts.dropped_removed, dropped_ambiguous=counts.dropped_ambiguous,
-                        changed=counts.changed, relabeled=counts.relabeled,
-                        negatives_removed=counts.negatives_removed, undecided_kept=counts.undecided_kept,
-                        undecided_dropped=counts.undecided_dropped, **extra)
+    summary = FixReport(
+        records_in=loaded.records,
+        rejected=loaded.rejected,
+        records_used=loaded.records - loaded.rejected,
+        instances_in=counts.instances_in,
+        instances_out=instances_out,
+        records_out=records_out,
+        dropped_removed=counts.dropped_removed,
+        dropped_ambiguous=counts.dropped_ambiguous,
+        changed=counts.changed,
+        relabeled=counts.relabeled,
+        negatives_removed=counts.negatives_removed,
+        undecided_kept=counts.undecided_kept,
+        undecided_dropped=counts.undecided_dropped,
+        **extra,
+    )
     return Fixed(result, summary) if report else result
 
 
@@ -292,17 +416,23 @@ def _file_format(loaded: _Loaded) -> str | None:
         return loaded.fmt
     if loaded.layout is None:
         return None
-    return {"tevatron": "tevatron", "flagembedding": "flagembedding", "n-tuple": "st",
-            "triplet": "st"}.get(loaded.layout.shape)
+    return {"tevatron": "tevatron", "flagembedding": "flagembedding", "n-tuple": "st", "triplet": "st"}.get(
+        loaded.layout.shape
+    )
 
 
-def _write_instances(instances: Iterable[Instance], path: PathLike, *, fmt: str | None,
-                     multi_positive: Literal["expand", "first"] = "expand") -> Path:
-    from negclean.data.io import open_writer
-
+def _write_instances(
+    instances: Iterable[Instance],
+    path: PathLike,
+    *,
+    fmt: str | None,
+    multi_positive: Literal["expand", "first"] = "expand",
+) -> Path:
     if fmt is None and not os.fspath(path).lower().endswith(".parquet"):
-        raise ConfigError(f"say which format to write {os.fspath(path)} in: fmt='tevatron', 'flagembedding', 'st' "
-                          "or 'parquet' (a labeled-list table has no file format of its own)")
+        raise ConfigError(
+            f"say which format to write {os.fspath(path)} in: fmt='tevatron', 'flagembedding', 'st' "
+            "or 'parquet' (a labeled-list table has no file format of its own)"
+        )
     with open_writer(path, fmt=fmt, multi_positive=multi_positive) as writer:
         for inst in instances:
             writer.write(inst)
@@ -316,8 +446,9 @@ def read(path: PathLike, *, fmt: str | None = None, on_error: Literal["fail", "s
     return list(_load(path, fmt=fmt, on_error=on_error).instances)
 
 
-def write(data: Data, path: PathLike, *, fmt: str | None = None,
-          multi_positive: Literal["expand", "first"] = "expand") -> Path:
+def write(
+    data: Data, path: PathLike, *, fmt: str | None = None, multi_positive: Literal["expand", "first"] = "expand"
+) -> Path:
     """Write instances, row dicts, a Dataset or a DataFrame to a training file, atomically.
 
     Args:
@@ -331,10 +462,19 @@ def write(data: Data, path: PathLike, *, fmt: str | None = None,
     return _write_instances(loaded.instances, path, fmt=fmt or _file_format(loaded), multi_positive=multi_positive)
 
 
-def mine(source: PathLike, *, split: str = "train", retriever: Literal["dense", "bm25", "hybrid"] = "dense",
-         model: str = "all-MiniLM-L6-v2", num_negatives: int = 15, rank_range: str | tuple[int, int] = (10, 100),
-         max_queries: int | None = None, output: PathLike | None = None, out_fmt: str | None = None,
-         **options: Any) -> MineResult:
+def mine(
+    source: PathLike,
+    *,
+    split: str = "train",
+    retriever: Literal["dense", "bm25", "hybrid"] = "dense",
+    model: str = "all-MiniLM-L6-v2",
+    num_negatives: int = 15,
+    rank_range: str | tuple[int, int] = (10, 100),
+    max_queries: int | None = None,
+    output: PathLike | None = None,
+    out_fmt: str | None = None,
+    **options: Any,
+) -> MineResult:
     """Mine hard negatives in memory for a BEIR folder's queries, or re-mine an instance file's negatives.
 
     Args:
@@ -348,15 +488,20 @@ def mine(source: PathLike, *, split: str = "train", retriever: Literal["dense", 
     Returns:
         ``MineResult``: the instances, and the run's summary.
     """
-    from negclean.mine.config import MineConfig
-    from negclean.mine.mine import beir_source, instance_source, mine_queries
-    from negclean.mine.retrievers import build_retriever
-    from negclean.mine.summary import MineStats
-
     where = "beir" if Path(source).is_dir() else "input"
-    config = MineConfig.from_options({where: os.fspath(source), "split": split, "retriever": retriever,
-                                      "model": model, "num_negatives": num_negatives, "rank_range": rank_range,
-                                      "max_queries": max_queries, **options}, source="negclean.mine")
+    config = MineConfig.from_options(
+        {
+            where: os.fspath(source),
+            "split": split,
+            "retriever": retriever,
+            "model": model,
+            "num_negatives": num_negatives,
+            "rank_range": rank_range,
+            "max_queries": max_queries,
+            **options,
+        },
+        source="negclean.mine",
+    )
     t0 = time.perf_counter()
     stats = MineStats(config.num_negatives)
     src = beir_source(config, stats) if config.beir is not None else instance_source(config, stats)
@@ -369,18 +514,31 @@ def mine(source: PathLike, *, split: str = "train", retriever: Literal["dense", 
     fmt = out_fmt or ("tevatron" if config.beir is not None else getattr(src.like, "format", None))
     if output is not None:
         _write_instances(instances, output, fmt=fmt)
-    summary = stats.freeze(output=os.fspath(output) if output is not None else "<memory>", fmt=fmt or "tevatron",
-                           params=config.params(), params_hash=config.params_hash(), retriever=built.describe(),
-                           score_name=built.score_name, filter_score_name=built.filter_score_name,
-                           seconds={"read": t_load - t0, "retriever": t_index - t_load, "mine": t_end - t_index,
-                                    "total": t_end - t0})
+    summary = stats.freeze(
+        output=os.fspath(output) if output is not None else "<memory>",
+        fmt=fmt or "tevatron",
+        params=config.params(),
+        params_hash=config.params_hash(),
+        retriever=built.describe(),
+        score_name=built.score_name,
+        filter_score_name=built.filter_score_name,
+        seconds={"read": t_load - t0, "retriever": t_index - t_load, "mine": t_end - t_index, "total": t_end - t0},
+    )
     if summary.shortfall.queries_short:  # never silent, as with `negclean mine`
         logging.getLogger("negclean.mine").warning(next(x for x in summary.lines() if x.startswith("SHORTFALL")))
     return MineResult(tuple(instances), summary)
 
 
-def evaluate(model: str, beir: PathLike, *, split: str = "test", kind: Literal["retriever", "reranker"] | None = None,
-             measures: Sequence[str] | None = None, output_dir: PathLike | None = None, **options: Any) -> EvalResult:
+def evaluate(
+    model: str,
+    beir: PathLike,
+    *,
+    split: str = "test",
+    kind: Literal["retriever", "reranker"] | None = None,
+    measures: Sequence[str] | None = None,
+    output_dir: PathLike | None = None,
+    **options: Any,
+) -> EvalResult:
     """Evaluate a retriever (full retrieval) or a reranker (re-ranking a first stage) on a BEIR split.
 
     Args:
@@ -394,11 +552,15 @@ def evaluate(model: str, beir: PathLike, *, split: str = "test", kind: Literal["
     Returns:
         ``EvalResult``: mean ``scores`` per measure, ``per_query`` values, files written.
     """
-    from negclean.evaluate.measures import DEFAULT_MEASURES
-    from negclean.evaluate.runner import evaluate as run
-
-    return run(model=model, beir=os.fspath(beir), split=split, kind=kind, output_dir=output_dir,
-               measures=tuple(measures) if measures is not None else DEFAULT_MEASURES, **options)
+    return run_evaluation(
+        model=model,
+        beir=os.fspath(beir),
+        split=split,
+        kind=kind,
+        output_dir=None if output_dir is None else os.fspath(output_dir),
+        measures=tuple(measures) if measures is not None else DEFAULT_MEASURES,
+        **options,
+    )
 
 
 # negclean.judge, .fix, .mine and .evaluate are these functions and also subpackages. `import negclean.judge.x as y`

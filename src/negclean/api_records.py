@@ -3,8 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, Mapping, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from negclean.cascade.outcome import InstanceOutcome
 from negclean.data.records import Instance, Rejected
@@ -92,7 +93,7 @@ class JudgeResult:
         """The instances with at least one false negative."""
         return [o.instance for o in self.verdicts if o.false_negatives]
 
-    def to_pandas(self) -> "pandas.DataFrame":
+    def to_pandas(self) -> pandas.DataFrame:
         """One row per candidate: instance index, query, docid, text, final label, grade, confidence, stage,
         whether it counts as a false negative, and whether its instance is ambiguous."""
         import pandas as pd
@@ -103,19 +104,49 @@ class JudgeResult:
             fns = set(o.false_negatives)
             for i, (p, c) in enumerate(zip(inst.negatives, o.candidates)):
                 v = c.verdict
-                rows.append({"instance": n, "query_id": inst.query_id, "query": inst.query, "candidate": i,
-                             "docid": p.docid, "text": p.text, "label": v.label.value,
-                             "grade": v.grade.value if v.grade is not None else None, "confidence": v.confidence,
-                             "stage": c.stage, "judge": v.judge_id, "false_negative": i in fns,
-                             "ambiguous": o.ambiguous, "undecided": v.label is Label.UNDECIDED,
-                             "reason": v.reason})
-        columns = ["instance", "query_id", "query", "candidate", "docid", "text", "label", "grade", "confidence",
-                   "stage", "judge", "false_negative", "ambiguous", "undecided", "reason"]
+                rows.append(
+                    {
+                        "instance": n,
+                        "query_id": inst.query_id,
+                        "query": inst.query,
+                        "candidate": i,
+                        "docid": p.docid,
+                        "text": p.text,
+                        "label": v.label.value,
+                        "grade": v.grade.value if v.grade is not None else None,
+                        "confidence": v.confidence,
+                        "stage": c.stage,
+                        "judge": v.judge_id,
+                        "false_negative": i in fns,
+                        "ambiguous": o.ambiguous,
+                        "undecided": v.label is Label.UNDECIDED,
+                        "reason": v.reason,
+                    }
+                )
+        columns = [
+            "instance",
+            "query_id",
+            "query",
+            "candidate",
+            "docid",
+            "text",
+            "label",
+            "grade",
+            "confidence",
+            "stage",
+            "judge",
+            "false_negative",
+            "ambiguous",
+            "undecided",
+            "reason",
+        ]
         return pd.DataFrame(rows, columns=columns)
 
     def __repr__(self) -> str:
-        return (f"JudgeResult({self.instances} instances, {self.candidates} candidates, {self.false_negatives} "
-                f"false negatives, {self.ambiguous} ambiguous, {self.rejected} rejected, cost ${self.cost:.4f})")
+        return (
+            f"JudgeResult({self.instances} instances, {self.candidates} candidates, {self.false_negatives} "
+            f"false negatives, {self.ambiguous} ambiguous, {self.rejected} rejected, cost ${self.cost:.4f})"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,9 +186,15 @@ class FixReport:
 
     @property
     def reconciled(self) -> bool:
-        return (self.records_in == self.records_used + self.rejected
-                and self.instances_in == self.instances_out + self.dropped_removed + self.dropped_ambiguous
-                + self.dropped_no_negatives + self.dropped_short)
+        return (
+            self.records_in == self.records_used + self.rejected
+            and self.instances_in
+            == self.instances_out
+            + self.dropped_removed
+            + self.dropped_ambiguous
+            + self.dropped_no_negatives
+            + self.dropped_short
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,4 +211,4 @@ class MineResult:
     shortfall; ``summary.lines()`` reads as ``negclean mine`` prints it)."""
 
     instances: tuple[Instance, ...]
-    summary: "MineSummary"
+    summary: MineSummary

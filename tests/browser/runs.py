@@ -20,8 +20,12 @@ def screen_run(base: Path) -> Path:
         from negclean.presets import load_cascade_dict
 
         out = base / "run_screen"
-        run_judge(input_path=str(EXAMPLE), cascade=CascadeConfig.model_validate(load_cascade_dict("screen")),
-                  output_dir=out, fix=FixConfig())
+        run_judge(
+            input_path=str(EXAMPLE),
+            cascade=CascadeConfig.model_validate(load_cascade_dict("screen")),
+            output_dir=out,
+            fix=FixConfig(),
+        )
         _MADE["screen"] = out
     return _MADE["screen"]
 

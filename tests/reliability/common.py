@@ -15,9 +15,11 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-WORDS = ("river bridge engine garden planet violin copper harbor winter castle forest signal marble desert "
-         "rocket island candle ladder meadow pepper saddle tunnel walnut zebra anchor basket cobalt dragon "
-         "falcon glacier hammer jungle kettle lantern magnet nectar oyster pillow quartz ribbon").split()
+WORDS = (
+    "river bridge engine garden planet violin copper harbor winter castle forest signal marble desert "
+    "rocket island candle ladder meadow pepper saddle tunnel walnut zebra anchor basket cobalt dragon "
+    "falcon glacier hammer jungle kettle lantern magnet nectar oyster pillow quartz ribbon"
+).split()
 
 
 def make_instances(n: int, negatives: int, *, seed: int) -> list[dict]:
@@ -50,21 +52,45 @@ def write_jsonl(path: Path, rows: list[dict], *, bad_line_at: int | None = None)
 
 
 def openai_stage(base_url: str, *, mode: str = "pointwise", **judge) -> dict:
-    options = {"backend": "openai", "model": "test-model", "mode": mode, "base_url": base_url,
-               "concurrency": 4, "max_retries": 2, "backoff_base": 0.01, "max_backoff": 0.05, "timeout": 5.0}
+    options = {
+        "backend": "openai",
+        "model": "test-model",
+        "mode": mode,
+        "base_url": base_url,
+        "concurrency": 4,
+        "max_retries": 2,
+        "backoff_base": 0.01,
+        "max_backoff": 0.05,
+        "timeout": 5.0,
+    }
     options.update(judge)
     return {"name": "llm", "judge": options}
 
 
 def cascade_dict(base_url: str, *, mode: str = "pointwise", chunk_size: int = 64, **judge) -> dict:
-    return {"stages": [openai_stage(base_url, mode=mode, **judge)], "max_false_negatives": None,
-            "chunk_size": chunk_size}
+    return {
+        "stages": [openai_stage(base_url, mode=mode, **judge)],
+        "max_false_negatives": None,
+        "chunk_size": chunk_size,
+    }
 
 
-def write_pipeline(path: Path, *, input_path: Path, output_dir: Path, cascade: dict, store: Path | None = None,
-                   operation: str = "relabel") -> Path:
-    data = {"input": str(input_path), "output_dir": str(output_dir), "on_error": "skip", "cascade": cascade,
-            "fix": {"operation": operation}}
+def write_pipeline(
+    path: Path,
+    *,
+    input_path: Path,
+    output_dir: Path,
+    cascade: dict,
+    store: Path | None = None,
+    operation: str = "relabel",
+) -> Path:
+    data = {
+        "input": str(input_path),
+        "output_dir": str(output_dir),
+        "on_error": "skip",
+        "cascade": cascade,
+        "fix": {"operation": operation},
+    }
     if store is not None:
         data["store"] = str(store)
     path.write_text(yaml.safe_dump(data, sort_keys=False), encoding="utf-8")

@@ -12,11 +12,12 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from reliability.common import cli_command, cli_env, integrity, request_call_ids, stored_call_ids
+
 
 @dataclass
 class Kill:
@@ -31,8 +32,14 @@ class Kill:
     temp_files: list[str] = field(default_factory=list)  # .*.tmp left behind: the kill landed mid-write
 
 
-def wait_then_kill(proc: subprocess.Popen, condition: Callable[[], bool], *, delay: float = 0.0,
-                   timeout: float = 180.0, kill: bool = True) -> tuple[bool, float]:
+def wait_then_kill(
+    proc: subprocess.Popen,
+    condition: Callable[[], bool],
+    *,
+    delay: float = 0.0,
+    timeout: float = 180.0,
+    kill: bool = True,
+) -> tuple[bool, float]:
     """Poll ``condition`` while the child runs; once it holds, wait ``delay`` s and SIGKILL the child
     (``kill=False``: only wait for the condition). Returns (killed, monotonic time of the kill)."""
     deadline = time.monotonic() + timeout
@@ -85,8 +92,9 @@ def account(kill: Kill, srv, first_record: int, at: float, store: Path, fingerpr
     kill.in_flight = sum(1 for r in records if not r.finished or r.finished > at)
     lost = {cid for cid in ids if cid not in stored}
     kill.lost = len(lost)
-    kill.lost_answered = sum(1 for r, cid in zip(records, ids) if cid in lost and r.status == 200
-                             and 0 < r.finished <= at)
+    kill.lost_answered = sum(
+        1 for r, cid in zip(records, ids) if cid in lost and r.status == 200 and 0 < r.finished <= at
+    )
     return kill
 
 

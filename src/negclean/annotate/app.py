@@ -10,10 +10,12 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from negclean.annotate.agreement import HUMAN_LABELS, agreement_summary, qrels_lines
 from negclean.annotate.sample import AnnotationSet, build_sample
 from negclean.cascade.store import JudgmentStore
+from negclean.data.atomic import atomic_open
 from negclean.errors import ConfigError, InputError
+from negclean.metrics.agreement import HUMAN_LABELS, agreement_summary, qrels_lines
+from negclean.report.collect import collect
 from negclean.report.rundata import RunFolder, open_run
 
 _NAME = re.compile(r"^[\w][\w .@+-]{0,39}$", re.UNICODE)
@@ -23,8 +25,9 @@ def check_annotator(name: str) -> str:
     """A trimmed annotator name, or a ValueError saying what a name may contain."""
     name = (name or "").strip()
     if not _NAME.match(name):
-        raise ValueError("annotator name: 1-40 characters, letters, digits, space and . @ + - _ "
-                         "(starting with a letter or digit)")
+        raise ValueError(
+            "annotator name: 1-40 characters, letters, digits, space and . @ + - _ (starting with a letter or digit)"
+        )
     return name
 
 
@@ -39,16 +42,24 @@ class AnnotationApp:
     per_stratum: int
 
     @classmethod
-    def open(cls, run_dir: str | Path, *, seed: int = 0, per_stratum: int = 25, input_path: str | Path | None = None,
-             store_path: str | Path | None = None) -> "AnnotationApp":
+    def open(
+        cls,
+        run_dir: str | Path,
+        *,
+        seed: int = 0,
+        per_stratum: int = 25,
+        input_path: str | Path | None = None,
+        store_path: str | Path | None = None,
+    ) -> AnnotationApp:
         """Open a run folder, draw the sample (one pass over the run) and open its store for labels."""
         if per_stratum < 1:
             raise ConfigError("--per-stratum must be at least 1")
         run = open_run(run_dir, input_path=input_path, store_path=store_path, need_store=True)
         store = JudgmentStore(run.store_path)
         labeled = {k for _, k, _ in store.human_labels()}
-        sample = build_sample(run.outcomes(), stages=run.stage_names, per_stratum=per_stratum, seed=seed,
-                              labeled=labeled)
+        sample = build_sample(
+            run.outcomes(), stages=run.stage_names, per_stratum=per_stratum, seed=seed, labeled=labeled
+        )
         if not sample.items:
             store.close()
             raise InputError("the run has no judged candidates to annotate (a dry run?)", path=str(run.path))
@@ -59,9 +70,15 @@ class AnnotationApp:
 
     # -- requests -------------------------------------------------------------------------------
     def session(self) -> dict:
-        return {"run": self.run.path.name, "run_dir": str(self.run.path), "items": len(self.sample.items),
-                "seed": self.seed, "per_stratum": self.per_stratum, "labels": list(HUMAN_LABELS),
-                "annotators": self.annotators()}
+        return {
+            "run": self.run.path.name,
+            "run_dir": str(self.run.path),
+            "items": len(self.sample.items),
+            "seed": self.seed,
+            "per_stratum": self.per_stratum,
+            "labels": list(HUMAN_LABELS),
+            "annotators": self.annotators(),
+        }
 
     def annotators(self) -> list[str]:
         return sorted({a for a, k, _ in self.store.human_labels() if k in self.sample.pairs})
@@ -91,8 +108,9 @@ class AnnotationApp:
 
     def agreement(self) -> dict:
         out = agreement_summary(self.sample.pairs, self.store.human_labels(), self.sample.stages)
-        out["strata"] = [{"stratum": s, "candidates": n, "sampled": self.sample.sampled[s]}
-                         for s, n in self.sample.strata.items()]
+        out["strata"] = [
+            {"stratum": s, "candidates": n, "sampled": self.sample.sampled[s]} for s, n in self.sample.strata.items()
+        ]
         return out
 
     def qrels(self, annotator: str | None = None) -> str:
@@ -101,19 +119,26 @@ class AnnotationApp:
         return "".join(line + "\n" for line in lines)
 
 
-def export_qrels(run_dir: str | Path, output: str | Path, *, annotator: str | None = None,
-                 input_path: str | Path | None = None, store_path: str | Path | None = None) -> dict:
+def export_qrels(
+    run_dir: str | Path,
+    output: str | Path,
+    *,
+    annotator: str | None = None,
+    input_path: str | Path | None = None,
+    store_path: str | Path | None = None,
+) -> dict:
     """Write the human labels of a run's pairs as TREC qrels (no server, no sample: every labeled pair counts)."""
-    from negclean.pipeline import atomic_text
-    from negclean.report.collect import collect
-
     run = open_run(run_dir, input_path=input_path, store_path=store_path, need_store=True)
     with JudgmentStore(run.store_path) as store:
         labels = list(store.human_labels())
     name = check_annotator(annotator) if annotator else None
     col = collect(run, scores="none", max_examples=0, labeled={k for _, k, _ in labels})
     lines = qrels_lines(col.pairs, labels, annotator=name)
-    with atomic_text(Path(output)) as fh:
+    with atomic_open(Path(output)) as fh:
         fh.writelines(line + "\n" for line in lines)
-    return {"qrels": str(output), "lines": len(lines), "annotator": name or "consensus of all annotators",
-            "relevant": sum(1 for line in lines if line.endswith("\t1"))}
+    return {
+        "qrels": str(output),
+        "lines": len(lines),
+        "annotator": name or "consensus of all annotators",
+        "relevant": sum(1 for line in lines if line.endswith("\t1")),
+    }

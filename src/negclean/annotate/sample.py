@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-from dataclasses import dataclass
-from typing import Iterable
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from negclean.annotate.agreement import JudgedPair, Key
 from negclean.cascade.outcome import InstanceOutcome
+from negclean.metrics.agreement import JudgedPair, Key
 
 _WORD = {"relevant": "flagged", "not_relevant": "cleared", "undecided": "undecided"}
 
@@ -34,9 +34,13 @@ class Item:
     text: str
 
     def public(self) -> dict:
-        return {"id": self.id, "query": self.query,
-                "positives": [{"title": t, "text": x} for t, x in self.positives],
-                "title": self.title, "text": self.text}
+        return {
+            "id": self.id,
+            "query": self.query,
+            "positives": [{"title": t, "text": x} for t, x in self.positives],
+            "title": self.title,
+            "text": self.text,
+        }
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,12 @@ class AnnotationSet:
     sampled: dict[str, int]
     pairs: dict[Key, JudgedPair]
     stages: tuple[str, ...]
+    _by_id: dict[str, Item] = field(init=False, repr=False, compare=False)  # set in __post_init__
 
     def item(self, item_id: str) -> Item | None:
         return self._by_id.get(item_id)
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         object.__setattr__(self, "_by_id", {it.id: it for it in self.items})
 
 
@@ -83,8 +88,14 @@ def stratum_of(trail: Iterable[tuple[str, str]]) -> str | None:
     return f"{stage}: {_WORD.get(label, label)}"
 
 
-def build_sample(outcomes: Iterable[InstanceOutcome], *, stages: Iterable[str], per_stratum: int = 25,
-                 seed: int = 0, labeled: Iterable[Key] = ()) -> AnnotationSet:
+def build_sample(
+    outcomes: Iterable[InstanceOutcome],
+    *,
+    stages: Iterable[str],
+    per_stratum: int = 25,
+    seed: int = 0,
+    labeled: Iterable[Key] = (),
+) -> AnnotationSet:
     """One pass over a run's outcomes: draw the sample and index the decisions agreement needs.
 
     Args:
@@ -114,13 +125,15 @@ def build_sample(outcomes: Iterable[InstanceOutcome], *, stages: Iterable[str], 
             if key in pairs:  # the same pair again (duplicate rows): one item, every occurrence for qrels
                 old = pairs[key]
                 if (inst.query_id, passage.docid) not in old.occurrences:
-                    pairs[key] = JudgedPair(key, old.occurrences + ((inst.query_id, passage.docid),),
-                                            old.stages, old.cascade)
+                    pairs[key] = JudgedPair(
+                        key, old.occurrences + ((inst.query_id, passage.docid),), old.stages, old.cascade
+                    )
                 continue
             population[stratum] = population.get(stratum, 0) + 1
             final_undecided = cand.verdict.label.value == "undecided"
-            pair = JudgedPair(key, ((inst.query_id, passage.docid),), dict(trail),
-                              None if final_undecided else i in fns)
+            pair = JudgedPair(
+                key, ((inst.query_id, passage.docid),), dict(trail), None if final_undecided else i in fns
+            )
             # bottom-k by hash: keep the per_stratum smallest draws (heap of negated draws)
             rank = _draw(seed, "sample", key)
             heap = heaps.setdefault(stratum, [])
@@ -129,8 +142,16 @@ def build_sample(outcomes: Iterable[InstanceOutcome], *, stages: Iterable[str], 
                 pairs[key] = pair
             if not take:
                 continue
-            item = Item(item_id(key), key, inst.query_id, inst.query,
-                        tuple((p.title, p.text) for p in inst.positives), passage.docid, passage.title, passage.text)
+            item = Item(
+                item_id(key),
+                key,
+                inst.query_id,
+                inst.query,
+                tuple((p.title, p.text) for p in inst.positives),
+                passage.docid,
+                passage.title,
+                passage.text,
+            )
             kept[key] = (item, stratum)
             if len(heap) < per_stratum:
                 heapq.heappush(heap, (-rank, key))
@@ -149,6 +170,10 @@ def build_sample(outcomes: Iterable[InstanceOutcome], *, stages: Iterable[str], 
         stage = name.split(": ")[0]
         return (order.index(stage) if stage in order else len(order), name)
 
-    return AnnotationSet(tuple(items), {k: population[k] for k in sorted(population, key=stratum_sort)},
-                         {k: sampled.get(k, 0) for k in sorted(population, key=stratum_sort)}, pairs,
-                         tuple(order))
+    return AnnotationSet(
+        tuple(items),
+        {k: population[k] for k in sorted(population, key=stratum_sort)},
+        {k: sampled.get(k, 0) for k in sorted(population, key=stratum_sort)},
+        pairs,
+        tuple(order),
+    )

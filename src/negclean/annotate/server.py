@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from collections.abc import Container
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
@@ -19,8 +20,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from negclean.annotate.app import AnnotationApp
 
-_STATIC = {"/": ("app.html", "text/html; charset=utf-8"), "/app.js": ("app.js", "text/javascript; charset=utf-8"),
-           "/app.css": ("app.css", "text/css; charset=utf-8")}
+_STATIC = {
+    "/": ("app.html", "text/html; charset=utf-8"),
+    "/app.js": ("app.js", "text/javascript; charset=utf-8"),
+    "/app.css": ("app.css", "text/css; charset=utf-8"),
+}
 _MAX_BODY = 64 * 1024
 
 
@@ -29,7 +33,7 @@ def _static(name: str) -> bytes:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "AnnotationServer"
+    server: AnnotationServer
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args) -> None:
@@ -81,8 +85,12 @@ class _Handler(BaseHTTPRequestHandler):
             if path == "/api/qrels":
                 who = self._query().get("annotator") or None
                 fname = f"qrels.{who or 'consensus'}.tsv".replace(" ", "_")
-                return self._send(200, app.qrels(who).encode(), "text/tab-separated-values; charset=utf-8",
-                                  {"Content-Disposition": f'attachment; filename="{fname}"'})
+                return self._send(
+                    200,
+                    app.qrels(who).encode(),
+                    "text/tab-separated-values; charset=utf-8",
+                    {"Content-Disposition": f'attachment; filename="{fname}"'},
+                )
         except ValueError as exc:
             return self._error(HTTPStatus.BAD_REQUEST, str(exc))
         return self._error(HTTPStatus.NOT_FOUND, f"no such page: {path}")
@@ -101,8 +109,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.BAD_REQUEST, "empty or oversized body")
         try:
             body = json.loads(self.rfile.read(length))
-            result = self.server.app.label(str(body.get("annotator", "")), str(body.get("item", "")),
-                                           str(body.get("label", "")))
+            result = self.server.app.label(
+                str(body.get("annotator", "")), str(body.get("item", "")), str(body.get("label", ""))
+            )
         except (json.JSONDecodeError, AttributeError):
             return self._error(HTTPStatus.BAD_REQUEST, 'body must be a JSON object {"annotator", "item", "label"}')
         except ValueError as exc:
@@ -123,13 +132,15 @@ class AnnotationServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
         self.app = app
         self.verbose = verbose
-        self.allowed_hosts = {"127.0.0.1", "localhost", "::1", host.lower()}
+        self.allowed_hosts: Container[str] = {"127.0.0.1", "localhost", "::1", host.lower()}
         if host in ("0.0.0.0", "::"):  # bound to every interface on purpose: accept any Host
             self.allowed_hosts = _Anything()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        if isinstance(host, bytes):  # the typeshed address type allows bytes; TCP servers give str
+            host = host.decode()
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         return f"http://{shown}:{port}/"
 
@@ -141,5 +152,5 @@ class AnnotationServer(ThreadingHTTPServer):
 
 
 class _Anything:
-    def __contains__(self, item) -> bool:
+    def __contains__(self, item: object) -> bool:
         return True

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from negclean.benchjudges.dataset import Benchmark
-from negclean.benchjudges.metrics import threshold_for_recall
+from negclean.judge.base import JudgeTask
+from negclean.judge.config import SimilarityJudgeConfig
+from negclean.judge.similarity import SimilarityJudge, relative_score
+from negclean.metrics.binary import threshold_for_recall
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,22 +44,22 @@ class Calibration:
         return asdict(self)
 
     def describe(self) -> str:
-        return (f"ratio {self.ratio:.4f} keeps recall {self.recall:.3f} (target {self.target_recall:.2f}) on "
-                f"{self.positives} relevant of {self.n} labeled candidates and sends {1 - self.saved:.1%} on: "
-                f"{self.saved:.1%} of the next stage's cost saved")
+        return (
+            f"ratio {self.ratio:.4f} keeps recall {self.recall:.3f} (target {self.target_recall:.2f}) on "
+            f"{self.positives} relevant of {self.n} labeled candidates and sends {1 - self.saved:.1%} on: "
+            f"{self.saved:.1%} of the next stage's cost saved"
+        )
 
 
-def relative_scores(bench: Benchmark, *, model: str = "all-MiniLM-L6-v2", embedder=None) -> tuple[np.ndarray, np.ndarray]:
+def relative_scores(
+    bench: Benchmark, *, model: str = "all-MiniLM-L6-v2", embedder=None
+) -> tuple[np.ndarray, np.ndarray]:
     """(relative score, truth) of every labeled candidate, under the similarity judge's own scoring."""
-    from negclean.judge.base import JudgeTask
-    from negclean.judge.config import SimilarityJudgeConfig
-    from negclean.judge.similarity import SimilarityJudge, relative_score
-
     judge = SimilarityJudge(SimilarityJudgeConfig(model=model), embedder=embedder)
     tasks = [JudgeTask(i, tuple(range(len(i.negatives)))) for i in bench.instances if i.positives and i.negatives]
     rel, truth = [], []
     for task, (pos, cand) in zip(tasks, judge.scores(tasks)):
-        r = relative_score(cand, float(pos.min()))
+        r = np.asarray(relative_score(cand, float(pos.min())))
         for p, v in zip(task.passages, r):
             key = (task.instance.query_id, p.docid)
             if key in bench.truth:
@@ -64,26 +68,31 @@ def relative_scores(bench: Benchmark, *, model: str = "all-MiniLM-L6-v2", embedd
     return np.asarray(rel), np.asarray(truth, dtype=bool)
 
 
-def calibrate_ratio(rel: np.ndarray, truth: np.ndarray, *, target_recall: float,
-                    model: str = "all-MiniLM-L6-v2") -> Calibration:
+def calibrate_ratio(
+    rel: np.ndarray, truth: np.ndarray, *, target_recall: float, model: str = "all-MiniLM-L6-v2"
+) -> Calibration:
     """The highest ratio whose screen keeps ``target_recall`` on (rel, truth)."""
     t, recall, saved = threshold_for_recall(rel, truth, target=target_recall)
     return Calibration(round(t, 4), target_recall, recall, saved, len(rel), int(truth.sum()), model)
 
 
-def write_cascade_yaml(cal: Calibration, path: str | Path, *, strong: dict | None = None,
-                       audit_rate: float = 0.0) -> Path:
+def write_cascade_yaml(
+    cal: Calibration, path: str | Path, *, strong: dict | None = None, audit_rate: float = 0.0
+) -> Path:
     """A cascade YAML: the calibrated screen, then ``strong`` (default: the local Qwen judge, pointwise)."""
     import yaml
 
     strong = strong or {"backend": "llamacpp", "mode": "pointwise"}
-    screen = {"name": "screen", "judge": {"backend": "similarity", "model": cal.model, "ratio": cal.ratio},
-              "escalate": "flagged"}
+    screen: dict[str, Any] = {
+        "name": "screen",
+        "judge": {"backend": "similarity", "model": cal.model, "ratio": cal.ratio},
+        "escalate": "flagged",
+    }
     if audit_rate:
         screen["audit_rate"] = audit_rate
     data = {"stages": [screen, {"name": "strong", "judge": strong}]}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    header = (f"# written by negclean bench-judges --write-config: {cal.describe()}\n")
+    header = f"# written by negclean bench-judges --write-config: {cal.describe()}\n"
     path.write_text(header + yaml.safe_dump(data, sort_keys=False))
     return path

@@ -17,14 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Mapping, Sequence
+from typing import Literal
 
 import numpy as np
 
-from negclean.data.records import Instance, Passage
+from negclean.data.io import read_instances
+from negclean.data.qrels import read_qrels
+from negclean.data.records import Instance
 from negclean.errors import InputError
+from negclean.judge.learned_features import bm25_scores  # re-exported: it was defined here
+from negclean.judge.parse import ParseFailure, parse_rlhn
+from negclean.mine.beir import BeirFolder, read_corpus, read_queries
 
 TruthKey = tuple[str, str]  # (query_id, docid)
 
@@ -54,8 +60,10 @@ class Benchmark:
         return sum(1 for v in self.truth.values() if v)
 
     def describe(self) -> str:
-        return (f"{self.name}: {len(self.instances)} queries, {self.n_candidates} candidates, "
-                f"{self.n_relevant} truly relevant ({self.n_relevant / max(1, len(self.truth)):.1%} of labeled)")
+        return (
+            f"{self.name}: {len(self.instances)} queries, {self.n_candidates} candidates, "
+            f"{self.n_relevant} truly relevant ({self.n_relevant / max(1, len(self.truth)):.1%} of labeled)"
+        )
 
 
 def subsample_ids(ids: Sequence[str], *, n: int | None, seed: int) -> list[str]:
@@ -64,46 +72,61 @@ def subsample_ids(ids: Sequence[str], *, n: int | None, seed: int) -> list[str]:
     return ranked if n is None else ranked[:n]
 
 
-def from_beir(root: str | Path, *, split: str = "test", positive_grade: int = 3, relevant_grade: int = 2,
-              order: Literal["bm25", "minilm"] = "bm25", queries: int | None = None, seed: int = 0,
-              max_candidates: int | None = 25) -> Benchmark:
+def from_beir(
+    root: str | Path,
+    *,
+    split: str = "test",
+    positive_grade: int = 3,
+    relevant_grade: int = 2,
+    order: Literal["bm25", "minilm"] = "bm25",
+    queries: int | None = None,
+    seed: int = 0,
+    max_candidates: int | None = 25,
+) -> Benchmark:
     """Build a benchmark from a BEIR folder with graded judgments (see the module docstring)."""
-    from negclean.mine.beir import BeirFolder, read_corpus, read_queries
 
     folder = BeirFolder.locate(root, split=split)
     qrels = folder.read_qrels()
     texts = read_queries(folder.queries)
-    usable = sorted(q for q, judged in qrels.items()
-                    if q in texts and any(g >= positive_grade for g in judged.values()) and len(judged) > 1)
+    usable = sorted(
+        q
+        for q, judged in qrels.items()
+        if q in texts and any(g >= positive_grade for g in judged.values()) and len(judged) > 1
+    )
     skipped = sorted(set(qrels) - set(usable))
     chosen = sorted(subsample_ids(usable, n=queries, seed=seed))
     corpus = read_corpus(folder.corpus)
-    notes = [f"source {folder.root} split {split}; positive: smallest docid with grade >= {positive_grade}; "
-             f"relevant: grade >= {relevant_grade}; order: {order}; queries {len(chosen)} of {len(usable)} usable "
-             f"(seed {seed}); cap {max_candidates} candidates per query"]
+    notes = [
+        f"source {folder.root} split {split}; positive: smallest docid with grade >= {positive_grade}; "
+        f"relevant: grade >= {relevant_grade}; order: {order}; queries {len(chosen)} of {len(usable)} usable "
+        f"(seed {seed}); cap {max_candidates} candidates per query"
+    ]
     if skipped:
-        notes.append(f"{len(skipped)} queries without a grade-{positive_grade} passage or other judged passages left out")
+        notes.append(
+            f"{len(skipped)} queries without a grade-{positive_grade} passage or other judged passages left out"
+        )
     instances, truth, grades = [], {}, {}
     missing = 0
     for qid in chosen:
         judged = qrels[qid]
         pos_id = min(d for d, g in judged.items() if g >= positive_grade)
-        cand_ids = []
+        cand_ids, cand_at = [], []
         for d in sorted(judged):
             if d != pos_id:
-                if corpus.position(d) is None:
+                at = corpus.position(d)
+                if at is None:
                     missing += 1
                 else:
                     cand_ids.append(d)
+                    cand_at.append(at)
         pos_at = corpus.position(pos_id)
         if pos_at is None:
             raise InputError(f"positive {pos_id} of query {qid} is not in the corpus", path=str(folder.corpus))
-        scores = _order_scores(order, texts[qid], [corpus.text(corpus.position(d)) for d in cand_ids])
+        scores = _order_scores(order, texts[qid], [corpus.text(at) for at in cand_at])
         ranked = sorted(range(len(cand_ids)), key=lambda i: (-scores[i], cand_ids[i]))
         if max_candidates is not None:
             ranked = ranked[:max_candidates]
-        negatives = tuple(corpus.passage(corpus.position(cand_ids[i]), score=float(scores[i]), rank=r + 1)
-                          for r, i in enumerate(ranked))
+        negatives = tuple(corpus.passage(cand_at[i], score=float(scores[i]), rank=r + 1) for r, i in enumerate(ranked))
         instances.append(Instance(qid, texts[qid], (corpus.passage(pos_at),), negatives, subset=folder.root.name))
         for p in negatives:
             grades[(qid, p.docid)] = judged[p.docid]
@@ -127,29 +150,17 @@ def _order_scores(order: str, query: str, passages: list[str]) -> np.ndarray:
     raise InputError(f"unknown candidate order {order!r}: choose bm25 or minilm")
 
 
-def bm25_scores(query: str, passages: Sequence[str]) -> np.ndarray:
-    """BM25 scores (bm25s, English stop words) of ``passages`` as their own small collection."""
-    from negclean.errors import require
-
-    bm25s = require("bm25s", extra="mine", purpose="BM25 scores")
-    tokens = bm25s.tokenize(list(passages), stopwords="en", show_progress=False)
-    model = bm25s.BM25()
-    model.index(tokens, show_progress=False)
-    q = bm25s.tokenize([query], stopwords="en", show_progress=False)
-    ids = q.ids[0] if q.ids else []
-    vocab_inv = {v: k for k, v in q.vocab.items()}
-    words = [vocab_inv[i] for i in ids if vocab_inv.get(i)]
-    if not words:
-        return np.zeros(len(passages))
-    return np.asarray(model.get_scores(words), dtype=np.float64)
-
-
-def from_instances(path: str | Path, qrels_path: str | Path | None, *, relevant_grade: int = 1, queries: int | None = None,
-                   seed: int = 0, max_candidates: int | None = None, fmt: str | None = None) -> Benchmark:
+def from_instances(
+    path: str | Path,
+    qrels_path: str | Path | None,
+    *,
+    relevant_grade: int = 1,
+    queries: int | None = None,
+    seed: int = 0,
+    max_candidates: int | None = None,
+    fmt: str | None = None,
+) -> Benchmark:
     """Instances from a training file; truth from qrels (grade >= ``relevant_grade``); unjudged pairs unlabeled."""
-    from negclean.data.io import read_instances
-    from negclean.judge.qrels import read_qrels
-
     qrels = read_qrels(qrels_path) if qrels_path is not None else {}
     rows = list(read_instances(path, fmt=fmt, on_error="skip"))
     keep = set(subsample_ids([r.query_id for r in rows], n=queries, seed=seed))
@@ -165,21 +176,25 @@ def from_instances(path: str | Path, qrels_path: str | Path | None, *, relevant_
             if p.docid in judged:
                 grades[(inst.query_id, p.docid)] = judged[p.docid]
                 truth[(inst.query_id, p.docid)] = judged[p.docid] >= relevant_grade
-    return Benchmark(Path(path).name, tuple(instances), truth, grades,
-                     (f"truth from {qrels_path} (grade >= {relevant_grade}); unjudged candidates unlabeled",))
+    return Benchmark(
+        Path(path).name,
+        tuple(instances),
+        truth,
+        grades,
+        (f"truth from {qrels_path} (grade >= {relevant_grade}); unjudged candidates unlabeled",),
+    )
 
 
 def from_rlhn_reference(folder: str | Path, *, count: Literal["better", "relevant"] = "better") -> Benchmark:
     """The RLHN reference instances; truth = GPT-4o stage-2 verdict (``better``, or better + worse)."""
-    from negclean.data.io import read_instances
-    from negclean.judge.parse import ParseFailure, parse_rlhn
-
     folder = Path(folder)
     stage1, stage2 = folder / "stage_1.gpt-4o-mini.jsonl", folder / "stage_2.gpt-4o.jsonl"
-    for p in (stage1, stage2):
-        if not p.is_file():
-            raise InputError("RLHN reference file missing (expected stage_1.gpt-4o-mini.jsonl and "
-                             "stage_2.gpt-4o.jsonl)", path=str(p))
+    for required in (stage1, stage2):
+        if not required.is_file():
+            raise InputError(
+                "RLHN reference file missing (expected stage_1.gpt-4o-mini.jsonl and stage_2.gpt-4o.jsonl)",
+                path=str(required),
+            )
     verdicts: dict[str, set[int]] = {}
     with stage2.open(encoding="utf-8") as fh:
         for n, line in enumerate(fh, start=1):
@@ -195,6 +210,13 @@ def from_rlhn_reference(folder: str | Path, *, count: Literal["better", "relevan
         found = verdicts.get(inst.query_id, set())
         for i, p in enumerate(inst.negatives, start=1):
             truth[(inst.query_id, p.docid)] = i in found
-    return Benchmark("rlhn-reference-msmarco", instances, truth, {},
-                     (f"truth: GPT-4o stage-2 '{count}' lists; {len(verdicts)} of {len(instances)} instances "
-                      "reached stage 2, the rest count as no false negatives",))
+    return Benchmark(
+        "rlhn-reference-msmarco",
+        instances,
+        truth,
+        {},
+        (
+            f"truth: GPT-4o stage-2 '{count}' lists; {len(verdicts)} of {len(instances)} instances "
+            "reached stage 2, the rest count as no false negatives",
+        ),
+    )

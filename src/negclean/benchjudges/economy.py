@@ -11,11 +11,15 @@ come from stored calls of a real run (``outputs``); reasoning outputs from the R
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 from negclean.data.records import Instance
+from negclean.judge.base import JudgeTask
+from negclean.judge.listwise import chunk_calls
+from negclean.judge.llamacpp_engine import common_prefix
+from negclean.judge.tokens import count_message_tokens, count_tokens
 
 TEMPLATES = ("pointwise", "listwise_brief", "listwise")
 
@@ -46,43 +50,42 @@ class PromptCost:
 
 
 def _calls(instances: Sequence[Instance], template: str, max_candidates: int):
-    from negclean.judge.base import JudgeTask
-    from negclean.judge.listwise import chunk_calls
-
     tasks = [JudgeTask(i, tuple(range(len(i.negatives)))) for i in instances if i.negatives]
     return chunk_calls(tasks, template=template, max_candidates=max_candidates, include_titles=False)
 
 
-def input_tokens(instances: Sequence[Instance], *, template: str, max_candidates: int = 25,
-                 encode: Callable[[Sequence[dict]], list[int]] | None = None) -> tuple[int, int, int, int]:
+def input_tokens(
+    instances: Sequence[Instance],
+    *,
+    template: str,
+    max_candidates: int = 25,
+    encode: Callable[[Sequence[dict]], list[int]] | None = None,
+) -> tuple[int, int, int, int]:
     """(calls, candidates, input tokens, tokens evaluated with prefix reuse) of a template over instances.
 
     Without ``encode`` tokens are o200k counts of the chat messages (no reuse figure: evaluated = input).
-    With ``encode`` (the local model's messages -> token ids) the reuse figure follows
-    ``llamacpp.reusable_prefix`` with the calls run in order, as the judge runs them.
+    With ``encode`` (the local model's messages -> token ids) the reuse figure keeps, with the calls run in
+    order, the longest common prefix with the previous call (at least one token is evaluated): llama-cpp-python's
+    own reuse rule, a lower bound for the judge, which reuses only up to where the candidates begin.
     """
-    from negclean.judge.tokens import count_message_tokens
 
     calls = _calls(instances, template, max_candidates)
     cands = sum(len(c.positions) for c in calls)
     if encode is None:
         total = sum(count_message_tokens(c.messages, "gpt-4o") for c in calls)
         return len(calls), cands, total, total
-    from negclean.judge.llamacpp import reusable_prefix
-
     total = evaluated = 0
     previous: list[int] = []
     for c in calls:
         toks = encode(c.messages)
         total += len(toks)
-        evaluated += len(toks) - reusable_prefix(previous, toks)
+        evaluated += len(toks) - min(common_prefix(previous, toks), max(0, len(toks) - 1))
         previous = toks
     return len(calls), cands, total, evaluated
 
 
 def reference_reasoning_output(folder: str | Path) -> dict[str, float]:
     """o200k output tokens per candidate of the RLHN reference responses (listwise, with reasoning)."""
-    from negclean.judge.tokens import count_tokens
 
     out = {}
     for name, model in (("stage_1.gpt-4o-mini.jsonl", "gpt-4o-mini"), ("stage_2.gpt-4o.jsonl", "gpt-4o")):
@@ -111,8 +114,14 @@ def stored_output_per_candidate(store, fingerprint: str) -> tuple[float, int] | 
     return out / max(1, cands), len(tokens)
 
 
-def prompt_costs(instances: Sequence[Instance], *, max_candidates: int = 25, local_encode=None,
-                 local_name: str = "", outputs: dict[str, tuple[float, str]] | None = None) -> list[PromptCost]:
+def prompt_costs(
+    instances: Sequence[Instance],
+    *,
+    max_candidates: int = 25,
+    local_encode=None,
+    local_name: str = "",
+    outputs: dict[str, tuple[float, str]] | None = None,
+) -> list[PromptCost]:
     """PromptCost per template and tokenizer; ``outputs`` maps template -> (output tokens per candidate, source)."""
     outputs = dict(outputs or {})
     outputs.setdefault("pointwise", (1.0, "one answer token (verdict only; P(yes) read from logits needs 0)"))
@@ -121,8 +130,19 @@ def prompt_costs(instances: Sequence[Instance], *, max_candidates: int = 25, loc
     for template in TEMPLATES:
         out, src = outputs.get(template, (None, "not measured"))
         for tok_name, enc in tokenizers:
-            calls, cands, total, evaluated = input_tokens(instances, template=template, max_candidates=max_candidates,
-                                                          encode=enc)
-            rows.append(PromptCost(template, tok_name, calls, cands, total / max(1, cands),
-                                   evaluated / max(1, cands) if enc else None, out, src))
+            calls, cands, total, evaluated = input_tokens(
+                instances, template=template, max_candidates=max_candidates, encode=enc
+            )
+            rows.append(
+                PromptCost(
+                    template,
+                    tok_name,
+                    calls,
+                    cands,
+                    total / max(1, cands),
+                    evaluated / max(1, cands) if enc else None,
+                    out,
+                    src,
+                )
+            )
     return rows

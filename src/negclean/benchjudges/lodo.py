@@ -18,15 +18,19 @@ system reports where it was fitted (``fitted_on``); the pooled row pools the hel
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping
 
 import numpy as np
 
 from negclean.benchjudges.dataset import Benchmark
 from negclean.benchjudges.run import System
 from negclean.errors import ConfigError
+from negclean.judge.learned_features import FeatureTable
+from negclean.judge.learned_model import DEFAULT_NAME, LearnedModel, resolve_model_path
+from negclean.learned.fit import fit_learned
+from negclean.metrics.binary import threshold_for_recall
 
 LODO = "lodo"
 
@@ -58,8 +62,9 @@ class ResolvedSystem:
 class LodoFitter:
     """Fits and calibrates per held-out set, once each, over benchmarks keyed by name."""
 
-    def __init__(self, benches: Mapping[str, Benchmark], *, output_dir: str | Path, embedder,
-                 target_recall: float | None = None):
+    def __init__(
+        self, benches: Mapping[str, Benchmark], *, output_dir: str | Path, embedder, target_recall: float | None = None
+    ):
         self.benches = dict(benches)
         self.models_dir = Path(output_dir) / "models"
         self.embedder = embedder
@@ -90,8 +95,10 @@ class LodoFitter:
                 value: object = str(self.learned_model(held_out))
             else:
                 if target is None:
-                    raise ConfigError(f"system '{system.name}': '{key}: lodo' needs a target recall: give the "
-                                      "system a 'target_recall' key or pass --target-recall")
+                    raise ConfigError(
+                        f"system '{system.name}': '{key}: lodo' needs a target recall: give the "
+                        "system a 'target_recall' key or pass --target-recall"
+                    )
                 value = self.threshold(held_out, raw=(key == "threshold"), target=float(target))
             judge[key] = value
             values[f"{cascade['stages'][i].get('name', i)}.{key}"] = value
@@ -101,7 +108,7 @@ class LodoFitter:
 
     def _table(self, name: str):
         if name not in self._tables:
-            from negclean.learned.features import compute_features
+            from negclean.judge.learned_features import compute_features
             from negclean.learned.labels import labels_from_truth
 
             table = compute_features(self.benches[name].instances, embedder=self.embedder)
@@ -114,26 +121,36 @@ class LodoFitter:
         """Fit (once) the learned judge on every set but ``held_out``; returns its JSON path."""
         if held_out in self._models:
             return self._models[held_out]
-        from negclean.learned.features import FeatureTable
-        from negclean.learned.fit import fit_learned
-
         rest = self.others(held_out)
         parts = [self._table(n) for n in rest]
         names = parts[0][0].names
-        table = FeatureTable(names, np.vstack([t.values for t, _ in parts]),
-                             tuple(k for t, _ in parts for k in t.keys), tuple(i for t, _ in parts for i in t.ids),
-                             # sets may reuse query ids: grouped CV must not merge their queries
-                             np.asarray([f"{n}/{g}" for n, (t, _) in zip(rest, parts) for g in t.groups], dtype=object))
+        table = FeatureTable(
+            names,
+            np.vstack([t.values for t, _ in parts]),
+            tuple(k for t, _ in parts for k in t.keys),
+            tuple(i for t, _ in parts for i in t.ids),
+            # sets may reuse query ids: grouped CV must not merge their queries
+            np.asarray([f"{n}/{g}" for n, (t, _) in zip(rest, parts) for g in t.groups], dtype=object),
+        )
         labels = np.concatenate([y for _, y in parts])
         # the shipped default screen's recipe (its feature list), so that this row measures what ships; all
         # features together pair near-copies (s_qc and the retriever's score are both MiniLM) with opposite signs
         report = fit_learned(table, labels, features=_shipped_features())
-        training = {**report.model.training, "fitted_on": rest,
-                    "query_ids": sorted({f"{n}/{q}" for n, (t, _) in zip(rest, parts) for q, _ in t.ids})}
+        training = {
+            **report.model.training,
+            "fitted_on": rest,
+            "query_ids": sorted({f"{n}/{q}" for n, (t, _) in zip(rest, parts) for q, _ in t.ids}),
+        }
         model = replace(report.model, training=training)
         path = model.save(self.models_dir / f"learned-minus-{held_out}.json")
-        self.reports[held_out] = {"fitted_on": rest, "path": str(path), "cv_auc": report.learned.auc,
-                                  "cv_kappa": report.learned.kappa, "rows": report.n, "positives": report.positives}
+        self.reports[held_out] = {
+            "fitted_on": rest,
+            "path": str(path),
+            "cv_auc": report.learned.auc,
+            "cv_kappa": report.learned.kappa,
+            "rows": report.n,
+            "positives": report.positives,
+        }
         self._models[held_out] = path
         return path
 
@@ -148,11 +165,12 @@ class LodoFitter:
 
             judge = SimilarityJudge(SimilarityJudgeConfig(), embedder=self.embedder)
             bench = self.benches[name]
-            tasks = [JudgeTask(i, tuple(range(len(i.negatives)))) for i in bench.instances
-                     if i.positives and i.negatives]
+            tasks = [
+                JudgeTask(i, tuple(range(len(i.negatives)))) for i in bench.instances if i.positives and i.negatives
+            ]
             ratio, raw, truth = [], [], []
             for task, (pos, cand) in zip(tasks, judge.scores(tasks)):
-                rel = relative_score(cand, float(pos.min()))
+                rel = np.asarray(relative_score(cand, float(pos.min())))
                 for p, r, s in zip(task.passages, rel, cand):
                     key = (task.instance.query_id, p.docid)
                     if key in bench.truth:
@@ -164,7 +182,6 @@ class LodoFitter:
 
     def threshold(self, held_out: str, *, raw: bool, target: float) -> float:
         """The highest threshold keeping ``target`` recall on the other sets pooled (ratio, or raw s(q,c))."""
-        from negclean.benchjudges.metrics import threshold_for_recall
 
         parts = [self.similarity_scores(n) for n in self.others(held_out)]
         scores = np.concatenate([p[1] if raw else p[0] for p in parts])
@@ -175,6 +192,5 @@ class LodoFitter:
 
 def _shipped_features() -> tuple[str, ...]:
     """The features of the packaged default screen (``learned/default-screen.json``)."""
-    from negclean.learned.model import DEFAULT_NAME, LearnedModel, resolve_model_path
 
     return tuple(LearnedModel.load(resolve_model_path(DEFAULT_NAME)).features)

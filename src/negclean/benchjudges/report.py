@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from negclean.benchjudges.run import SystemResult
 
@@ -14,8 +14,10 @@ def _f(v: float | None, digits: int = 3) -> str:
 
 def markdown_table(results: Sequence[SystemResult]) -> str:
     """One row per system: quality, confusion matrix, routing, tokens, cost, time."""
-    head = ("| system | P | R | F1 | kappa | AUC | TP/FP/FN/TN | undec | to last stage | R vs strong | "
-            "tokens/cand | $ per 1k cand | s per cand (est) |")
+    head = (
+        "| system | P | R | F1 | kappa | AUC | TP/FP/FN/TN | undec | to last stage | R vs strong | "
+        "tokens/cand | $ per 1k cand | s per cand (est) |"
+    )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
         s = r.scores
@@ -24,7 +26,8 @@ def markdown_table(results: Sequence[SystemResult]) -> str:
             f"| {r.name} | {_f(s.precision)} | {_f(s.recall)} | {_f(s.f1)} | {_f(s.kappa)} | {_f(s.auc)} | "
             f"{s.tp}/{s.fp}/{s.fn}/{s.tn} | {s.undecided} | "
             f"{'-' if len(r.stages) < 2 else f'{r.share_to_last:.1%}'} | {_f(r.relative_recall)} | "
-            f"{r.tokens_per_candidate:.0f} | {r.cost_per_1k:.4f} | {_f(spc, 2)} |")
+            f"{r.tokens_per_candidate:.0f} | {r.cost_per_1k:.4f} | {_f(spc, 2)} |"
+        )
     return "\n".join(lines)
 
 
@@ -42,8 +45,7 @@ def pareto(points: Sequence[tuple[float, float]]) -> list[int]:
     return sorted(keep, key=lambda i: points[i][0])
 
 
-def frontier_plot(results: Sequence[SystemResult], path: str | Path, *, title: str = "",
-                  quality: str = "f1") -> Path:
+def frontier_plot(results: Sequence[SystemResult], path: str | Path, *, title: str = "", quality: str = "f1") -> Path:
     """Scatter of cost per 1k candidates (x; estimated seconds when every system is free) against ``quality``,
     with the Pareto frontier drawn; written as PNG."""
     import matplotlib
@@ -58,10 +60,23 @@ def frontier_plot(results: Sequence[SystemResult], path: str | Path, *, title: s
     ax.scatter(xs, ys, color="tab:blue", zorder=3)
     front = pareto(list(zip(xs, ys)))
     # the frontier as a staircase with its points ringed (visible even when one system dominates)
-    ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:orange", lw=1.2, zorder=2,
-            marker="o", markersize=11, markerfacecolor="none", label="Pareto frontier")
-    ax.set_xlabel(f"USD per 1,000 candidates at {results[0].price_model} prices" if paid
-                  else "seconds per candidate (measured here)")
+    ax.step(
+        [xs[i] for i in front],
+        [ys[i] for i in front],
+        where="post",
+        color="tab:orange",
+        lw=1.2,
+        zorder=2,
+        marker="o",
+        markersize=11,
+        markerfacecolor="none",
+        label="Pareto frontier",
+    )
+    ax.set_xlabel(
+        f"USD per 1,000 candidates at {results[0].price_model} prices"
+        if paid
+        else "seconds per candidate (measured here)"
+    )
     if paid and min(xs) >= 0:
         ax.set_xscale("symlog", linthresh=1e-3)
     _label_points(ax, xs, ys, [r.name for r in results])
@@ -88,5 +103,11 @@ def _label_points(ax, xs: Sequence[float], ys: Sequence[float], names: Sequence[
         while any(abs(px - qx) < 90 and abs(py + lift - qy) < 10 for qx, qy in placed):
             lift += 10
         placed.append((px, py + lift))
-        ax.annotate(names[i], (xs[i], ys[i]), textcoords="offset pixels", xytext=(6, 4 + lift), fontsize=7,
-                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if lift else None)
+        ax.annotate(
+            names[i],
+            (xs[i], ys[i]),
+            textcoords="offset pixels",
+            xytext=(6, 4 + lift),
+            fontsize=7,
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.6"} if lift else None,
+        )

@@ -13,12 +13,20 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from negclean.benchjudges.dataset import Benchmark
-from negclean.benchjudges.metrics import BinaryScores, binary_scores
+from negclean.cascade.pricing import price_for
+from negclean.cascade.runner import Cascade
+from negclean.cascade.stages import CascadeConfig
+from negclean.cascade.store import JudgmentStore
+from negclean.embed import Embedder, load_embedder
+from negclean.errors import ConfigError
+from negclean.judge.similarity import SimilarityJudge
+from negclean.metrics.binary import BinaryScores, binary_scores
 
 _LLM_BACKENDS = frozenset({"openai", "openai-batch", "llamacpp", "vllm"})
 
@@ -85,8 +93,6 @@ def load_systems(source: str | Path) -> list[System]:
     """Systems from a YAML file (or a shipped name: ``cheap``, ``llm``) with ``systems: [{name, stages, ...}]``."""
     import yaml
 
-    from negclean.errors import ConfigError
-
     path = Path(source)
     if not path.is_file():
         from negclean.benchjudges.systems import SHIPPED
@@ -108,9 +114,6 @@ def load_systems(source: str | Path) -> list[System]:
 
 
 def _cascade_config(system: System):
-    from negclean.cascade.stages import CascadeConfig
-    from negclean.errors import ConfigError
-
     data = {"false_negative": "relevant", "max_false_negatives": None, **system.cascade}
     try:
         return CascadeConfig.model_validate(data)
@@ -161,12 +164,17 @@ def candidate_rows(bench: Benchmark, outcomes) -> tuple[list[bool], list[int | N
     return truth, pred, conf
 
 
-def run_system(bench: Benchmark, system: System, *, store, timings: Timings, price_model: str,
-               prices: dict | None = None, judges: dict | None = None) -> tuple[SystemResult, list]:
+def run_system(
+    bench: Benchmark,
+    system: System,
+    *,
+    store,
+    timings: Timings,
+    price_model: str,
+    prices: dict | None = None,
+    judges: dict | None = None,
+) -> tuple[SystemResult, list]:
     """Run one system; returns its result and the cascade outcomes (for later analysis)."""
-    from negclean.cascade.pricing import price_for
-    from negclean.cascade.runner import Cascade
-
     cfg = _cascade_config(system)
     cascade = Cascade(cfg, store=store, judges=judges)
     outcomes = list(cascade.run(bench.instances))
@@ -179,7 +187,8 @@ def run_system(bench: Benchmark, system: System, *, store, timings: Timings, pri
     truth, pred, conf = candidate_rows(bench, outcomes)
     scores = binary_scores(truth, pred, confidence=conf)
     price = price_for("openai", price_model, prices)
-    stages, tot_in, tot_out, cost, est = [], 0, 0, 0.0, 0.0
+    stages, tot_in, tot_out, cost = [], 0, 0, 0.0
+    est: float | None = 0.0
     for sc, st in zip(cfg.stages, cascade.stats.stages):
         fp = cascade.stage_fingerprint(sc.name)  # the key its verdicts are stored under (file content included)
         memo = getattr(cascade.judge_for(sc), "_embedder", None) if sc.judge.backend == "similarity" else None
@@ -199,22 +208,60 @@ def run_system(bench: Benchmark, system: System, *, store, timings: Timings, pri
         spc = timings.per_candidate(fp)
         est = None if est is None or spc is None else est + spc * st.candidates
         m = st.miss_estimate()
-        stages.append(StageResult(sc.name, st.judge_id, sc.judge.backend, st.candidates, st.escalated, t_in, t_out,
-                                  spc, st.audited, None if m is None else {
-                                      "found": m.found, "audited": m.audited, "cleared": m.cleared,
-                                      "missed": m.missed, "low": m.missed_low, "high": m.missed_high,
-                                      "text": m.describe()}))
+        stages.append(
+            StageResult(
+                sc.name,
+                st.judge_id,
+                sc.judge.backend,
+                st.candidates,
+                st.escalated,
+                t_in,
+                t_out,
+                spc,
+                st.audited,
+                None
+                if m is None
+                else {
+                    "found": m.found,
+                    "audited": m.audited,
+                    "cleared": m.cleared,
+                    "missed": m.missed,
+                    "low": m.missed_low,
+                    "high": m.missed_high,
+                    "text": m.describe(),
+                },
+            )
+        )
     cascade.close()
     first = cascade.stats.stages[0].candidates
     share = cascade.stats.stages[-1].candidates / first if first else 0.0
-    return SystemResult(system.name, scores, tuple(stages), first, tot_in, tot_out, cost, est, share,
-                        system.relative_to, None, price_model), outcomes
+    return SystemResult(
+        system.name,
+        scores,
+        tuple(stages),
+        first,
+        tot_in,
+        tot_out,
+        cost,
+        est,
+        share,
+        system.relative_to,
+        None,
+        price_model,
+    ), outcomes
 
 
-def run_benchmark(bench: Benchmark, systems: Sequence[System], *, store_path: str | Path, price_model: str = "gpt-4o-mini",
-                  prices: dict | None = None, on_system=None, embedders: dict | None = None) -> list[SystemResult]:
+def run_benchmark(
+    bench: Benchmark,
+    systems: Sequence[System],
+    *,
+    store_path: str | Path,
+    price_model: str = "gpt-4o-mini",
+    prices: dict | None = None,
+    on_system=None,
+    embedders: dict | None = None,
+) -> list[SystemResult]:
     """Run every system (in order) and fill in recall relative to the named reference systems."""
-    from negclean.cascade.store import JudgmentStore
 
     store_path = Path(store_path)
     timings = Timings(store_path.with_name(store_path.stem + ".timings.json"))
@@ -224,8 +271,9 @@ def run_benchmark(bench: Benchmark, systems: Sequence[System], *, store_path: st
         for system in systems:
             t0 = time.perf_counter()
             judges = _similarity_judges(_cascade_config(system), embedders)
-            res, _ = run_system(bench, system, store=store, timings=timings, price_model=price_model, prices=prices,
-                                judges=judges)
+            res, _ = run_system(
+                bench, system, store=store, timings=timings, price_model=price_model, prices=prices, judges=judges
+            )
             results[system.name] = res
             if on_system:
                 on_system(res, time.perf_counter() - t0)
@@ -244,7 +292,7 @@ class MemoEmbedder:
 
     def __init__(self, model: str, device: str | None = None):
         self.model, self.device = model, device
-        self._inner = None
+        self._inner: Embedder | None = None
         self._memo: dict[tuple[str, str], Any] = {}
         self.seconds = 0.0  # spent encoding (load included), for the per-candidate time of every screen
         self.encoded = 0
@@ -256,8 +304,6 @@ class MemoEmbedder:
         todo = list(dict.fromkeys(t for t in texts if (prefix, t) not in self._memo))
         if todo:
             if self._inner is None:
-                from negclean.embed import load_embedder
-
                 t0 = time.perf_counter()
                 self._inner = load_embedder(self.model, device=self.device)
                 self.seconds += time.perf_counter() - t0
@@ -270,8 +316,6 @@ class MemoEmbedder:
 
 
 def _similarity_judges(cfg, embedders: dict) -> dict:
-    from negclean.judge.similarity import SimilarityJudge
-
     out = {}
     for stage in cfg.stages:
         j = stage.judge

@@ -30,10 +30,16 @@ from typing import Literal
 import numpy as np
 
 from negclean.benchjudges.dataset import Benchmark, subsample_ids
+from negclean.data.records import Instance, Passage
 from negclean.errors import ConfigError, InputError
+from negclean.mine.beir import BeirFolder, read_corpus, read_queries
+from negclean.mine.config import MineConfig
+from negclean.mine.retrievers import build_retriever
 
-KEEP_RULES = ("best", "random", "weakest")
-RETRIEVERS = ("minilm", "bm25")
+KeepRule = Literal["best", "random", "weakest"]
+SparseRetriever = Literal["minilm", "bm25"]
+KEEP_RULES: tuple[KeepRule, ...] = ("best", "random", "weakest")
+RETRIEVERS: tuple[SparseRetriever, ...] = ("minilm", "bm25")
 _BLOCK = 65536  # corpus rows scored at once when counting documents above a positive
 
 
@@ -59,20 +65,24 @@ def choose_positive(relevant: dict[str, int], *, keep: str, seed: int, query_id:
     raise ConfigError(f"keep={keep!r}: choose one of {', '.join(KEEP_RULES)}")
 
 
-def from_beir_sparse(root: str | Path, *, split: str = "test", relevant_grade: int = 1,
-                     keep: Literal["best", "random", "weakest"] = "random",
-                     retriever: Literal["minilm", "bm25"] = "minilm", depth: int = 30, queries: int | None = None,
-                     seed: int = 0, cache_dir: str | Path | None = None, embedder=None) -> Benchmark:
+def from_beir_sparse(
+    root: str | Path,
+    *,
+    split: str = "test",
+    relevant_grade: int = 1,
+    keep: Literal["best", "random", "weakest"] = "random",
+    retriever: Literal["minilm", "bm25"] = "minilm",
+    depth: int = 30,
+    queries: int | None = None,
+    seed: int = 0,
+    cache_dir: str | Path | None = None,
+    embedder=None,
+) -> Benchmark:
     """Build a sparse-label benchmark from a densely judged BEIR folder (see the module docstring).
 
     ``embedder``: a loaded embedder to use instead of the packaged MiniLM (tests); ``cache_dir``: the
     embedding / BM25 index cache (default ``~/.cache/negclean/embeddings``, as `negclean mine`).
     """
-    from negclean.data.records import Instance
-    from negclean.mine.beir import BeirFolder, read_corpus, read_queries
-    from negclean.mine.config import MineConfig
-    from negclean.mine.retrievers import build_retriever
-
     if keep not in KEEP_RULES:
         raise ConfigError(f"keep={keep!r}: choose one of {', '.join(KEEP_RULES)}")
     if retriever not in RETRIEVERS:
@@ -83,17 +93,28 @@ def from_beir_sparse(root: str | Path, *, split: str = "test", relevant_grade: i
     qrels = folder.read_qrels()
     texts = read_queries(folder.queries)
     corpus = read_corpus(folder.corpus)
-    relevant = {q: {d: g for d, g in judged.items() if g >= relevant_grade and corpus.position(d) is not None}
-                for q, judged in qrels.items() if q in texts}
+    relevant = {
+        q: {d: g for d, g in judged.items() if g >= relevant_grade and corpus.position(d) is not None}
+        for q, judged in qrels.items()
+        if q in texts
+    }
     usable = sorted(q for q, rel in relevant.items() if rel)
     if not usable:
-        raise InputError(f"no query has a corpus document of grade >= {relevant_grade} in qrels/{split}: lower "
-                         "--relevant-grade or check the folder", path=str(folder.qrels))
+        raise InputError(
+            f"no query has a corpus document of grade >= {relevant_grade} in qrels/{split}: lower "
+            "--relevant-grade or check the folder",
+            path=str(folder.qrels),
+        )
     chosen = sorted(subsample_ids(usable, n=queries, seed=seed))
     pos_ids = {q: choose_positive(relevant[q], keep=keep, seed=seed, query_id=q) for q in chosen}
 
-    cfg = MineConfig(beir=str(folder.root), split=split, retriever="dense" if retriever == "minilm" else "bm25",
-                     cache_dir=None if cache_dir is None else str(cache_dir), rank_range=(0, depth + 1))
+    cfg = MineConfig(
+        beir=str(folder.root),
+        split=split,
+        retriever="dense" if retriever == "minilm" else "bm25",
+        cache_dir=None if cache_dir is None else str(cache_dir),
+        rank_range=(0, depth + 1),
+    )
     ret = build_retriever(corpus, cfg, embedder=embedder)
     q_texts = [texts[q] for q in chosen]
     pos_at = [np.asarray([corpus.position(pos_ids[q])], dtype=np.int64) for q in chosen]
@@ -105,7 +126,7 @@ def from_beir_sparse(root: str | Path, *, split: str = "test", relevant_grade: i
     short = 0
     for i, qid in enumerate(chosen):
         judged = qrels[qid]
-        negatives = []
+        negatives: list[Passage] = []
         for r, (pos, score) in enumerate(zip(found.indices[i], found.scores[i]), start=1):
             if pos < 0 or pos == pos_at[i][0]:
                 continue
@@ -121,15 +142,16 @@ def from_beir_sparse(root: str | Path, *, split: str = "test", relevant_grade: i
             if g is not None:
                 grades[(qid, p.docid)] = g
             truth[(qid, p.docid)] = g is not None and g >= relevant_grade
-    notes = [f"source {folder.root} split {split}; sparse labels: one positive per query kept by rule '{keep}' "
-             f"(seed {seed}) among documents of grade >= {relevant_grade}; candidates: top {depth} of the full "
-             f"corpus ({len(corpus)} docs) by {retriever}, the kept positive excluded; queries {len(chosen)} of "
-             f"{len(usable)} usable",
-             f"truth: full-qrels grade >= {relevant_grade}; unjudged candidates count as NOT relevant"]
+    notes = [
+        f"source {folder.root} split {split}; sparse labels: one positive per query kept by rule '{keep}' "
+        f"(seed {seed}) among documents of grade >= {relevant_grade}; candidates: top {depth} of the full "
+        f"corpus ({len(corpus)} docs) by {retriever}, the kept positive excluded; queries {len(chosen)} of "
+        f"{len(usable)} usable",
+        f"truth: full-qrels grade >= {relevant_grade}; unjudged candidates count as NOT relevant",
+    ]
     skipped = len(qrels) - len(usable)
     if skipped:
-        notes.append(f"{skipped} queries in qrels without a relevant corpus document (or without query text) "
-                     "left out")
+        notes.append(f"{skipped} queries in qrels without a relevant corpus document (or without query text) left out")
     if short:
         notes.append(f"{short} queries got fewer than {depth} candidates (the retriever found fewer documents)")
     return Benchmark(folder.root.name, tuple(instances), truth, grades, tuple(notes), positive_ranks)
@@ -150,7 +172,7 @@ def _positive_ranks(ret, queries: list[str], pos_scores: np.ndarray, positions: 
     thresholds = pos_scores.astype(np.float32)
     cols = np.arange(len(queries))
     for start in range(0, len(vectors), _BLOCK):
-        block = np.asarray(vectors[start:start + _BLOCK], dtype=np.float32) @ qv.T  # (block, queries)
+        block = np.asarray(vectors[start : start + _BLOCK], dtype=np.float32) @ qv.T  # (block, queries)
         mine = (positions >= start) & (positions < start + len(block))
         block[positions[mine] - start, cols[mine]] = -np.inf
         above += (block > thresholds[None, :]).sum(axis=0)
@@ -163,6 +185,13 @@ def rank_summary(ranks) -> dict:
     if not r.size:
         return {"n": 0}
     q1, med, q3 = np.percentile(r, [25, 50, 75])
-    return {"n": int(r.size), "median": float(med), "q1": float(q1), "q3": float(q3),
-            "top1": float((r <= 1).mean()), "top10": float((r <= 10).mean()), "top30": float((r <= 30).mean()),
-            "max": int(r.max())}
+    return {
+        "n": int(r.size),
+        "median": float(med),
+        "q1": float(q1),
+        "q3": float(q3),
+        "top1": float((r <= 1).mean()),
+        "top10": float((r <= 10).mean()),
+        "top30": float((r <= 30).mean()),
+        "max": int(r.max()),
+    }

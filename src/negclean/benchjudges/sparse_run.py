@@ -10,13 +10,26 @@ its budgets are counted against the pooled true count.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Any
 
 from negclean.benchjudges.dataset import Benchmark
-from negclean.benchjudges.metrics import BinaryScores, binary_scores, recall_at_budget
-from negclean.benchjudges.run import System, SystemResult, candidate_rows
+from negclean.benchjudges.lodo import LodoFitter, needs_lodo
+from negclean.benchjudges.run import (
+    MemoEmbedder,
+    System,
+    SystemResult,
+    Timings,
+    _cascade_config,
+    _similarity_judges,
+    candidate_rows,
+    run_system,
+)
+from negclean.cascade.store import JudgmentStore
+from negclean.errors import ConfigError
+from negclean.metrics.binary import BinaryScores, binary_scores, recall_at_budget
 
 BUDGETS = (1.0, 2.0)
 
@@ -38,37 +51,58 @@ class SparseRow:
     values: Mapping[str, object] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
-        return {"system": self.system, "dataset": self.dataset, "scores": self.scores.as_dict(),
-                "recall_at_budget": dict(self.recall_at_budget), "flags_per_true": self.flags_per_true,
-                "share_to_last": self.share_to_last, "tokens": self.tokens, "cost": self.cost,
-                "sec_per_candidate": self.sec_per_candidate, "fitted_on": self.fitted_on, "values": dict(self.values)}
+        return {
+            "system": self.system,
+            "dataset": self.dataset,
+            "scores": self.scores.as_dict(),
+            "recall_at_budget": dict(self.recall_at_budget),
+            "flags_per_true": self.flags_per_true,
+            "share_to_last": self.share_to_last,
+            "tokens": self.tokens,
+            "cost": self.cost,
+            "sec_per_candidate": self.sec_per_candidate,
+            "fitted_on": self.fitted_on,
+            "values": dict(self.values),
+        }
 
 
-def _row(system: str, dataset: str, truth, pred, conf, *, results: Sequence[SystemResult], fitted_on: str,
-         values=None) -> SparseRow:
+def _row(
+    system: str, dataset: str, truth, pred, conf, *, results: Sequence[SystemResult], fitted_on: str, values=None
+) -> SparseRow:
     scores = binary_scores(truth, pred, confidence=conf)
     n_true = sum(1 for t in truth if t)
     flags = sum(1 for p in pred if p == 1)
     cands = sum(r.candidates for r in results)
     to_last = sum(r.share_to_last * r.candidates for r in results)
     est = [r.est_seconds for r in results]
+    known = [e for e in est if e is not None]
     multi = any(len(r.stages) > 1 for r in results)
-    return SparseRow(system, dataset, scores,
-                     {f"{b:g}x": recall_at_budget(truth, conf, budget=b) for b in BUDGETS},
-                     flags / n_true if n_true else None, to_last / cands if (cands and multi) else None,
-                     sum(r.tokens_in + r.tokens_out for r in results), sum(r.cost for r in results),
-                     None if any(e is None for e in est) or not cands else sum(est) / cands, fitted_on, values or {})
+    return SparseRow(
+        system,
+        dataset,
+        scores,
+        {f"{b:g}x": recall_at_budget(truth, conf, budget=b) for b in BUDGETS},
+        flags / n_true if n_true else None,
+        to_last / cands if (cands and multi) else None,
+        sum(r.tokens_in + r.tokens_out for r in results),
+        sum(r.cost for r in results),
+        None if len(known) < len(est) or not cands else sum(known) / cands,
+        fitted_on,
+        values or {},
+    )
 
 
-def run_sparse(benches: Mapping[str, Benchmark], systems: Sequence[System], *, output_dir: str | Path,
-               store_path: str | Path | None = None, price_model: str = "gpt-4o-mini",
-               target_recall: float | None = None, on_system=None) -> dict:
+def run_sparse(
+    benches: Mapping[str, Benchmark],
+    systems: Sequence[System],
+    *,
+    output_dir: str | Path,
+    store_path: str | Path | None = None,
+    price_model: str = "gpt-4o-mini",
+    target_recall: float | None = None,
+    on_system=None,
+) -> dict:
     """Run every system on every benchmark (LODO values resolved per held-out set); returns rows and fits."""
-    from negclean.benchjudges.lodo import LodoFitter, needs_lodo
-    from negclean.benchjudges.run import MemoEmbedder, Timings, _cascade_config, _similarity_judges, run_system
-    from negclean.cascade.store import JudgmentStore
-    from negclean.errors import ConfigError
-
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     store_path = Path(store_path or output_dir / "judgments.sqlite")
@@ -80,20 +114,27 @@ def run_sparse(benches: Mapping[str, Benchmark], systems: Sequence[System], *, o
     fitter = LodoFitter(benches, output_dir=output_dir, embedder=embedders[model], target_recall=target_recall)
     timings = Timings(store_path.with_name(store_path.stem + ".timings.json"))
     per_set: dict[str, list[SparseRow]] = {}
-    pooled_inputs: dict[str, list] = {}
+    pooled_inputs: dict[str, dict[str, Any]] = {}
     with JudgmentStore(store_path) as store:
         for system in systems:
-            acc = {"truth": [], "pred": [], "conf": [], "results": [], "fitted": set()}
+            acc: dict[str, Any] = {"truth": [], "pred": [], "conf": [], "results": [], "fitted": set()}
             for name, bench in benches.items():
                 t0 = time.perf_counter()
                 resolved = fitter.resolve(system, name)
                 cfg = _cascade_config(resolved.system)
-                res, outcomes = run_system(bench, resolved.system, store=store, timings=timings,
-                                           price_model=price_model, judges=_similarity_judges(cfg, embedders))
+                res, outcomes = run_system(
+                    bench,
+                    resolved.system,
+                    store=store,
+                    timings=timings,
+                    price_model=price_model,
+                    judges=_similarity_judges(cfg, embedders),
+                )
                 truth, pred, conf = candidate_rows(bench, outcomes)
                 fitted = ("fitted on " + "+".join(resolved.fitted_on)) if resolved.fitted_on else "-"
-                row = _row(system.name, name, truth, pred, conf, results=[res], fitted_on=fitted,
-                           values=resolved.values)
+                row = _row(
+                    system.name, name, truth, pred, conf, results=[res], fitted_on=fitted, values=resolved.values
+                )
                 per_set.setdefault(name, []).append(row)
                 for k, v in (("truth", truth), ("pred", pred), ("conf", conf)):
                     acc[k].extend(v)
@@ -102,7 +143,16 @@ def run_sparse(benches: Mapping[str, Benchmark], systems: Sequence[System], *, o
                 if on_system:
                     on_system(row, time.perf_counter() - t0)
             pooled_inputs[system.name] = acc
-    pooled = [_row(name, "pooled", a["truth"], a["pred"], a["conf"], results=a["results"],
-                   fitted_on="each set held out (LODO)" if any(a["fitted"]) else "-")
-              for name, a in pooled_inputs.items()]
+    pooled = [
+        _row(
+            name,
+            "pooled",
+            a["truth"],
+            a["pred"],
+            a["conf"],
+            results=a["results"],
+            fitted_on="each set held out (LODO)" if any(a["fitted"]) else "-",
+        )
+        for name, a in pooled_inputs.items()
+    ]
     return {"per_set": per_set, "pooled": pooled, "fits": fitter.reports}

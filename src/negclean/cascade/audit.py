@@ -31,9 +31,11 @@ class MissEstimate:
         return self.rate_high * self.cleared
 
     def describe(self) -> str:
-        return (f"{self.stage}: {self.found}/{self.audited} audited candidates were false negatives -> "
-                f"~{self.missed:.0f} missed among {self.cleared} cleared "
-                f"(95% CI {self.missed_low:.0f}-{self.missed_high:.0f})")
+        return (
+            f"{self.stage}: {self.found}/{self.audited} audited candidates were false negatives -> "
+            f"~{self.missed:.0f} missed among {self.cleared} cleared "
+            f"(95% CI {self.missed_low:.0f}-{self.missed_high:.0f})"
+        )
 
 
 def wilson_interval(successes: int, n: int, *, z: float = 1.96) -> tuple[float, float]:

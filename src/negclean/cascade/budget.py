@@ -17,25 +17,16 @@ from __future__ import annotations
 
 import math
 import threading
-from concurrent.futures import Future
-from dataclasses import dataclass
+from functools import partial
+from typing import Any
 
 from negclean.cascade.pricing import Price
+from negclean.cascade.store import JudgmentStore
+from negclean.judge.meter import Reservation  # re-exported: it was defined here
 
 #: input tokens are counted with our tokenizer; a provider may count a few more
 INPUT_MARGIN = 1.10
 INPUT_SLACK = 16
-
-
-@dataclass(frozen=True)
-class Reservation:
-    """Money held for one call (or one batch file) until it is settled.
-
-    ``recorded``: the Future of the ledger row (None when nothing is persisted); a caller must wait for it
-    before sending the call, so that a killed process still counts the call."""
-
-    amount: float
-    recorded: Future | None = None
 
 
 class Budget:
@@ -47,11 +38,11 @@ class Budget:
         scope: the ledger's key (e.g. ``run:<output dir>``); None: in memory only.
     """
 
-    def __init__(self, *, cap: float | None, store=None, scope: str | None = None) -> None:
+    def __init__(self, *, cap: float | None, store: JudgmentStore | None = None, scope: str | None = None) -> None:
         self.cap = None if cap is None or math.isinf(cap) else float(cap)
         self.scope = scope
         self._store = store if scope is not None else None
-        self.spent_before = self._store.spent(scope) if self._store is not None else 0.0
+        self.spent_before = store.spent(scope) if store is not None and scope is not None else 0.0
         self._settled = 0.0  # settled in this process
         self._held = 0.0  # reserved and not yet settled
         self._lock = threading.Lock()
@@ -69,7 +60,7 @@ class Budget:
         with self._lock:
             return self._settled
 
-    def meter(self, price: Price, *, stage: str) -> "StageMeter":
+    def meter(self, price: Price, *, stage: str) -> StageMeter:
         """What one stage's judge reserves and settles through."""
         return StageMeter(self, price, stage)
 
@@ -82,13 +73,16 @@ class Budget:
                 return None
             total = self.spent_before + self._settled + self._held
             if self.cap is not None and total + amount > self.cap + 1e-12:
-                self.refused = (f"{what} could cost up to ${amount:.6f}, which does not fit under --max-cost "
-                                f"${self.cap:.6f} (${total:.6f} spent or held)")
+                self.refused = (
+                    f"{what} could cost up to ${amount:.6f}, which does not fit under --max-cost "
+                    f"${self.cap:.6f} (${total:.6f} spent or held)"
+                )
                 return None
             self._held += amount
         recorded = None
-        if self._store is not None:  # the ledger has the last word: other processes may spend the same scope
-            recorded = self._store.submit(lambda: self._store.reserve_spend(self.scope, amount, ref, cap=self.cap))
+        store, scope = self._store, self.scope
+        if store is not None and scope is not None:  # the ledger has the last word: other processes may spend it
+            recorded = store.submit(lambda: store.reserve_spend(scope, amount, ref, cap=self.cap))
         return Reservation(amount, recorded)
 
     def confirmed(self, reservation: Reservation) -> bool:
@@ -100,8 +94,10 @@ class Budget:
         with self._lock:
             self._held -= reservation.amount
             if self.refused is None:
-                self.refused = (f"a call that could cost up to ${reservation.amount:.6f} does not fit under "
-                                f"--max-cost ${self.cap:.6f}: other processes of this run spent or hold the rest")
+                self.refused = (
+                    f"a call that could cost up to ${reservation.amount:.6f} does not fit under "
+                    f"--max-cost ${self.cap:.6f}: other processes of this run spent or hold the rest"
+                )
         return False
 
     def settle(self, reservation: Reservation, cost: float) -> None:
@@ -111,26 +107,33 @@ class Budget:
         with self._lock:
             self._held -= reservation.amount
             self._settled += cost
-        if reservation.recorded is not None:
+        if reservation.recorded is not None and self._store is not None:
             store, recorded = self._store, reservation.recorded
             store.submit(lambda: recorded.result() is not None and store.settle_spend(recorded.result(), cost))
 
     def settle_earlier(self, ref: str, cost: float) -> bool:
         """Settle a reservation an earlier process made (a batch it submitted); False when none is open."""
-        if self._store is None:
+        store, scope = self._store, self.scope
+        if store is None or scope is None:
             return False
-        held = self._store.submit(self._store.settle_spend, None, cost, scope=self.scope, ref=ref).result()
+        # submit passes positional arguments only: scope and ref are bound here
+        held = store.submit(partial(store.settle_spend, scope=scope, ref=ref), None, cost).result()
         if held is None:
             return False
         with self._lock:
             self.spent_before += cost - held
         return True
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         """For summary.json (standard JSON: no cap is null)."""
-        return {"cap": self.cap, "scope": self.scope, "spent_before": round(self.spent_before, 6),
-                "spent_this_run": round(self.spent_this_run, 6), "spent": round(self.spent, 6),
-                "refused": self.refused}
+        return {
+            "cap": self.cap,
+            "scope": self.scope,
+            "spent_before": round(self.spent_before, 6),
+            "spent_this_run": round(self.spent_this_run, 6),
+            "spent": round(self.spent, 6),
+            "refused": self.refused,
+        }
 
 
 class StageMeter:
@@ -152,13 +155,15 @@ class StageMeter:
     def worst_case(self, tokens_in: int, max_tokens_out: int) -> float:
         return self.price.cost(math.ceil(tokens_in * INPUT_MARGIN - 1e-9) + INPUT_SLACK, max_tokens_out)
 
-    def reserve(self, tokens_in: int, max_tokens_out: int, *, what: str = "the next call",
-                ref: str | None = None) -> Reservation | None:
+    def reserve(
+        self, tokens_in: int, max_tokens_out: int, *, what: str = "the next call", ref: str | None = None
+    ) -> Reservation | None:
         """Reserve a call's worst case; None: do not send it (the budget is spent)."""
         if self.free:
             return Reservation(0.0)
-        return self.budget.reserve(self.worst_case(tokens_in, max_tokens_out),
-                                   what=f"stage '{self.stage}': {what}", ref=ref)
+        return self.budget.reserve(
+            self.worst_case(tokens_in, max_tokens_out), what=f"stage '{self.stage}': {what}", ref=ref
+        )
 
     def confirmed(self, reservation: Reservation) -> bool:
         """See ``Budget.confirmed``: call once the reservation's ledger row is written, before sending."""

@@ -13,11 +13,12 @@ the guard off) are reused as every stored verdict is: the guard decides what is 
 
 from __future__ import annotations
 
-import inspect
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
-from negclean.judge.base import JudgeTask, Label, TaskResult, Verdict, accepts_keyword, check_results
+from negclean.judge.base import BackendStats, Judge, JudgeTask, Label, OnCall, TaskResult, Verdict, check_results
 from negclean.judge.injection import rule_names, scan_passage
+from negclean.judge.meter import SpendMeter
 
 #: the reason of every set-aside verdict starts so (reports count them by it)
 SET_ASIDE = "set aside: possible prompt injection"
@@ -31,7 +32,7 @@ def rules_in_reason(reason: str) -> tuple[str, ...]:
     """The rule names of a set-aside reason; () for any other reason."""
     if not reason.startswith(SET_ASIDE + " ("):
         return ()
-    inner = reason[len(SET_ASIDE) + 2:].split(")", 1)[0]
+    inner = reason[len(SET_ASIDE) + 2 :].split(")", 1)[0]
     return tuple(r.strip() for r in inner.split(",") if r.strip())
 
 
@@ -43,22 +44,10 @@ class InjectionGuard:
         include_titles: scan titles too (set it as the inner judge shows titles to the model).
     """
 
-    def __init__(self, inner: Any, *, include_titles: bool = False):
+    def __init__(self, inner: Judge, *, include_titles: bool = False):
         self.inner = inner
         self.include_titles = include_titles
-        self._inner_streams = accepts_keyword(inner, "on_call")
-        # The cascade (and code built on it) asks ``inspect.signature(judge.judge)`` which keyword arguments a
-        # judge takes: show the inner judge's own, plus ``on_call``, which the guard always accepts.
-        self.judge = self._judge
-        try:
-            sig = inspect.signature(inner.judge)
-            params = list(sig.parameters.values())
-            if "on_call" not in sig.parameters:
-                at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
-                params.insert(at, inspect.Parameter("on_call", inspect.Parameter.KEYWORD_ONLY, default=None))
-            self.judge = _with_signature(self._judge, sig.replace(parameters=params))
-        except (TypeError, ValueError):
-            pass
+        self._inner_streams = inner.streams
 
     # -- what the cascade reads from a judge: the inner judge's ---------------------------------------
     @property
@@ -74,13 +63,23 @@ class InjectionGuard:
         return self.inner.listwise
 
     @property
-    def stats(self) -> Any:
-        return getattr(self.inner, "stats", None)
+    def keys_by_id(self) -> bool:
+        return self.inner.keys_by_id
+
+    @property
+    def streams(self) -> bool:
+        return True  # set-aside verdicts are never handed over; the inner judge's results are, as they come
+
+    @property
+    def meters_budget(self) -> bool:
+        return self.inner.meters_budget
+
+    @property
+    def stats(self) -> BackendStats | None:
+        return self.inner.stats
 
     def close(self) -> None:
-        close = getattr(self.inner, "close", None)
-        if close is not None:
-            close()
+        self.inner.close()
 
     def __getattr__(self, name: str) -> Any:  # anything else a backend offers (config, model, ...)
         if name == "inner":
@@ -101,50 +100,56 @@ class InjectionGuard:
         for c in task.candidates:
             rules = pos_rules or rule_names(scan_passage(inst.negatives[c], include_title=self.include_titles))
             if rules:
-                aside[c] = Verdict(Label.UNDECIDED, None, self.inner.judge_id,
-                                   reason=set_aside_reason(rules, in_positive=bool(pos_rules)))
+                aside[c] = Verdict(
+                    Label.UNDECIDED,
+                    None,
+                    self.inner.judge_id,
+                    reason=set_aside_reason(rules, in_positive=bool(pos_rules)),
+                )
         if not aside:
             return task, aside
         kept = tuple(c for c in task.candidates if c not in aside)
         return (JudgeTask(inst, kept) if kept else None), aside
 
-    def _judge(self, tasks: Sequence[JudgeTask], *, on_call: Any = None, **kwargs: Any) -> list[TaskResult]:
+    def judge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: SpendMeter | None = None
+    ) -> list[TaskResult]:
+        """The inner judge's results for what is sent, set-aside verdicts for the rest, task by task.
+
+        ``on_call`` reaches the inner judge only if it streams (else the guard hands over its results when it
+        returns), ``budget`` only when given (the cascade gives it to judges that meter their own budget)."""
         plans = [self.split(t) for t in tasks]
         sent = [part for part, _ in plans if part is not None]
         results: list[TaskResult] = []
         if sent:
-            if on_call is not None and self._inner_streams:
-                results = self.inner.judge(sent, on_call=on_call, **kwargs)
+            pass_on = on_call if self._inner_streams else None
+            if budget is not None:
+                results = self.inner.judge(sent, on_call=pass_on, budget=budget)
+            elif pass_on is not None:
+                results = self.inner.judge(sent, on_call=pass_on)
             else:
-                results = self.inner.judge(sent, **kwargs)
+                results = self.inner.judge(sent)
             check_results(self.judge_id, sent, results)
-            for part, r in zip(sent, results):
+            for sent_part, result in zip(sent, results):
                 if on_call is not None and not self._inner_streams:
-                    on_call(part, r)  # as the cascade stores a judge's results that come all at once
+                    on_call(sent_part, result)  # as the cascade stores a judge's results that come all at once
         out: list[TaskResult] = []
         answered = iter(results)
         for task, (part, aside) in zip(tasks, plans):
             r = next(answered) if part is not None else None
-            if not aside:
+            if r is not None and not aside:  # nothing set aside: ``part`` is the whole task
                 out.append(r)
                 continue
             by_candidate = dict(aside)
-            if r is not None:
+            if part is not None and r is not None:
                 by_candidate.update(zip(part.candidates, r.verdicts))
             verdicts = tuple(by_candidate[c] for c in task.candidates)
-            out.append(TaskResult(verdicts) if r is None else
-                       TaskResult(verdicts, raw=r.raw, tokens_in=r.tokens_in, tokens_out=r.tokens_out,
-                                  call_id=r.call_id))
+            out.append(
+                TaskResult(verdicts)
+                if r is None
+                else TaskResult(verdicts, raw=r.raw, tokens_in=r.tokens_in, tokens_out=r.tokens_out, call_id=r.call_id)
+            )
         return out
-
-
-def _with_signature(func: Any, sig: inspect.Signature) -> Any:
-    def judge(*args: Any, **kwargs: Any) -> Any:
-        return func(*args, **kwargs)
-
-    judge.__signature__ = sig  # type: ignore[attr-defined]
-    judge.__doc__ = func.__doc__
-    return judge
 
 
 def guarded(judge: Any, *, enabled: bool, include_titles: bool = False) -> Any:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any
+
+import msgspec
 
 from negclean.data.records import Instance
 from negclean.errors import InputError
@@ -31,8 +34,8 @@ class InstanceOutcome:
     ambiguous: bool
 
 
-def _verdict_json(v: Verdict) -> dict:
-    d = {"label": v.label.value, "judge": v.judge_id}
+def _verdict_json(v: Verdict) -> dict[str, Any]:
+    d: dict[str, Any] = {"label": v.label.value, "judge": v.judge_id}
     if v.grade is not None:
         d["grade"] = v.grade.value
     if v.confidence is not None:
@@ -44,12 +47,24 @@ def _verdict_json(v: Verdict) -> dict:
     return d
 
 
-def _verdict_from(d: dict) -> Verdict:
-    return Verdict(Label(d["label"]), d.get("confidence"), d["judge"],
-                   Grade(d["grade"]) if d.get("grade") else None, d.get("reason", ""), d.get("call_id"))
+# value -> member by dict: calling the enum costs ~1 us, twice per candidate of every instance a fix reads
+_LABEL_OF = {m.value: m for m in Label}
+_GRADE_OF = {m.value: m for m in Grade}
 
 
-def outcome_row(outcome: InstanceOutcome) -> dict:
+def _verdict_from(d: dict[str, Any]) -> Verdict:
+    label, grade = d["label"], d.get("grade")
+    return Verdict(
+        _LABEL_OF.get(label) or Label(label) if type(label) is str else Label(label),
+        d.get("confidence"),
+        d["judge"],
+        (_GRADE_OF.get(grade) or Grade(grade) if type(grade) is str else Grade(grade)) if grade else None,
+        d.get("reason", ""),
+        d.get("call_id"),
+    )
+
+
+def outcome_row(outcome: InstanceOutcome) -> dict[str, Any]:
     inst = outcome.instance
     return {
         "line": inst.line,
@@ -58,38 +73,65 @@ def outcome_row(outcome: InstanceOutcome) -> dict:
         "false_negative_index": list(outcome.false_negatives),
         "ambiguous": outcome.ambiguous,
         "candidates": [
-            {"docid": inst.negatives[i].docid, "stage": c.stage, **_verdict_json(c.verdict),
-             "audited": c.audited, "trail": [{"stage": s, **_verdict_json(v)} for s, v in c.trail]}
+            {
+                "docid": inst.negatives[i].docid,
+                "stage": c.stage,
+                **_verdict_json(c.verdict),
+                "audited": c.audited,
+                "trail": [{"stage": s, **_verdict_json(v)} for s, v in c.trail],
+            }
             for i, c in enumerate(outcome.candidates)
         ],
     }
 
 
-def read_verdict_rows(path: str) -> Iterator[dict]:
+_decode = msgspec.json.Decoder().decode
+
+
+def read_verdict_rows(path: str) -> Iterator[dict[str, Any]]:
     """Rows of a verdicts.jsonl file, in input order."""
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if line.strip():
                 try:
+                    yield _decode(line)
+                    continue
+                except msgspec.DecodeError:
+                    pass  # what msgspec refuses (e.g. a NaN confidence) json reads, or explains
+                try:
                     yield json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise InputError(f"verdicts file is corrupt ({exc.msg}); rerun `negclean judge` "
-                                     "(stored verdicts make it free)", path=path, line=n) from None
+                    raise InputError(
+                        f"verdicts file is corrupt ({exc.msg}); rerun `negclean judge` (stored verdicts make it free)",
+                        path=path,
+                        line=n,
+                    ) from None
 
 
-def outcome_from_row(instance: Instance, row: dict, *, path: str = "verdicts") -> InstanceOutcome:
+def candidate_from_row(c: dict[str, Any]) -> CandidateVerdict:
+    """One candidate of a verdicts row (``outcome_row``'s ``candidates``) as a CandidateVerdict, unchecked."""
+    trail = tuple((t["stage"], _verdict_from(t)) for t in c.get("trail", []))
+    return CandidateVerdict(c["stage"], _verdict_from(c), trail, c.get("audited", False))
+
+
+def outcome_from_row(instance: Instance, row: dict[str, Any], *, path: str = "verdicts") -> InstanceOutcome:
     """Rebuild an outcome from a verdicts row, checking that it belongs to this instance."""
     if row.get("query_id") != instance.query_id or len(row["candidates"]) != len(instance.negatives):
         raise InputError(
             f"verdicts row for query {row.get('query_id')!r} does not match input line {instance.line} "
             f"(query {instance.query_id!r}, {len(instance.negatives)} negatives): was the verdicts file made "
-            "from this input file?", path=path, line=instance.line)
+            "from this input file?",
+            path=path,
+            line=instance.line,
+        )
     cands = []
     for i, c in enumerate(row["candidates"]):
         if c["docid"] != instance.negatives[i].docid:
-            raise InputError(f"verdict {i} names docid {c['docid']!r}, input has {instance.negatives[i].docid!r}",
-                             path=path, line=instance.line)
-        trail = tuple((t["stage"], _verdict_from(t)) for t in c.get("trail", []))
-        cands.append(CandidateVerdict(c["stage"], _verdict_from(c), trail, c.get("audited", False)))
+            raise InputError(
+                f"verdict {i} names docid {c['docid']!r}, input has {instance.negatives[i].docid!r}",
+                path=path,
+                line=instance.line,
+            )
+        cands.append(candidate_from_row(c))
     fns = tuple(int(i) for i in row["false_negative_index"])
     return InstanceOutcome(instance, tuple(cands), fns, bool(row["ambiguous"]))

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from typing import Mapping
 
 import yaml
+
+from negclean.judge.registry import config_class
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,10 +23,6 @@ class Price:
 
 FREE = Price(0.0, 0.0)
 
-#: Backends billed at a fraction of the online price of the same model (OpenAI's and Azure's Batch APIs: 50%).
-#: Prices in the table and under ``prices:`` are online prices; the factor is applied on top.
-PRICE_FACTORS = {"openai-batch": 0.5}
-
 
 @lru_cache(maxsize=1)
 def default_prices() -> dict[str, Price]:
@@ -32,16 +30,30 @@ def default_prices() -> dict[str, Price]:
     return {model: Price(float(p["input"]), float(p["output"])) for model, p in data["models"].items()}
 
 
-def price_for(backend: str, model: str | None, overrides: Mapping[str, Mapping[str, float]] | None = None) -> Price:
-    """Price of a model: overrides first, then the shipped table; local backends are free.
+def price_for(
+    backend: str,
+    model: str | None,
+    overrides: Mapping[str, Mapping[str, float]] | None = None,
+    *,
+    billed: bool | None = None,
+    factor: float | None = None,
+) -> Price:
+    """Price of a model: overrides first, then the shipped table; backends that are not billed are free.
+
+    Whether the backend is billed and at what fraction of the online price (a Batch API: 50%) is what its
+    config class declares (``billed``, ``price_factor``; ``negclean.judge.registry``), unless given. Prices in
+    the table and under ``prices:`` are online prices; the factor is applied on top.
 
     An unknown hosted model is priced as unknown (None cost) by the caller: here it raises KeyError
     with a message saying how to add it.
     """
-    if backend in ("duplicate", "similarity", "qrels", "llamacpp", "learned", "vllm", "crossencoder"):
+    if billed is None or factor is None:
+        cls = config_class(backend)
+        billed = cls.billed if billed is None else billed
+        factor = cls.price_factor if factor is None else factor
+    if not billed:
         return FREE
-    factor = PRICE_FACTORS.get(backend, 1.0)
-    if overrides and model in overrides:
+    if overrides and model is not None and model in overrides:
         p = overrides[model]
         return Price(float(p["input"]) * factor, float(p["output"]) * factor)
     table = default_prices()
@@ -51,6 +63,8 @@ def price_for(backend: str, model: str | None, overrides: Mapping[str, Mapping[s
             found = price
     if found is not None:
         return Price(found.input_per_m * factor, found.output_per_m * factor)
-    raise KeyError(f"no price for model '{model}': add it under 'prices:' in the config "
-                   f"(USD per million tokens, e.g. {{'{model}': {{'input': 0.15, 'output': 0.6}}}}) "
-                   f"or set both to 0 for a self-hosted model")
+    raise KeyError(
+        f"no price for model '{model}': add it under 'prices:' in the config "
+        f"(USD per million tokens, e.g. {{'{model}': {{'input': 0.15, 'output': 0.6}}}}) "
+        f"or set both to 0 for a self-hosted model"
+    )

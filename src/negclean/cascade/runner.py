@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from negclean.cascade.audit import MissEstimate, estimate_misses
 from negclean.cascade.budget import Budget
@@ -15,9 +16,11 @@ from negclean.cascade.pricing import FREE, Price, price_for
 from negclean.cascade.stages import CascadeConfig, StageConfig
 from negclean.cascade.store import JudgmentStore, Key, task_keys
 from negclean.data.records import Instance
+from negclean.embed_cache import EmbedTally, merge_counts
 from negclean.errors import BudgetExceeded, ConfigError
-from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict, accepts_keyword, check_results
+from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict, check_results
 from negclean.judge.config import build_judge
+from negclean.judge.registry import SHIPPED
 
 
 @dataclass
@@ -52,13 +55,12 @@ class StageStats:
     set_aside: int = 0
     set_aside_rules: dict[str, int] = field(default_factory=dict)
     #: the judge's own counters (requests, retries, failed calls, errors by kind) where it keeps them
-    backend: dict | None = None
+    backend: dict[str, Any] | None = None
 
     def miss_estimate(self) -> MissEstimate | None:
         if not self.audited:
             return None
-        return estimate_misses(self.name, cleared=self.cleared_unaudited, audited=self.audited,
-                               found=self.audit_found)
+        return estimate_misses(self.name, cleared=self.cleared_unaudited, audited=self.audited, found=self.audit_found)
 
 
 @dataclass
@@ -72,14 +74,16 @@ class CascadeStats:
     stages: list[StageStats] = field(default_factory=list)
     stopped_by_budget: bool = False
     #: the --max-cost ledger (cap, spent before this run, in it, in all), see cascade.budget
-    budget: dict | None = None
+    budget: dict[str, Any] | None = None
     dry_run: bool = False
+    #: per embedding model, texts embedded vs served from the embedding cache by all stages (negclean.embed_cache)
+    embeddings: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cost(self) -> float:
         return sum(s.cost for s in self.stages)
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         out = {k: v for k, v in self.__dict__.items() if k != "stages"}
         out["cost"] = round(self.cost, 6)
         out["stages"] = []
@@ -89,15 +93,26 @@ class CascadeStats:
             d["est_cost"] = round(s.est_cost, 6)
             d["seconds"] = round(s.seconds, 3)
             m = s.miss_estimate()
-            d["miss_estimate"] = None if m is None else {
-                "missed": round(m.missed, 2), "low": round(m.missed_low, 2), "high": round(m.missed_high, 2),
-                "rate": round(m.rate, 4), "audited": m.audited, "found": m.found, "cleared": m.cleared,
-                "text": m.describe()}
+            d["miss_estimate"] = (
+                None
+                if m is None
+                else {
+                    "missed": round(m.missed, 2),
+                    "low": round(m.missed_low, 2),
+                    "high": round(m.missed_high, 2),
+                    "rate": round(m.rate, 4),
+                    "audited": m.audited,
+                    "found": m.found,
+                    "cleared": m.cleared,
+                    "text": m.describe(),
+                }
+            )
             out["stages"].append(d)
         return out
 
 
-_MODEL_BACKENDS = frozenset({"openai", "llamacpp", "openai-batch", "vllm"})
+#: the shipped backends whose stages call an LLM; ``stage.judge.calls_model`` says it for any backend, plugins too
+MODEL_BACKENDS = frozenset(name for name, cls in SHIPPED.items() if cls.calls_model)
 
 
 def _titles_shown(stage: StageConfig) -> bool:
@@ -110,11 +125,11 @@ def _audit_draw(seed: int, stage: str, key: tuple[str, str, str]) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def _stage_price(stage: StageConfig, overrides: dict) -> Price:
+def _stage_price(stage: StageConfig, overrides: Mapping[str, Mapping[str, float]]) -> Price:
     cfg = stage.judge
     model = getattr(cfg, "model", None)
     try:
-        return price_for(cfg.backend, model, overrides)
+        return price_for(cfg.backend, model, overrides, billed=cfg.billed, factor=cfg.price_factor)
     except KeyError as exc:
         if getattr(cfg, "base_url", None):  # self-hosted (vLLM, llama.cpp server, Ollama): no per-token price
             return FREE
@@ -136,9 +151,16 @@ class Cascade:
             folder): a run with the same scope continues from what it spent. None: counted from 0, in memory.
     """
 
-    def __init__(self, config: CascadeConfig, *, store: JudgmentStore, judges: dict[str, Judge] | None = None,
-                 dry_run: bool = False, on_progress: Callable[[int], None] | None = None,
-                 budget_scope: str | None = None):
+    def __init__(
+        self,
+        config: CascadeConfig,
+        *,
+        store: JudgmentStore,
+        judges: dict[str, Judge] | None = None,
+        dry_run: bool = False,
+        on_progress: Callable[[int], None] | None = None,
+        budget_scope: str | None = None,
+    ):
         self.config = config
         self.store = store
         self.dry_run = dry_run
@@ -147,8 +169,9 @@ class Cascade:
         self._judges = dict(judges or {})
         self._built: list[Judge] = []
         self._ready: dict[str, Judge] = {}  # judge_for's answer per stage (the judge, guarded where it applies)
-        self.stats = CascadeStats(dry_run=dry_run, stages=[
-            StageStats(s.name, s.judge.judge_id()) for s in config.stages])
+        self.stats = CascadeStats(
+            dry_run=dry_run, stages=[StageStats(s.name, s.judge.judge_id()) for s in config.stages]
+        )
         self.budget = Budget(cap=config.max_cost, store=store, scope=budget_scope)
         self.stats.budget = self.budget.as_dict()
         # store keys per stage: a judge passed in is stored under its own fingerprint; otherwise the config's,
@@ -159,7 +182,7 @@ class Cascade:
             given = self._judges.get(s.name)
             fp = s.judge.fingerprint() if given is None else given.fingerprint
             self._fingerprints.append(fp)
-            by_id = type(s.judge).keys_by_id if given is None else bool(getattr(given, "keys_by_id", False))
+            by_id = type(s.judge).keys_by_id if given is None else given.keys_by_id
             self._by_id.append(by_id)
             judge_id = getattr(given, "judge_id", None) or s.judge.judge_id()
             store.register_judge(fp, judge_id, s.judge.model_dump_json())
@@ -175,28 +198,27 @@ class Cascade:
             if stage.name not in self._judges:
                 self._judges[stage.name] = build_judge(stage.judge)
                 self._built.append(self._judges[stage.name])
-            self._ready[stage.name] = guarded(self._judges[stage.name], enabled=self._guard_on(stage),
-                                              include_titles=_titles_shown(stage))
+            self._ready[stage.name] = guarded(
+                self._judges[stage.name], enabled=self._guard_on(stage), include_titles=_titles_shown(stage)
+            )
         return self._ready[stage.name]
 
     def close(self) -> None:
         """Release the judges this cascade built (HTTP clients, local models); judges passed in stay open."""
         built, self._built = self._built, []
         for judge in built:
-            close = getattr(judge, "close", None)
-            if close is not None:
-                close()
+            judge.close()
 
-    def __enter__(self) -> "Cascade":
+    def __enter__(self) -> Cascade:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _guard_on(self, stage: StageConfig) -> bool:
         """Whether the injection guard screens this stage: LLM stages, unless the stage or the cascade turns it off."""
         on = self.config.injection_guard if stage.injection_guard is None else stage.injection_guard
-        return on and stage.judge.backend in _MODEL_BACKENDS
+        return on and stage.judge.calls_model
 
     def _stop_for_budget(self, stage: StageConfig) -> None:
         """End the run: the next call's worst case does not fit under the cap (everything judged is stored)."""
@@ -206,11 +228,12 @@ class Cascade:
         raise BudgetExceeded(
             f"--max-cost reached at stage '{stage.name}': {b.refused}. Spent ${b.spent:.6f} of ${b.cap:.6f} "
             f"(${b.spent_this_run:.6f} in this run, ${b.spent_before:.6f} before it). Everything judged so far "
-            "is stored and is not paid again: rerun the same command with a higher --max-cost to resume.")
+            "is stored and is not paid again: rerun the same command with a higher --max-cost to resume."
+        )
 
     def _calls_model(self, index: int) -> bool:
         """Stages that call an LLM: skipped (estimated) in a dry run, checked against the budget."""
-        return self.config.stages[index].judge.backend in _MODEL_BACKENDS
+        return self.config.stages[index].judge.calls_model
 
     def run(self, instances: Iterable[Instance]) -> Iterator[InstanceOutcome]:
         """Yield one outcome per instance, in input order, chunk by chunk."""
@@ -247,6 +270,8 @@ class Cascade:
         for (i, c), si in audit_origin.items():
             if c in outcomes[i].false_negatives:
                 self.stats.stages[si].audit_found += 1
+        tallies = {id(t): t for j in self._judges.values() if isinstance(t := getattr(j, "stats", None), EmbedTally)}
+        self.stats.embeddings = [c.as_dict() for c in merge_counts(c for t in tallies.values() for c in t.counts())]
         if self.on_progress:
             self.on_progress(len(chunk))
         return outcomes
@@ -271,7 +296,7 @@ class Cascade:
             if missing:
                 pending.append(JudgeTask(t.instance, tuple(missing)))
         new: dict[tuple[str, str, str], Verdict] = {}
-        extra: dict = {}  # the budget, for judges that take it
+        extra: dict[str, Any] = {}  # the budget, for judges that take it
         meter = chunk_hold = None
         if pending:
             if self._calls_model(si):
@@ -288,7 +313,7 @@ class Cascade:
                     st.seconds += time.perf_counter() - t0
                     return None
                 meter = self.budget.meter(self._prices[si], stage=stage.name)
-                if accepts_keyword(judge, "budget"):  # the judge reserves each call's worst case right before sending it
+                if judge.meters_budget:  # the judge reserves each call's worst case right before sending it
                     extra["budget"] = meter
                 else:  # a judge that cannot: hold the whole chunk's worst case before it starts
                     chunk_hold = meter.reserve(est_in, est_out, what=f"the next {len(pending)} instance(s)")
@@ -299,18 +324,18 @@ class Cascade:
                     if chunk_hold is None:
                         self._stop_for_budget(stage)
             judge = self.judge_for(stage)
-            streamed = accepts_keyword(judge, "on_call")
+            streamed = judge.streams
             if streamed:  # each call's verdicts are stored as it finishes: a crash loses only calls in flight
                 # through the store's writer thread: a lock held by another process never stalls the calls
-                results = judge.judge(pending, on_call=lambda part, result: self.store.put_later(
-                    fp, part, result, by_id=by_id), **extra)
+                results = judge.judge(
+                    pending, on_call=lambda part, result: self.store.put_later(fp, part, result, by_id=by_id), **extra
+                )
             else:
                 results = judge.judge(pending, **extra)
-            if chunk_hold is not None:
+            if meter is not None and chunk_hold is not None:
                 meter.settle(chunk_hold, sum(r.tokens_in for r in results), sum(r.tokens_out for r in results))
-            backend_stats = getattr(judge, "stats", None)
-            if hasattr(backend_stats, "as_dict"):
-                st.backend = backend_stats.as_dict()
+            if judge.stats is not None:
+                st.backend = dict(judge.stats.as_dict())
             check_results(judge.judge_id, pending, results)
             for t, r in zip(pending, results):
                 if not streamed:
@@ -332,7 +357,7 @@ class Cascade:
             if meter is not None and meter.refused is not None:  # calls in flight finished and are stored
                 self._stop_for_budget(stage)
         out = []
-        for t, ks in zip(tasks, keys):
+        for _task, ks in zip(tasks, keys):
             vs = []
             for k in ks:
                 v = new.get(k) or stored[k]
@@ -366,18 +391,28 @@ class Cascade:
         if v.label is Label.UNDECIDED:
             return stage.escalate_undecided
         rule = stage.escalate
-        hit = (rule == "all"
-               or (rule == "flagged" and v.label is Label.RELEVANT)
-               or (rule == "better" and v.label is Label.RELEVANT and v.grade is not Grade.WORSE)
-               or (rule == "worse" and v.label is Label.RELEVANT and v.grade is Grade.WORSE)
-               or (rule == "cleared" and v.label is Label.NOT_RELEVANT))
+        hit = (
+            rule == "all"
+            or (rule == "flagged" and v.label is Label.RELEVANT)
+            or (rule == "better" and v.label is Label.RELEVANT and v.grade is not Grade.WORSE)
+            or (rule == "worse" and v.label is Label.RELEVANT and v.grade is Grade.WORSE)
+            or (rule == "cleared" and v.label is Label.NOT_RELEVANT)
+        )
         if not hit and stage.uncertain is not None and v.confidence is not None:
             lo, hi = stage.uncertain
             hit = lo <= v.confidence <= hi
         return hit
 
-    def _route(self, si: int, stage: StageConfig, task: JudgeTask, vs: Sequence[Verdict], audited: set[int],
-               audit_origin: dict, inst_index: int) -> tuple[int, ...]:
+    def _route(
+        self,
+        si: int,
+        stage: StageConfig,
+        task: JudgeTask,
+        vs: Sequence[Verdict],
+        audited: set[int],
+        audit_origin: dict[tuple[int, int], int],
+        inst_index: int,
+    ) -> tuple[int, ...]:
         st = self.stats.stages[si]
         keys = task_keys(task, by_id=self._by_id[si])
         go = []

@@ -23,13 +23,19 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from types import TracebackType
+from typing import Any, TypeVar
 
 from negclean.errors import StoreError
 from negclean.judge.base import Grade, JudgeTask, Label, TaskResult, Verdict
+
+_T = TypeVar("_T")
+#: a job for the writer thread: (function, its arguments, the Future that gets its result); None stops it
+_Job = tuple[Callable[..., Any], tuple[Any, ...], "Future[Any]"] | None
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS verdicts (
@@ -103,8 +109,9 @@ def task_keys(task: JudgeTask, *, by_id: bool = False) -> list[Key]:
     return [(qk, pk, inst.negatives[i].key) for i in task.candidates]
 
 
-def _verdict(judge_id: str, label: str, grade: str | None, confidence: float | None, reason: str,
-             call_id: str | None) -> Verdict:
+def _verdict(
+    judge_id: str, label: str, grade: str | None, confidence: float | None, reason: str, call_id: str | None
+) -> Verdict:
     """A Verdict from the columns ``judge_id, label, grade, confidence, reason, call_id`` of a verdicts row."""
     return Verdict(Label(label), confidence, judge_id, Grade(grade) if grade else None, reason, call_id)
 
@@ -113,22 +120,32 @@ def store_error(exc: sqlite3.Error, path: str, doing: str) -> StoreError | None:
     """The StoreError a user can act on for an SQLite error, or None when it is not one of those."""
     text = str(exc).lower()
     if "database or disk is full" in text:
-        return StoreError(f"judgment store {path}: the disk is full (SQLite: {exc}) while {doing}. Everything "
-                          "committed before is kept: free some space (or move the store with --store) and rerun "
-                          "to resume")
+        return StoreError(
+            f"judgment store {path}: the disk is full (SQLite: {exc}) while {doing}. Everything "
+            "committed before is kept: free some space (or move the store with --store) and rerun "
+            "to resume"
+        )
     if "readonly" in text or "read-only" in text:
-        return StoreError(f"judgment store {path} cannot be written (SQLite: {exc}) while {doing}: make the file "
-                          "and its folder writable (SQLite also writes -wal and -shm files beside it), or give "
-                          "--store a writable path")
+        return StoreError(
+            f"judgment store {path} cannot be written (SQLite: {exc}) while {doing}: make the file "
+            "and its folder writable (SQLite also writes -wal and -shm files beside it), or give "
+            "--store a writable path"
+        )
     if "file is not a database" in text or "malformed" in text:
-        return StoreError(f"{path} is not an SQLite database (SQLite: {exc}): give --store a new file or an "
-                          "existing negclean judgment store")
+        return StoreError(
+            f"{path} is not an SQLite database (SQLite: {exc}): give --store a new file or an "
+            "existing negclean judgment store"
+        )
     if "unable to open database file" in text or "disk i/o error" in text:
-        return StoreError(f"judgment store {path} cannot be opened or written (SQLite: {exc}) while {doing}: "
-                          "check that its folder exists and is writable and that the disk is healthy")
+        return StoreError(
+            f"judgment store {path} cannot be opened or written (SQLite: {exc}) while {doing}: "
+            "check that its folder exists and is writable and that the disk is healthy"
+        )
     if "locked" in text or "busy" in text:
-        return StoreError(f"judgment store {path} stayed locked by another process for over {OPEN_PATIENCE:g} s "
-                          f"while {doing}: wait for it to finish, or give this run its own --store")
+        return StoreError(
+            f"judgment store {path} stayed locked by another process for over {OPEN_PATIENCE:g} s "
+            f"while {doing}: wait for it to finish, or give this run its own --store"
+        )
     return None
 
 
@@ -154,7 +171,7 @@ class JudgmentStore:
     def __init__(self, path: str | Path = ":memory:"):
         self.path = str(path)
         self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue | None = None
+        self._queue: queue.SimpleQueue[_Job] | None = None
         self._writer: threading.Thread | None = None
         self._error: BaseException | None = None  # first failed background write (sticky)
         self._error_raised = False
@@ -171,25 +188,29 @@ class JudgmentStore:
             return sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         file = Path(self.path)
         if file.is_dir():
-            raise StoreError(f"judgment store {file} is a directory, not a database file: give --store a file "
-                             f"path (e.g. {file / 'judgments.sqlite'})")
+            raise StoreError(
+                f"judgment store {file} is a directory, not a database file: give --store a file "
+                f"path (e.g. {file / 'judgments.sqlite'})"
+            )
         try:
             file.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"cannot create the folder of judgment store {file} ({exc.strerror}): give --store "
-                             "a path in a writable folder") from None
+            raise StoreError(
+                f"cannot create the folder of judgment store {file} ({exc.strerror}): give --store "
+                "a path in a writable folder"
+            ) from None
         if file.is_file():
             try:
                 with open(file, "rb") as fh:
                     head = fh.read(len(_SQLITE_MAGIC))
             except OSError as exc:
                 raise StoreError(f"cannot read judgment store {file} ({exc.strerror}): check its permissions") from None
-            if head and head != _SQLITE_MAGIC[:len(head)] or 0 < len(head) < len(_SQLITE_MAGIC):
-                raise StoreError(f"{file} is not an SQLite database: give --store a new file or an existing "
-                                 "negclean judgment store")
+            if head and head != _SQLITE_MAGIC[: len(head)] or 0 < len(head) < len(_SQLITE_MAGIC):
+                raise StoreError(
+                    f"{file} is not an SQLite database: give --store a new file or an existing negclean judgment store"
+                )
             if not os.access(file, os.W_OK):
-                raise StoreError(f"judgment store {file} is read-only: make it writable or give --store another "
-                                 "path")
+                raise StoreError(f"judgment store {file} is read-only: make it writable or give --store another path")
         try:
             return sqlite3.connect(self.path, timeout=60.0, check_same_thread=False, isolation_level=None)
         except sqlite3.Error as exc:
@@ -214,16 +235,20 @@ class JudgmentStore:
             return
         expected = _expected_columns()
         if "verdicts" not in existing:
-            raise StoreError(f"{self.path} is an SQLite database but not a negclean judgment store (its tables: "
-                             f"{', '.join(sorted(existing)[:8])}): give --store a new file or a judgment store")
+            raise StoreError(
+                f"{self.path} is an SQLite database but not a negclean judgment store (its tables: "
+                f"{', '.join(sorted(existing)[:8])}): give --store a new file or a judgment store"
+            )
         for table, columns in expected.items():
             if table not in existing:
                 continue
             have = {r[1] for r in self._conn.execute(f"PRAGMA table_info({table})")}
             missing = sorted(columns - have)
             if missing:
-                raise StoreError(f"{self.path}: table '{table}' lacks column(s) {', '.join(missing)}: it was made "
-                                 "by another program or another version of negclean. Give --store a new file")
+                raise StoreError(
+                    f"{self.path}: table '{table}' lacks column(s) {', '.join(missing)}: it was made "
+                    "by another program or another version of negclean. Give --store a new file"
+                )
 
     def _retry(self, action: Callable[[], Any], doing: str) -> Any:
         """Run ``action``, retrying with jittered backoff while another process holds the lock."""
@@ -249,10 +274,12 @@ class JudgmentStore:
             with self._lock:
                 self._conn.close()
 
-    def __enter__(self) -> "JudgmentStore":
+    def __enter__(self) -> JudgmentStore:
         return self
 
-    def __exit__(self, exc_type, *exc) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         if exc_type is None:
             self.close()
             return
@@ -261,27 +288,29 @@ class JudgmentStore:
         except Exception:  # noqa: BLE001 - the first error wins; this one is in the log
             import logging
 
-            logging.getLogger(__name__).warning("judgment store %s: a background write failed too",
-                                                self.path, exc_info=True)
+            logging.getLogger(__name__).warning(
+                "judgment store %s: a background write failed too", self.path, exc_info=True
+            )
 
     # ---- the writer thread
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future:
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run ``fn(*args)`` on the store's writer thread (in submission order); its Future holds the result.
 
         Never blocks on the database: callers on an event loop use this (or ``put_later``)."""
         if self._error is not None:
             raise self._error
-        future: Future = Future()
+        future: Future[Any] = Future()
         with self._lock:
-            if self._writer is None:
+            if self._queue is None or self._writer is None:
                 self._queue = queue.SimpleQueue()
-                self._writer = threading.Thread(target=self._write_loop, args=(self._queue,),
-                                                name="negclean-store-writer", daemon=True)
+                self._writer = threading.Thread(
+                    target=self._write_loop, args=(self._queue,), name="negclean-store-writer", daemon=True
+                )
                 self._writer.start()
             self._queue.put((fn, args, future))
         return future
 
-    def put_later(self, fingerprint: str, task: JudgeTask, result: TaskResult, *, by_id: bool = False) -> Future:
+    def put_later(self, fingerprint: str, task: JudgeTask, result: TaskResult, *, by_id: bool = False) -> Future[Any]:
         """``put`` on the writer thread; raises at once if an earlier background write failed."""
         return self.submit(partial(self.put, by_id=by_id), fingerprint, task, result)
 
@@ -294,12 +323,12 @@ class JudgmentStore:
             raise self._error
 
     def _wait_idle(self) -> None:
-        done: Future = Future()
+        done: Future[Any] = Future()
         if self._queue is not None:
             self._queue.put((lambda: None, (), done))
             done.exception()
 
-    def _write_loop(self, jobs: queue.SimpleQueue) -> None:
+    def _write_loop(self, jobs: queue.SimpleQueue[_Job]) -> None:
         while True:
             job = jobs.get()
             if job is None:
@@ -323,8 +352,12 @@ class JudgmentStore:
             writer.join(30)
 
     def register_judge(self, fingerprint: str, judge_id: str, config_json: str) -> None:
-        self._transaction(lambda: self._conn.execute("INSERT OR IGNORE INTO judges VALUES (?,?,?)",
-                                                     (fingerprint, judge_id, config_json)), "registering a judge")
+        self._transaction(
+            lambda: self._conn.execute(
+                "INSERT OR IGNORE INTO judges VALUES (?,?,?)", (fingerprint, judge_id, config_json)
+            ),
+            "registering a judge",
+        )
 
     def get(self, fingerprint: str, keys: Sequence[Key]) -> dict[Key, Verdict]:
         """Stored verdicts of one judge for these keys (missing keys are absent from the result)."""
@@ -335,11 +368,13 @@ class JudgmentStore:
         with self._lock:
             for (qk, pk), passages in groups.items():
                 for start in range(0, len(passages), 500):
-                    part = passages[start:start + 500]
+                    part = passages[start : start + 500]
                     rows = self._conn.execute(
                         "SELECT passage_key, judge_id, label, grade, confidence, reason, call_id FROM verdicts "
                         "WHERE fingerprint=? AND query_key=? AND positives_key=? "
-                        f"AND passage_key IN ({','.join('?' * len(part))})", [fingerprint, qk, pk, *part]).fetchall()
+                        f"AND passage_key IN ({','.join('?' * len(part))})",
+                        [fingerprint, qk, pk, *part],
+                    ).fetchall()
                     for ck, *verdict in rows:
                         found[(qk, pk, ck)] = _verdict(*verdict)
         return found
@@ -352,21 +387,33 @@ class JudgmentStore:
         """
         now = time.time()
         rows = [
-            (fingerprint, *key, v.judge_id, v.label.value, v.grade.value if v.grade else None, v.confidence,
-             v.reason, v.call_id, now)
-            for key, v in zip(task_keys(task, by_id=by_id), result.verdicts) if not v.retryable
+            (
+                fingerprint,
+                *key,
+                v.judge_id,
+                v.label.value,
+                v.grade.value if v.grade else None,
+                v.confidence,
+                v.reason,
+                v.call_id,
+                now,
+            )
+            for key, v in zip(task_keys(task, by_id=by_id), result.verdicts)
+            if not v.retryable
         ]
+
         def write() -> None:
             if result.call_id is not None and (result.raw is not None or result.tokens_in or result.tokens_out):
-                self._conn.execute("INSERT OR IGNORE INTO calls VALUES (?,?,?,?,?,?)",
-                                   (result.call_id, fingerprint, result.raw, result.tokens_in,
-                                    result.tokens_out, now))
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO calls VALUES (?,?,?,?,?,?)",
+                    (result.call_id, fingerprint, result.raw, result.tokens_in, result.tokens_out, now),
+                )
             self._conn.executemany("INSERT OR IGNORE INTO verdicts VALUES (?,?,?,?,?,?,?,?,?,?,?)", rows)
 
         self._transaction(write, "storing verdicts")
         return len(rows)
 
-    def _transaction(self, write: Callable[[], Any], doing: str) -> Any:
+    def _transaction(self, write: Callable[[], _T], doing: str) -> _T:
         """Run ``write`` in one IMMEDIATE transaction; an SQLite error a user can act on becomes StoreError.
 
         A failed ROLLBACK (SQLite may have rolled back already, e.g. on a full disk) never hides the error."""
@@ -391,37 +438,48 @@ class JudgmentStore:
         """What a scope has spent: settled costs plus unsettled reservations (calls whose cost is unknown)."""
         self.flush()
         with self._lock:
-            row = self._conn.execute("SELECT COALESCE(SUM(COALESCE(cost, reserved)), 0) FROM spend WHERE scope=?",
-                                     (scope,)).fetchone()
+            row = self._conn.execute(
+                "SELECT COALESCE(SUM(COALESCE(cost, reserved)), 0) FROM spend WHERE scope=?", (scope,)
+            ).fetchone()
         return float(row[0])
 
-    def reserve_spend(self, scope: str, amount: float, ref: str | None = None, *,
-                      cap: float | None = None) -> int | None:
+    def reserve_spend(
+        self, scope: str, amount: float, ref: str | None = None, *, cap: float | None = None
+    ) -> int | None:
         """Record a reservation; returns its row id (for ``settle_spend``), or None when ``cap`` is given and the
         scope's ledger (settled costs + open reservations, every process's) plus ``amount`` would pass it. Check and
         insert are one IMMEDIATE transaction, so processes sharing a scope can never reserve past the cap together."""
+
         def write() -> int | None:
             if cap is not None:
                 (total,) = self._conn.execute(
-                    "SELECT COALESCE(SUM(COALESCE(cost, reserved)), 0) FROM spend WHERE scope=?", (scope,)).fetchone()
+                    "SELECT COALESCE(SUM(COALESCE(cost, reserved)), 0) FROM spend WHERE scope=?", (scope,)
+                ).fetchone()
                 if float(total) + amount > cap + 1e-12:
                     return None
-            return self._conn.execute("INSERT INTO spend (scope, ref, reserved, cost, created) VALUES (?,?,?,NULL,?)",
-                                      (scope, ref, amount, time.time())).lastrowid
+            return self._conn.execute(
+                "INSERT INTO spend (scope, ref, reserved, cost, created) VALUES (?,?,?,NULL,?)",
+                (scope, ref, amount, time.time()),
+            ).lastrowid
+
         return self._transaction(write, "recording a reservation")
 
-    def settle_spend(self, row: int | None, cost: float, *, scope: str | None = None,
-                     ref: str | None = None) -> float | None:
+    def settle_spend(
+        self, row: int | None, cost: float, *, scope: str | None = None, ref: str | None = None
+    ) -> float | None:
         """Set a reservation's actual cost, by row id or by (scope, ref) for a reservation an earlier process
         made; returns the amount it held before (None when no unsettled reservation matched)."""
+
         def write() -> float | None:
             where, args = ("rowid=?", (row,)) if row is not None else ("scope=? AND ref=?", (scope, ref))
-            found = self._conn.execute(f"SELECT rowid, reserved FROM spend WHERE {where} AND cost IS NULL",
-                                       args).fetchone()
+            found = self._conn.execute(
+                f"SELECT rowid, reserved FROM spend WHERE {where} AND cost IS NULL", args
+            ).fetchone()
             if found is None:
                 return None
             self._conn.execute("UPDATE spend SET cost=? WHERE rowid=?", (cost, found[0]))
             return float(found[1])
+
         return self._transaction(write, "settling a reservation")
 
     def raw_output(self, call_id: str) -> str | None:
@@ -435,10 +493,11 @@ class JudgmentStore:
         out: dict[str, tuple[int, int]] = {}
         with self._lock:
             for start in range(0, len(unique), 500):
-                part = unique[start:start + 500]
+                part = unique[start : start + 500]
                 rows = self._conn.execute(
                     f"SELECT call_id, tokens_in, tokens_out FROM calls WHERE call_id IN ({','.join('?' * len(part))})",
-                    part).fetchall()
+                    part,
+                ).fetchall()
                 out.update({cid: (int(a), int(b)) for cid, a, b in rows})
         return out
 
@@ -447,7 +506,9 @@ class JudgmentStore:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT query_key, positives_key, passage_key, judge_id, label, grade, confidence, reason, call_id "
-                "FROM verdicts WHERE fingerprint=?", (fingerprint,)).fetchall()
+                "FROM verdicts WHERE fingerprint=?",
+                (fingerprint,),
+            ).fetchall()
         return {(qk, pk, ck): _verdict(*verdict) for qk, pk, ck, *verdict in rows}
 
     def judges(self) -> list[tuple[str, str, str]]:
@@ -458,21 +519,28 @@ class JudgmentStore:
     def count(self, fingerprint: str | None = None) -> int:
         with self._lock:
             if fingerprint is None:
-                return self._conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0]
-            return self._conn.execute("SELECT COUNT(*) FROM verdicts WHERE fingerprint=?", (fingerprint,)).fetchone()[0]
+                return int(self._conn.execute("SELECT COUNT(*) FROM verdicts").fetchone()[0])
+            return int(
+                self._conn.execute("SELECT COUNT(*) FROM verdicts WHERE fingerprint=?", (fingerprint,)).fetchone()[0]
+            )
 
     def integrity_ok(self) -> bool:
         with self._lock:
-            return self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            return bool(self._conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     # Human labels (annotation app, judge benchmarks)
     def put_human_label(self, annotator: str, key: Key, label: str) -> None:
-        self._transaction(lambda: self._conn.execute("INSERT OR REPLACE INTO human_labels VALUES (?,?,?,?,?,?)",
-                                                     (annotator, *key, label, time.time())), "storing a label")
+        self._transaction(
+            lambda: self._conn.execute(
+                "INSERT OR REPLACE INTO human_labels VALUES (?,?,?,?,?,?)", (annotator, *key, label, time.time())
+            ),
+            "storing a label",
+        )
 
     def human_labels(self, annotator: str | None = None) -> Iterable[tuple[str, Key, str]]:
         with self._lock:
             q = "SELECT annotator, query_key, positives_key, passage_key, label FROM human_labels"
-            rows = (self._conn.execute(q + " WHERE annotator=?", (annotator,)) if annotator
-                    else self._conn.execute(q)).fetchall()
+            rows = (
+                self._conn.execute(q + " WHERE annotator=?", (annotator,)) if annotator else self._conn.execute(q)
+            ).fetchall()
         return [(a, (qk, pk, ck), lab) for a, qk, pk, ck, lab in rows]

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
+
+from negclean.cli.console import emit_json, guarded
 
 
 def experiment_command(
     experiment: Path = typer.Argument(..., help="experiment YAML (see examples/scifact-experiment.yaml)"),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="override output_dir"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="override the training seed"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="override torch CPU threads"),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="override output_dir"),
+    seed: int | None = typer.Option(None, "--seed", help="override the training seed"),
+    threads: int | None = typer.Option(None, "--threads", help="override torch CPU threads"),
     as_json: bool = typer.Option(False, "--json", help="print the result as JSON (progress goes to stderr)"),
 ):
     """The RLHN core table: the same model trained on default / remove / hn_remove / relabel data, compared."""
-    from negclean.cli.console import emit_json, guarded
-
     with guarded(as_json=as_json):
-        from negclean.experiment import load_experiment, run_experiment
+        from negclean.experiment import load_experiment, run_experiment  # lazy: pulls numpy, pydantic, yaml
 
         overrides: dict = {}
         if output_dir is not None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from negclean.cascade.outcome import outcome_from_row, read_verdict_rows
+from negclean.cascade.outcome import outcome_from_row, outcome_row, read_verdict_rows
+from negclean.data.io import read_instances
 from negclean.errors import InputError
 
 
@@ -15,14 +16,14 @@ def _find(run_dir: Path, *, query_id: str | None, flagged: bool, index: int):
     if not verdicts_path.exists() or not summary_path.exists():
         raise InputError("not a finished run folder (verdicts.jsonl and summary.json expected)", path=str(run_dir))
     summary = json.loads(summary_path.read_text())
-    from negclean.data.io import read_instances
 
     fmt = summary.get("read", {}).get("format")
     rows = read_verdict_rows(str(verdicts_path))
     for n, inst in enumerate(read_instances(summary["input"], fmt=fmt, on_error="skip")):
         row = next(rows)
         if (query_id is not None and inst.query_id == query_id) or (
-                query_id is None and ((flagged and row["false_negatives"]) or (not flagged and n == index))):
+            query_id is None and ((flagged and row["false_negatives"]) or (not flagged and n == index))
+        ):
             return outcome_from_row(inst, row, path=str(verdicts_path))
     raise InputError("no matching instance (check --query / --index)", path=str(run_dir))
 
@@ -31,8 +32,6 @@ def inspect_run(run_dir: Path, *, query_id: str | None, flagged: bool, index: in
     outcome = _find(run_dir, query_id=query_id, flagged=flagged, index=index)
     inst = outcome.instance
     if as_json:
-        from negclean.cascade.outcome import outcome_row
-
         row = outcome_row(outcome)
         row["query"] = inst.query
         row["positives"] = [{"docid": p.docid, "text": p.text} for p in inst.positives]
@@ -54,11 +53,15 @@ def inspect_run(run_dir: Path, *, query_id: str | None, flagged: bool, index: in
     fns = set(outcome.false_negatives)
     for i, (p, c) in enumerate(zip(inst.negatives, outcome.candidates)):
         v = c.verdict
-        final = v.label.value + (f"/{v.grade.value}" if v.grade else "") + (
-            f" p={v.confidence:.2f}" if v.confidence is not None else "")
+        final = (
+            v.label.value
+            + (f"/{v.grade.value}" if v.grade else "")
+            + (f" p={v.confidence:.2f}" if v.confidence is not None else "")
+        )
         if i in fns:
             final = f"[bold red]FALSE NEGATIVE[/] {final}"
-        trail = "\n".join(f"{s}: {t.label.value}" + (f" ({escape(t.reason[:60])})" if t.reason else "")
-                          for s, t in c.trail)
+        trail = "\n".join(
+            f"{s}: {t.label.value}" + (f" ({escape(t.reason[:60])})" if t.reason else "") for s, t in c.trail
+        )
         t.add_row(str(i + 1), escape(p.docid), final, trail, escape(p.text[:200]))
     console.print(t)

@@ -3,32 +3,34 @@
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
-from typing import Optional
 
 import typer
 
+import negclean.cli as cli_package
 from negclean.cli.console import count_lines, emit_json, guarded, print_run_summary, progress
+from negclean.cli.inspect_cmd import inspect_run
+from negclean.cli.options import ON_ERROR, cascade_config, one_of
+from negclean.errors import ConfigError
+from negclean.fix.operations import Operation
+from negclean.progress import progress_bar
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Find and fix false negatives in retriever/reranker training data.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Find and fix false negatives in retriever/reranker training data.",
+)
 
 JSON_OPT = typer.Option(False, "--json", help="print a machine-readable JSON result instead of tables")
-FORMAT_OPT = typer.Option(None, "--format", "-f", help="input format: tevatron, flagembedding, st, parquet "
-                          "(default: detected from content)")
-ON_ERROR_OPT = typer.Option("skip", "--on-error", help="fail: stop at the first unreadable line; "
-                            "skip: write it to rejects.jsonl and go on")
-
-
-def _cascade(cascade: str, max_cost: Optional[float]):
-    from negclean.cascade.stages import CascadeConfig
-    from negclean.pipeline import validate_pipeline
-    from negclean.presets import load_cascade_dict
-
-    data = load_cascade_dict(cascade)
-    if max_cost is not None:
-        data = {**data, "max_cost": max_cost}
-    return validate_pipeline({"cascade": data}, source=cascade).cascade if data else CascadeConfig()
+FORMAT_OPT = typer.Option(
+    None, "--format", "-f", help="input format: tevatron, flagembedding, st, parquet (default: detected from content)"
+)
+ON_ERROR_OPT = typer.Option(
+    "skip", "--on-error", help="fail: stop at the first unreadable line; skip: write it to rejects.jsonl and go on"
+)
 
 
 @app.command()
@@ -36,22 +38,29 @@ def judge(
     input: Path = typer.Argument(..., help="instances file (JSONL, JSONL.gz or Parquet)"),
     cascade: str = typer.Option("offline", "--cascade", "-c", help="preset name or YAML file with 'stages'"),
     output_dir: Path = typer.Option(Path("runs/latest"), "--output-dir", "-o"),
-    store: Optional[Path] = typer.Option(None, "--store", help="judgment store (default OUTPUT_DIR/judgments.sqlite)"),
-    fmt: Optional[str] = FORMAT_OPT,
+    store: Path | None = typer.Option(None, "--store", help="judgment store (default OUTPUT_DIR/judgments.sqlite)"),
+    fmt: str | None = FORMAT_OPT,
     on_error: str = ON_ERROR_OPT,
-    max_cost: Optional[float] = typer.Option(None, "--max-cost", help="USD; stop cleanly before spending more"),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="USD; stop cleanly before spending more"),
     dry_run: bool = typer.Option(False, "--dry-run", help="call no LLM; estimate tokens and cost"),
     as_json: bool = JSON_OPT,
 ):
     """Judge every hard negative through a cascade; write verdicts.jsonl and summary.json."""
-    from negclean.pipeline import run_judge
+    from negclean.pipeline import run_judge  # lazy: pulls numpy, pydantic, yaml (keeps `negclean --help` fast)
 
     with guarded(as_json=as_json):
-        cfg = _cascade(cascade, max_cost)
+        cfg = cascade_config(cascade, max_cost)
         with progress(count_lines(str(input)), "judging", enabled=not as_json) as advance:
-            summary = run_judge(input_path=str(input), cascade=cfg, output_dir=output_dir,
-                                store_path=str(store) if store else None, fmt=fmt, on_error=on_error,
-                                dry_run=dry_run, on_progress=advance)
+            summary = run_judge(
+                input_path=str(input),
+                cascade=cfg,
+                output_dir=output_dir,
+                store_path=str(store) if store else None,
+                fmt=fmt,
+                on_error=one_of(on_error, ON_ERROR, option="--on-error"),
+                dry_run=dry_run,
+                on_progress=advance,
+            )
     emit_json(summary) if as_json else print_run_summary(summary)
 
 
@@ -61,27 +70,35 @@ def fix(
     verdicts: Path = typer.Option(..., "--verdicts", "-v", help="verdicts.jsonl from `negclean judge`"),
     output: Path = typer.Option(..., "--output", "-o"),
     operation: str = typer.Option("relabel", "--op", help="none, remove, hn_remove or relabel"),
-    fmt: Optional[str] = FORMAT_OPT,
-    out_fmt: Optional[str] = typer.Option(None, "--to", help="output format (default: the input's)"),
+    fmt: str | None = FORMAT_OPT,
+    out_fmt: str | None = typer.Option(None, "--to", help="output format (default: the input's)"),
     on_error: str = ON_ERROR_OPT,
     drop_undecided: bool = typer.Option(False, "--drop-undecided", help="also drop undecided negatives"),
-    max_fn: Optional[int] = typer.Option(None, "--max-false-negatives",
-                                         help="re-apply a different per-instance cap than the judge run's"),
+    max_fn: int | None = typer.Option(
+        None, "--max-false-negatives", help="re-apply a different per-instance cap than the judge run's"
+    ),
     as_json: bool = JSON_OPT,
 ):
     """Apply a fix operation to the judged file."""
-    from negclean.errors import ConfigError
-    from negclean.fix.operations import Operation
-    from negclean.pipeline import run_fix
+    from negclean.pipeline import run_fix  # lazy: pulls numpy, pydantic, yaml (keeps `negclean --help` fast)
 
     with guarded(as_json=as_json):
         try:
             op = Operation(operation)
         except ValueError:
             raise ConfigError(f"--op {operation!r}: choose none, remove, hn_remove or relabel") from None
-        summary = run_fix(input_path=str(input), verdicts_path=str(verdicts), output_path=str(output),
-                          operation=op, fmt=fmt, out_fmt=out_fmt, on_error=on_error, drop_undecided=drop_undecided,
-                          max_false_negatives=max_fn, reject_path=str(output) + ".rejects.jsonl")
+        summary = run_fix(
+            input_path=str(input),
+            verdicts_path=str(verdicts),
+            output_path=str(output),
+            operation=op,
+            fmt=fmt,
+            out_fmt=out_fmt,
+            on_error=one_of(on_error, ON_ERROR, option="--on-error"),
+            drop_undecided=drop_undecided,
+            max_false_negatives=max_fn,
+            reject_path=str(output) + ".rejects.jsonl",
+        )
     if as_json:
         emit_json(summary)
     else:
@@ -93,17 +110,17 @@ def fix(
 @app.command()
 def run(
     pipeline: Path = typer.Argument(..., help="pipeline YAML: input, cascade, fix (and optionally mine)"),
-    input: Optional[Path] = typer.Option(None, "--input", "-i", help="override the pipeline's input"),
-    output_dir: Optional[Path] = typer.Option(None, "--output-dir", "-o", help="override output_dir"),
-    max_cost: Optional[float] = typer.Option(None, "--max-cost"),
+    input: Path | None = typer.Option(None, "--input", "-i", help="override the pipeline's input"),
+    output_dir: Path | None = typer.Option(None, "--output-dir", "-o", help="override output_dir"),
+    max_cost: float | None = typer.Option(None, "--max-cost"),
     dry_run: bool = typer.Option(False, "--dry-run"),
     as_json: bool = JSON_OPT,
 ):
     """Run a whole pipeline: read -> (mine) -> judge cascade -> fix -> write."""
-    from negclean.pipeline import load_pipeline, run_pipeline
+    from negclean.pipeline import load_pipeline, run_pipeline  # lazy: pulls numpy, pydantic, yaml
 
     with guarded(as_json=as_json):
-        overrides = {}
+        overrides: dict[str, str] = {}
         if input is not None:
             overrides["input"] = str(input)
         if output_dir is not None:
@@ -111,21 +128,19 @@ def run(
         cfg = load_pipeline(pipeline, overrides=overrides)
         if max_cost is not None:
             cfg = cfg.model_copy(update={"cascade": cfg.cascade.model_copy(update={"max_cost": max_cost})})
-        summary = run_pipeline(cfg, dry_run=dry_run, show_progress=not as_json)
+        summary = run_pipeline(cfg, dry_run=dry_run, progress=None if as_json else progress_bar)
     emit_json(summary) if as_json else print_run_summary(summary)
 
 
 @app.command()
 def inspect(
     run_dir: Path = typer.Argument(..., help="a run folder (with verdicts.jsonl and summary.json)"),
-    query_id: Optional[str] = typer.Option(None, "--query", "-q", help="query id to show"),
+    query_id: str | None = typer.Option(None, "--query", "-q", help="query id to show"),
     flagged: bool = typer.Option(False, "--flagged", help="show the first instance with false negatives"),
     index: int = typer.Option(0, "--index", "-n", help="show the N-th instance (0-based)"),
     as_json: bool = JSON_OPT,
 ):
     """Show one judged instance: query, positives, and each negative with every stage's verdict."""
-    from negclean.cli.inspect_cmd import inspect_run
-
     with guarded(as_json=as_json):
         inspect_run(run_dir, query_id=query_id, flagged=flagged, index=index, as_json=as_json)
 
@@ -133,7 +148,7 @@ def inspect(
 @app.command()
 def presets():
     """List the shipped cascades."""
-    from negclean.presets import names
+    from negclean.presets import names  # lazy: pulls pydantic and yaml
 
     for n in names():
         typer.echo(n)
@@ -143,12 +158,7 @@ def _register_optional() -> None:
     """Commands defined in their own modules: every ``negclean/cli/*_cmd.py`` with a ``COMMANDS`` mapping
     of name -> function (a command) or typer.Typer (a group, e.g. `train retriever`). Those modules
     must import nothing heavy at module level, so that `negclean --help` stays fast."""
-    import importlib
-    import pkgutil
-
-    import negclean.cli as pkg
-
-    for info in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
+    for info in sorted(pkgutil.iter_modules(cli_package.__path__), key=lambda m: m.name):
         if not info.name.endswith("_cmd"):
             continue
         module = importlib.import_module(f"negclean.cli.{info.name}")

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 
-train_app = typer.Typer(no_args_is_help=True, help="Fine-tune a retriever (bi-encoder) or reranker (cross-encoder) "
-                        "on an instance file with the sentence-transformers trainers.")
+from negclean.cli.console import emit_json, guarded
+from negclean.errors import ConfigError
+
+train_app = typer.Typer(
+    no_args_is_help=True,
+    help="Fine-tune a retriever (bi-encoder) or reranker (cross-encoder) "
+    "on an instance file with the sentence-transformers trainers.",
+)
 
 # options both commands take (declared once; typer reads them per command)
 _INPUT = typer.Argument(..., help="instances file (JSONL, JSONL.gz or Parquet; any supported format)")
@@ -30,10 +36,9 @@ _FORMAT = typer.Option(None, "--format", "-f", help="input format (default: dete
 _JSON = typer.Option(False, "--json", help="print the result as JSON")
 
 
-def _options(config: Optional[Path], flags: dict[str, Any], *, kind: str):
+def _options(config: Path | None, flags: dict[str, Any], *, kind: str):
     """TrainConfig from an optional YAML file, overridden by the flags that were given."""
-    from negclean.errors import ConfigError
-    from negclean.train.config import TrainConfig
+    from negclean.train.config import TrainConfig  # lazy: pulls numpy, pydantic, yaml
 
     data: dict[str, Any] = {}
     if config is not None:
@@ -48,61 +53,101 @@ def _options(config: Optional[Path], flags: dict[str, Any], *, kind: str):
     return TrainConfig.from_options(data, source=str(config) if config else "options")
 
 
-def _run(kind: str, input: Path, output: Path, config: Optional[Path], fmt: Optional[str], as_json: bool,
-         flags: dict[str, Any]) -> None:
-    from negclean.cli.console import emit_json, guarded
-
+def _run(
+    kind: str, input: Path, output: Path, config: Path | None, fmt: str | None, as_json: bool, flags: dict[str, Any]
+) -> None:
     with guarded(as_json=as_json):
         cfg = _options(config, flags, kind=kind)
-        from negclean.train import train
+        from negclean.train import train  # lazy: pulls numpy, pydantic, yaml (`negclean --help` loads this module)
 
         result = train(str(input), output_dir=output, config=cfg, fmt=fmt, show_progress=not as_json)
     if as_json:
         emit_json(result.as_dict())
         return
     g = result.groups
-    typer.echo(f"trained {kind} {cfg.model} on {g['instances']} instances ({g['multi_positive']} with several "
-               f"positives, rotating; {g['resampled']} with fewer than {cfg.hard_negatives} negatives, "
-               f"{g['filled_from_pool']} without any): {result.steps} steps in {result.seconds:.0f}s, "
-               f"mean loss {result.train_loss:.4f}")
+    typer.echo(
+        f"trained {kind} {cfg.model} on {g['instances']} instances ({g['multi_positive']} with several "
+        f"positives, rotating; {g['resampled']} with fewer than {cfg.hard_negatives} negatives, "
+        f"{g['filled_from_pool']} without any): {result.steps} steps in {result.seconds:.0f}s, "
+        f"mean loss {result.train_loss:.4f}"
+    )
     typer.echo(f"saved -> {result.output_dir}")
 
 
-def _common_flags(model, epochs, batch_size, lr, warmup_ratio, hard_negatives, max_seq_length, query_prefix,
-                  passage_prefix, no_title, seed, max_steps, threads, device) -> dict[str, Any]:
-    return {"model": model, "epochs": epochs, "batch_size": batch_size, "learning_rate": lr,
-            "warmup_ratio": warmup_ratio, "hard_negatives": hard_negatives, "max_seq_length": max_seq_length,
-            "query_prefix": query_prefix, "passage_prefix": passage_prefix,
-            "include_title": False if no_title else None, "seed": seed, "max_steps": max_steps, "threads": threads,
-            "device": device}
+def _common_flags(
+    model,
+    epochs,
+    batch_size,
+    lr,
+    warmup_ratio,
+    hard_negatives,
+    max_seq_length,
+    query_prefix,
+    passage_prefix,
+    no_title,
+    seed,
+    max_steps,
+    threads,
+    device,
+) -> dict[str, Any]:
+    return {
+        "model": model,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": lr,
+        "warmup_ratio": warmup_ratio,
+        "hard_negatives": hard_negatives,
+        "max_seq_length": max_seq_length,
+        "query_prefix": query_prefix,
+        "passage_prefix": passage_prefix,
+        "include_title": False if no_title else None,
+        "seed": seed,
+        "max_steps": max_steps,
+        "threads": threads,
+        "device": device,
+    }
 
 
 @train_app.command()
 def retriever(
     input: Path = _INPUT,
     output: Path = _OUTPUT,
-    model: Optional[str] = _MODEL,
-    epochs: Optional[int] = _EPOCHS,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="queries per batch (default 32)"),
-    lr: Optional[float] = _LR,
-    warmup_ratio: Optional[float] = _WARMUP,
-    hard_negatives: Optional[int] = _HARD_NEGATIVES,
-    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="token limit (default: model's)"),
-    query_prefix: Optional[str] = _QUERY_PREFIX,
-    passage_prefix: Optional[str] = _PASSAGE_PREFIX,
+    model: str | None = _MODEL,
+    epochs: int | None = _EPOCHS,
+    batch_size: int | None = typer.Option(None, "--batch-size", help="queries per batch (default 32)"),
+    lr: float | None = _LR,
+    warmup_ratio: float | None = _WARMUP,
+    hard_negatives: int | None = _HARD_NEGATIVES,
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="token limit (default: model's)"),
+    query_prefix: str | None = _QUERY_PREFIX,
+    passage_prefix: str | None = _PASSAGE_PREFIX,
     no_title: bool = _NO_TITLE,
-    scale: Optional[float] = typer.Option(None, "--scale", help="InfoNCE scale = 1/temperature (default 20)"),
-    seed: Optional[int] = _SEED,
-    max_steps: Optional[int] = _MAX_STEPS,
-    threads: Optional[int] = _THREADS,
-    device: Optional[str] = _DEVICE,
-    config: Optional[Path] = _CONFIG,
-    fmt: Optional[str] = _FORMAT,
+    scale: float | None = typer.Option(None, "--scale", help="InfoNCE scale = 1/temperature (default 20)"),
+    seed: int | None = _SEED,
+    max_steps: int | None = _MAX_STEPS,
+    threads: int | None = _THREADS,
+    device: str | None = _DEVICE,
+    config: Path | None = _CONFIG,
+    fmt: str | None = _FORMAT,
     as_json: bool = _JSON,
 ):
     """Bi-encoder with InfoNCE: each query's hard negatives plus in-batch negatives; positives rotate by epoch."""
-    flags = _common_flags(model, epochs, batch_size, lr, warmup_ratio, hard_negatives, max_seq_length, query_prefix,
-                          passage_prefix, no_title, seed, max_steps, threads, device)
+    flags = _common_flags(
+        model,
+        epochs,
+        batch_size,
+        lr,
+        warmup_ratio,
+        hard_negatives,
+        max_seq_length,
+        query_prefix,
+        passage_prefix,
+        no_title,
+        seed,
+        max_steps,
+        threads,
+        device,
+    )
     flags["scale"] = scale
     _run("retriever", input, output, config, fmt, as_json, flags)
 
@@ -111,28 +156,42 @@ def retriever(
 def reranker(
     input: Path = _INPUT,
     output: Path = _OUTPUT,
-    model: Optional[str] = _MODEL,
-    loss: Optional[str] = typer.Option(None, "--loss", help="bce (binary, default), listnet or lambda (listwise)"),
-    epochs: Optional[int] = _EPOCHS,
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="rows per batch: pairs (bce) or queries"),
-    lr: Optional[float] = _LR,
-    warmup_ratio: Optional[float] = _WARMUP,
-    hard_negatives: Optional[int] = _HARD_NEGATIVES,
-    max_seq_length: Optional[int] = typer.Option(None, "--max-seq-length", help="token limit of query + passage"),
-    query_prefix: Optional[str] = _QUERY_PREFIX,
-    passage_prefix: Optional[str] = _PASSAGE_PREFIX,
+    model: str | None = _MODEL,
+    loss: str | None = typer.Option(None, "--loss", help="bce (binary, default), listnet or lambda (listwise)"),
+    epochs: int | None = _EPOCHS,
+    batch_size: int | None = typer.Option(None, "--batch-size", help="rows per batch: pairs (bce) or queries"),
+    lr: float | None = _LR,
+    warmup_ratio: float | None = _WARMUP,
+    hard_negatives: int | None = _HARD_NEGATIVES,
+    max_seq_length: int | None = typer.Option(None, "--max-seq-length", help="token limit of query + passage"),
+    query_prefix: str | None = _QUERY_PREFIX,
+    passage_prefix: str | None = _PASSAGE_PREFIX,
     no_title: bool = _NO_TITLE,
-    seed: Optional[int] = _SEED,
-    max_steps: Optional[int] = _MAX_STEPS,
-    threads: Optional[int] = _THREADS,
-    device: Optional[str] = _DEVICE,
-    config: Optional[Path] = _CONFIG,
-    fmt: Optional[str] = _FORMAT,
+    seed: int | None = _SEED,
+    max_steps: int | None = _MAX_STEPS,
+    threads: int | None = _THREADS,
+    device: str | None = _DEVICE,
+    config: Path | None = _CONFIG,
+    fmt: str | None = _FORMAT,
     as_json: bool = _JSON,
 ):
     """Cross-encoder: binary (query, passage, label) rows or listwise rows; positives rotate by epoch."""
-    flags = _common_flags(model, epochs, batch_size, lr, warmup_ratio, hard_negatives, max_seq_length, query_prefix,
-                          passage_prefix, no_title, seed, max_steps, threads, device)
+    flags = _common_flags(
+        model,
+        epochs,
+        batch_size,
+        lr,
+        warmup_ratio,
+        hard_negatives,
+        max_seq_length,
+        query_prefix,
+        passage_prefix,
+        no_title,
+        seed,
+        max_steps,
+        threads,
+        device,
+    )
     flags["reranker_loss"] = loss
     _run("reranker", input, output, config, fmt, as_json, flags)
 

@@ -17,10 +17,12 @@ import os
 import threading
 from pathlib import Path
 
+from negclean.data.atomic import atomic_write
+
 #: files at least this large have their digest remembered on disk as well (smaller ones are quick to hash)
 DISK_MEMO_BYTES = 16 << 20
 _CHUNK = 8 << 20
-_memo: dict[tuple, str] = {}
+_memo: dict[tuple[str, int, int, int, int, int], str] = {}
 _lock = threading.Lock()
 
 
@@ -29,7 +31,7 @@ def _memo_dir() -> Path:
     return (Path(base).expanduser() if base else Path.home() / ".cache" / "negclean") / "digests"
 
 
-def _identity(path: Path) -> tuple:
+def _identity(path: Path) -> tuple[str, int, int, int, int, int]:
     real = os.path.realpath(path)
     st = os.stat(real)
     return (real, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
@@ -73,10 +75,7 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         _memo[ident] = value
     if memo_file is not None:
         try:
-            memo_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = memo_file.with_name(f"{memo_file.name}.{os.getpid()}.tmp")
-            tmp.write_text(value + "\n", encoding="ascii")
-            os.replace(tmp, memo_file)
+            atomic_write(memo_file, value + "\n", encoding="ascii")
         except OSError:
             pass
     return value
@@ -106,8 +105,11 @@ def hub_revision(name: str, *, cache_dir: str | os.PathLike[str] | None = None) 
     else:
         env = os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE")
         home = os.environ.get("HF_HOME")
-        roots = [Path(env).expanduser()] if env else [
-            (Path(home).expanduser() if home else Path.home() / ".cache" / "huggingface") / "hub"]
+        roots = (
+            [Path(env).expanduser()]
+            if env
+            else [(Path(home).expanduser() if home else Path.home() / ".cache" / "huggingface") / "hub"]
+        )
     names = [name] if "/" in name else [name, f"sentence-transformers/{name}"]
     for root in roots:
         for repo in names:

@@ -17,6 +17,12 @@ in the docstring of its module in ``negclean.data.formats``.
 A line that cannot be read is an ``InputError`` naming file and line (``on_error="fail"``) or is set aside in the
 reject file (``on_error="skip"``); either way ``stats.read == stats.ok + stats.rejected``. Writers are atomic:
 the output appears under its name only when the writer closes without error.
+
+Speed: JSON Lines are decoded with msgspec (typed, straight into records, for plain Tevatron lines) and the
+tolerant parser takes every line msgspec rejects, so results and messages do not depend on the path. A writer
+opened with ``like=reader`` writes an instance the reader yielded last and nobody changed from its parsed row
+(Tevatron JSON Lines to Tevatron JSON Lines). ``NEGCLEAN_FAST_JSON=0`` turns all of this off (same bytes, about
+twice the CPU); see ``negclean.data.formats._fastjson`` and benchmarks/RESULTS-io.md.
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ def read_instances(
     on_error: Literal["fail", "skip"] = "fail",
     reject_path: str | os.PathLike[str] | None = None,
     log_limit: int = 20,
+    check: bool = True,
 ) -> InstanceReader:
     """Stream the instances of a file.
 
@@ -65,6 +72,8 @@ def read_instances(
             created (empty) even when nothing is rejected, so a rerun never leaves a stale one. Written as
             lines are rejected (not atomically), so it also holds the line that stopped an on_error="fail" run.
         log_limit: how many warnings and rejections are logged one by one (all are counted); 0 logs none.
+        check: run the warning checks (``WARNING_KINDS``). False skips them (``stats.warnings`` stays empty,
+            ~5 µs less per instance): for a second pass over an input whose warnings were already reported.
 
     Returns:
         An iterable of ``Instance`` (each with ``line`` set) with a ``stats`` property (``ReadStats``).
@@ -74,7 +83,7 @@ def read_instances(
         InputError: missing or undetectable file (at once); a bad line with on_error="fail", or a damaged
             gzip/Parquet stream (while iterating).
     """
-    return InstanceReader(path, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit)
+    return InstanceReader(path, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit, check=check)
 
 
 def open_writer(
@@ -117,6 +126,7 @@ def open_writer(
         row_group_size=row_group_size,
         negatives=negatives,
         compresslevel=compresslevel,
+        source=like if isinstance(like, InstanceReader) else None,
     )
 
 
@@ -127,8 +137,13 @@ def require_instances(stats: ReadStats, *, reject_path: str | os.PathLike[str] |
     if stats.ok:
         return
     if stats.read == 0:
-        raise InputError("nothing was read: the file holds no records. Check the path, and that the file was "
-                         "written completely", path=stats.path)
+        raise InputError(
+            "nothing was read: the file holds no records. Check the path, and that the file was written completely",
+            path=stats.path,
+        )
     where = f"the reasons are in {reject_path}" if reject_path is not None else "no reject file was kept"
-    raise InputError(f"nothing was read: all {stats.read} records were rejected ({where}). Fix the input, or "
-                     f"check that --format (read as {stats.format}) is right", path=stats.path)
+    raise InputError(
+        f"nothing was read: all {stats.read} records were rejected ({where}). Fix the input, or "
+        f"check that --format (read as {stats.format}) is right",
+        path=stats.path,
+    )

@@ -4,8 +4,8 @@ link or a hard link) would replace the only copy of the data with a half-derived
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from negclean.errors import ConfigError
 

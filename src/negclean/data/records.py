@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from negclean.data.hashing import passage_key, text_hash
 
@@ -68,7 +69,7 @@ class Instance:
         """One key for the set of positives a judge was shown (order-insensitive)."""
         return text_hash("\x1e".join(sorted(p.key for p in self.positives)))
 
-    def replace(self, **changes: Any) -> "Instance":
+    def replace(self, **changes: Any) -> Instance:
         from dataclasses import replace
 
         return replace(self, **changes)

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Literal
 
 from negclean.data.formats import flagembedding, st, tevatron
 from negclean.data.formats._base import RowError, flat_text, freeze, query_id_for, type_name
@@ -123,10 +124,10 @@ def table_rows(data: Any, container: Container) -> tuple[list[dict[str, Any]], t
         columns = tuple(str(c) for c in data.columns)
         return [{str(k): _plain(v) for k, v in row.items()} for row in data.to_dict("records")], columns
     rows = [dict(r) for r in data]
-    columns: dict[str, None] = {}
+    seen: dict[str, None] = {}  # every row's keys, in first-seen order
     for r in rows:
-        columns.update(dict.fromkeys(r))
-    return rows, tuple(columns)
+        seen.update(dict.fromkeys(r))
+    return rows, tuple(seen)
 
 
 def detect_layout(columns: Sequence[str], first: Mapping[str, Any] | None, container: Container) -> TableLayout:
@@ -151,13 +152,17 @@ def detect_layout(columns: Sequence[str], first: Mapping[str, Any] | None, conta
             if docs is not None and isinstance(first.get(labels), list):
                 return TableLayout(container, "labeled-list", cols, anchor=anchor, positive=docs, labels=labels)
     if "label" in keys or "score" in keys:
-        raise ConfigError(f"the columns ({', '.join(cols)}) look like sentence-transformers' 'labeled-pair' layout, "
-                          "one (query, passage, label) pair per row, which has no instance to judge; mine with "
-                          "output_format='n-tuple', 'triplet' or 'labeled-list' instead")
-    raise ConfigError(f"cannot tell the layout of a table with the columns {', '.join(cols) or '(none)'}; expected "
-                      "Tevatron (query, positive_passages, negative_passages), FlagEmbedding (query, pos, neg), or "
-                      "sentence-transformers' n-tuple (anchor, positive, negative_1..n), triplet (anchor, positive, "
-                      "negative) or labeled-list (anchor, documents, labels)")
+        raise ConfigError(
+            f"the columns ({', '.join(cols)}) look like sentence-transformers' 'labeled-pair' layout, "
+            "one (query, passage, label) pair per row, which has no instance to judge; mine with "
+            "output_format='n-tuple', 'triplet' or 'labeled-list' instead"
+        )
+    raise ConfigError(
+        f"cannot tell the layout of a table with the columns {', '.join(cols) or '(none)'}; expected "
+        "Tevatron (query, positive_passages, negative_passages), FlagEmbedding (query, pos, neg), or "
+        "sentence-transformers' n-tuple (anchor, positive, negative_1..n), triplet (anchor, positive, "
+        "negative) or labeled-list (anchor, documents, labels)"
+    )
 
 
 def _parse_labeled(row: Mapping[str, Any], lay: TableLayout, line: int) -> Instance:
@@ -180,8 +185,14 @@ def _parse_labeled(row: Mapping[str, Any], lay: TableLayout, line: int) -> Insta
     if not positives:
         raise RowError(f"no positives: no document of '{lay.positive}' is labeled 1")
     meta = {k: v for k, v in row.items() if k not in (lay.anchor, lay.positive, lay.labels)}
-    return Instance(query_id=query_id_for(query), query=query, positives=tuple(positives),
-                    negatives=tuple(negatives), meta=freeze(meta), line=line)
+    return Instance(
+        query_id=query_id_for(query),
+        query=query,
+        positives=tuple(positives),
+        negatives=tuple(negatives),
+        meta=freeze(meta),
+        line=line,
+    )
 
 
 def _parse(row: Mapping[str, Any], lay: TableLayout, line: int) -> Instance:
@@ -197,8 +208,9 @@ def _parse(row: Mapping[str, Any], lay: TableLayout, line: int) -> Instance:
     renamed.update((k, v) for k, v in row.items() if k not in (lay.anchor, lay.positive))
     inst = st.parse(renamed, line=line)
     if lay.shape == "triplet":  # the row's other columns follow its negative
-        return inst.replace(negatives=tuple(p.__class__(p.docid, p.text, meta=inst.meta) for p in inst.negatives),
-                            meta=freeze({}))
+        return inst.replace(
+            negatives=tuple(p.__class__(p.docid, p.text, meta=inst.meta) for p in inst.negatives), meta=freeze({})
+        )
     return inst
 
 
@@ -206,8 +218,9 @@ def read_table(data: Any, *, on_error: Literal["fail", "skip"] = "fail", name: s
     """Read a Dataset, DataFrame or list of row dicts into instances (rows numbered from 1 in messages)."""
     container = container_of(data)
     if container is None:
-        raise ConfigError(f"not a table: {type(data).__name__} (expected a datasets.Dataset, a pandas DataFrame "
-                          "or a list of dicts)")
+        raise ConfigError(
+            f"not a table: {type(data).__name__} (expected a datasets.Dataset, a pandas DataFrame or a list of dicts)"
+        )
     rows, columns = table_rows(data, container)
     where = name or f"<{type(data).__name__}>"
     if not rows:
@@ -221,34 +234,46 @@ def read_table(data: Any, *, on_error: Literal["fail", "skip"] = "fail", name: s
             inst = _parse(row, lay, n)
         except RowError as err:
             if on_error == "fail":
-                raise InputError(f"{err.reason}. Fix this row, or pass on_error='skip' to set it aside",
-                                 path=where, line=n) from None
+                raise InputError(
+                    f"{err.reason}. Fix this row, or pass on_error='skip' to set it aside", path=where, line=n
+                ) from None
             rejected.append(Rejected(where, n, err.reason, repr(row)[:2000]))
             continue
         last = instances[-1] if instances else None
-        if (lay.shape == "triplet" and last is not None and last.query == inst.query
-                and last.positives == inst.positives):
+        if (
+            lay.shape == "triplet"
+            and last is not None
+            and last.query == inst.query
+            and last.positives == inst.positives
+        ):
             instances[-1] = last.replace(negatives=last.negatives + inst.negatives)
             counts[-1] += 1
         else:
             instances.append(inst)
             counts.append(1)
     if not instances:
-        raise InputError(f"nothing was read: all {len(rows)} rows were rejected (first: row {rejected[0].line}: "
-                         f"{rejected[0].reason})", path=where)
+        raise InputError(
+            f"nothing was read: all {len(rows)} rows were rejected (first: row {rejected[0].line}: "
+            f"{rejected[0].reason})",
+            path=where,
+        )
     return TableRead(lay, tuple(instances), tuple(counts), tuple(rejected), len(rows))
 
 
-def _st_rows(inst: Instance, lay: TableLayout, width: int, ragged: Ragged, counts: TableWriteCounts,
-             multi_positive: str) -> list[dict[str, Any]]:
+def _st_rows(
+    inst: Instance, lay: TableLayout, width: int, ragged: Ragged, counts: TableWriteCounts, multi_positive: str
+) -> list[dict[str, Any]]:
     negs = [flat_text(p) for p in inst.negatives]
     if not negs:
         counts.dropped_no_negatives += 1
         return []
     positives = inst.positives if multi_positive == "expand" else inst.positives[:1]
     if lay.shape == "triplet":
-        return [{lay.anchor: inst.query, lay.positive: flat_text(p), "negative": text, **dict(n.meta)}
-                for p in positives for n, text in zip(inst.negatives, negs)]
+        return [
+            {lay.anchor: inst.query, lay.positive: flat_text(p), "negative": text, **dict(n.meta)}
+            for p in positives
+            for n, text in zip(inst.negatives, negs)
+        ]
     if len(negs) < width:
         if ragged == "drop":
             counts.dropped_short += 1
@@ -270,12 +295,21 @@ def _labeled_row(inst: Instance, lay: TableLayout) -> dict[str, Any]:
         marks: list[Any] = [1] * len(inst.positives) + [0] * len(inst.negatives)
     else:
         marks = [p.score for p in passages]
-    return {lay.anchor: inst.query, lay.positive: [flat_text(p) for p in passages], lay.labels: marks,
-            **dict(inst.meta)}
+    return {
+        lay.anchor: inst.query,
+        lay.positive: [flat_text(p) for p in passages],
+        lay.labels: marks,
+        **dict(inst.meta),
+    }
 
 
-def instance_rows(instances: Iterable[Instance], lay: TableLayout, *, ragged: Ragged = "repeat",
-                  multi_positive: Literal["expand", "first"] = "expand") -> tuple[list[dict[str, Any]], TableWriteCounts]:
+def instance_rows(
+    instances: Iterable[Instance],
+    lay: TableLayout,
+    *,
+    ragged: Ragged = "repeat",
+    multi_positive: Literal["expand", "first"] = "expand",
+) -> tuple[list[dict[str, Any]], TableWriteCounts]:
     """The rows of ``instances`` in ``lay``'s layout, and what writing them had to change."""
     if ragged not in ("repeat", "truncate", "drop"):
         raise ConfigError(f"ragged must be 'repeat', 'truncate' or 'drop', not {ragged!r}")

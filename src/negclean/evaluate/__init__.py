@@ -8,20 +8,20 @@ significance tests. Heavy libraries load only when used.
 
 from __future__ import annotations
 
+from negclean.evaluate.compare import compare as _compare
 from negclean.evaluate.measures import DEFAULT_MEASURES
+from negclean.evaluate.runner import evaluate as _evaluate
 
 __all__ = ["DEFAULT_MEASURES", "compare", "evaluate"]
 
 
 def evaluate(**kwargs):
     """See ``negclean.evaluate.runner.evaluate``."""
-    from negclean.evaluate.runner import evaluate as _evaluate
 
     return _evaluate(**kwargs)
 
 
 def compare(*args, **kwargs):
     """See ``negclean.evaluate.compare.compare``."""
-    from negclean.evaluate.compare import compare as _compare
 
     return _compare(*args, **kwargs)

@@ -9,8 +9,9 @@ systems compared with the baseline. Tests come from scipy.stats (``ttest_rel``, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -63,11 +64,24 @@ class Comparison:
         raise KeyError(measure)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"baseline": self.baseline, "systems": list(self.systems), "queries": self.queries,
-                "dropped": dict(self.dropped), "resamples": self.resamples, "confidence": self.confidence,
-                "seed": self.seed,
-                "tables": [{"measure": t.measure, "baseline": t.baseline, "queries": t.queries,
-                            "rows": [_row_dict(r) for r in t.rows]} for t in self.tables]}
+        return {
+            "baseline": self.baseline,
+            "systems": list(self.systems),
+            "queries": self.queries,
+            "dropped": dict(self.dropped),
+            "resamples": self.resamples,
+            "confidence": self.confidence,
+            "seed": self.seed,
+            "tables": [
+                {
+                    "measure": t.measure,
+                    "baseline": t.baseline,
+                    "queries": t.queries,
+                    "rows": [_row_dict(r) for r in t.rows],
+                }
+                for t in self.tables
+            ],
+        }
 
     def markdown(self, *, alpha: float = 0.05) -> str:
         """One Markdown table per measure; a dagger marks Holm-adjusted randomisation p < alpha."""
@@ -75,8 +89,10 @@ class Comparison:
         parts = []
         for t in self.tables:
             parts.append(f"**{t.measure}** ({t.queries} queries; baseline: {t.baseline})\n")
-            parts.append(f"| system | {t.measure} | {level}% CI | Δ vs {t.baseline} | Δ {level}% CI | "
-                         "p (t-test) | p (randomisation) | p (Holm) | wins/losses/ties |")
+            parts.append(
+                f"| system | {t.measure} | {level}% CI | Δ vs {t.baseline} | Δ {level}% CI | "
+                "p (t-test) | p (randomisation) | p (Holm) | wins/losses/ties |"
+            )
             parts.append("|---|---:|---|---:|---|---:|---:|---:|---|")
             for r in t.rows:
                 ci = f"[{r.mean_ci[0]:.4f}, {r.mean_ci[1]:.4f}]"
@@ -85,11 +101,15 @@ class Comparison:
                     continue
                 mark = " †" if r.p_holm is not None and r.p_holm < alpha else ""
                 dci = f"[{r.delta_ci[0]:+.4f}, {r.delta_ci[1]:+.4f}]" if r.delta_ci else ""
-                parts.append(f"| {r.name} | {r.mean:.4f} | {ci} | {r.delta:+.4f}{mark} | {dci} | {_p(r.p_ttest)} | "
-                             f"{_p(r.p_randomisation)} | {_p(r.p_holm)} | {r.wins}/{r.losses}/{r.ties} |")
+                parts.append(
+                    f"| {r.name} | {r.mean:.4f} | {ci} | {r.delta:+.4f}{mark} | {dci} | {_p(r.p_ttest)} | "
+                    f"{_p(r.p_randomisation)} | {_p(r.p_holm)} | {r.wins}/{r.losses}/{r.ties} |"
+                )
             parts.append("")
-        parts.append(f"† Holm-adjusted paired randomisation test p < {alpha}. Tests are two-sided and paired by "
-                     f"query; {self.resamples} resamples (seed {self.seed}).")
+        parts.append(
+            f"† Holm-adjusted paired randomisation test p < {alpha}. Tests are two-sided and paired by "
+            f"query; {self.resamples} resamples (seed {self.seed})."
+        )
         return "\n".join(parts)
 
 
@@ -119,8 +139,9 @@ def holm(pvalues: Sequence[float]) -> list[float]:
     return adjusted
 
 
-def paired_tests(a: np.ndarray, b: np.ndarray, *, resamples: int, confidence: float,
-                 seed: int) -> tuple[float, tuple[float, float], float, float]:
+def paired_tests(
+    a: np.ndarray, b: np.ndarray, *, resamples: int, confidence: float, seed: int
+) -> tuple[float, tuple[float, float], float, float]:
     """(mean difference a-b, bootstrap CI of it, t-test p, randomisation p) for paired per-query scores."""
     stats = require("scipy.stats", extra="eval", purpose="Significance tests")
     d = a - b
@@ -128,9 +149,15 @@ def paired_tests(a: np.ndarray, b: np.ndarray, *, resamples: int, confidence: fl
     if np.allclose(d, d[0]):  # no variation: every test is degenerate; the difference is exact
         return delta, (delta, delta), (1.0 if delta == 0 else 0.0), (1.0 if delta == 0 else 0.0)
     p_t = float(stats.ttest_rel(a, b).pvalue)
-    perm = stats.permutation_test((a, b), lambda x, y, axis: np.mean(x - y, axis=axis), vectorized=True,
-                                  permutation_type="samples", n_resamples=resamples, alternative="two-sided",
-                                  random_state=np.random.default_rng(seed))
+    perm = stats.permutation_test(
+        (a, b),
+        lambda x, y, axis: np.mean(x - y, axis=axis),
+        vectorized=True,
+        permutation_type="samples",
+        n_resamples=resamples,
+        alternative="two-sided",
+        random_state=np.random.default_rng(seed),
+    )
     ci = _bootstrap_ci(d, resamples=resamples, confidence=confidence, seed=seed)
     return delta, ci, p_t, float(perm.pvalue)
 
@@ -139,13 +166,26 @@ def _bootstrap_ci(x: np.ndarray, *, resamples: int, confidence: float, seed: int
     stats = require("scipy.stats", extra="eval", purpose="Bootstrap confidence intervals")
     if np.allclose(x, x[0]):
         return float(x[0]), float(x[0])
-    res = stats.bootstrap((x,), np.mean, n_resamples=resamples, confidence_level=confidence,
-                          method="percentile", random_state=np.random.default_rng(seed))
+    res = stats.bootstrap(
+        (x,),
+        np.mean,
+        n_resamples=resamples,
+        confidence_level=confidence,
+        method="percentile",
+        random_state=np.random.default_rng(seed),
+    )
     return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
-def compare(scores: Mapping[str, PerQuery], *, baseline: str | None = None, measures: Sequence[str] | None = None,
-            resamples: int = 10_000, confidence: float = 0.95, seed: int = 0) -> Comparison:
+def compare(
+    scores: Mapping[str, PerQuery],
+    *,
+    baseline: str | None = None,
+    measures: Sequence[str] | None = None,
+    resamples: int = 10_000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Comparison:
     """Compare systems given their per-query scores (system -> measure -> query id -> value).
 
     The baseline is the first system unless named. Only queries every system has are tested; how many each
@@ -171,20 +211,37 @@ def compare(scores: Mapping[str, PerQuery], *, baseline: str | None = None, meas
     tables = []
     for m in wanted:
         vals = {n: np.array([scores[n][m][q] for q in queries], dtype=np.float64) for n in names}
-        rows = [SystemRow(base, float(vals[base].mean()),
-                          _bootstrap_ci(vals[base], resamples=resamples, confidence=confidence, seed=seed))]
-        tested = []
+        rows = [
+            SystemRow(
+                base,
+                float(vals[base].mean()),
+                _bootstrap_ci(vals[base], resamples=resamples, confidence=confidence, seed=seed),
+            )
+        ]
+        tested: list[SystemRow] = []
+        p_randomisation: list[float] = []
         for n in names[1:]:
-            delta, dci, p_t, p_r = paired_tests(vals[n], vals[base], resamples=resamples, confidence=confidence,
-                                                seed=seed)
+            delta, dci, p_t, p_r = paired_tests(
+                vals[n], vals[base], resamples=resamples, confidence=confidence, seed=seed
+            )
             diff = vals[n] - vals[base]
-            tested.append(dict(name=n, mean=float(vals[n].mean()),
-                               mean_ci=_bootstrap_ci(vals[n], resamples=resamples, confidence=confidence, seed=seed),
-                               delta=delta, delta_ci=dci, p_ttest=p_t, p_randomisation=p_r,
-                               wins=int((diff > 1e-12).sum()), losses=int((diff < -1e-12).sum()),
-                               ties=int((np.abs(diff) <= 1e-12).sum())))
-        for row, p_h in zip(tested, holm([r["p_randomisation"] for r in tested])):
-            rows.append(SystemRow(**row, p_holm=p_h))
+            tested.append(
+                SystemRow(
+                    name=n,
+                    mean=float(vals[n].mean()),
+                    mean_ci=_bootstrap_ci(vals[n], resamples=resamples, confidence=confidence, seed=seed),
+                    delta=delta,
+                    delta_ci=dci,
+                    p_ttest=p_t,
+                    p_randomisation=p_r,
+                    wins=int((diff > 1e-12).sum()),
+                    losses=int((diff < -1e-12).sum()),
+                    ties=int((np.abs(diff) <= 1e-12).sum()),
+                )
+            )
+            p_randomisation.append(p_r)
+        for row, p_h in zip(tested, holm(p_randomisation)):
+            rows.append(replace(row, p_holm=p_h))
         tables.append(MeasureTable(m, base, len(queries), tuple(rows)))
     return Comparison(base, tuple(names), tuple(tables), len(queries), dropped, resamples, confidence, seed)
 

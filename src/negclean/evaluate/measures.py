@@ -9,9 +9,10 @@ query the run does not answer scores 0 on every measure, so the means agree with
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
+from negclean.data.atomic import atomic_open
 from negclean.errors import ConfigError, InputError, require
 
 Run = dict[str, dict[str, float]]
@@ -78,14 +79,11 @@ def _neg_key(docid: str) -> tuple[int, ...]:
 def write_trec_run(run: Mapping[str, Mapping[str, float]], path: str | Path, *, tag: str = "negclean") -> Path:
     """``qid Q0 docid rank score tag`` lines, queries in the run's order, documents best first."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tag = "".join(c if not c.isspace() else "_" for c in tag) or "negclean"
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
+    with atomic_open(path) as fh:
         for qid, docs in run.items():
             for rank, (docid, score) in enumerate(sorted_docs(docs), start=1):
                 fh.write(f"{qid} Q0 {docid} {rank} {score:.6f} {tag}\n")
-    tmp.replace(path)
     return path
 
 
@@ -101,8 +99,9 @@ def read_trec_run(path: str | Path) -> Run:
             if not fields:
                 continue
             if len(fields) != 6:
-                raise InputError(f"expected 6 fields (qid Q0 docid rank score tag), found {len(fields)}",
-                                 path=str(path), line=lineno)
+                raise InputError(
+                    f"expected 6 fields (qid Q0 docid rank score tag), found {len(fields)}", path=str(path), line=lineno
+                )
             try:
                 score = float(fields[4])
             except ValueError:
@@ -141,5 +140,18 @@ def read_per_query(path: str | Path) -> PerQuery:
     return out
 
 
-__all__ = ["DEFAULT_MEASURES", "PerQuery", "Qrels", "Run", "evaluated_queries", "mean_scores", "parse_measures",
-           "per_query", "read_per_query", "read_trec_run", "sorted_docs", "write_per_query", "write_trec_run"]
+__all__ = [
+    "DEFAULT_MEASURES",
+    "PerQuery",
+    "Qrels",
+    "Run",
+    "evaluated_queries",
+    "mean_scores",
+    "parse_measures",
+    "per_query",
+    "read_per_query",
+    "read_trec_run",
+    "sorted_docs",
+    "write_per_query",
+    "write_trec_run",
+]

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
+from negclean.data.qrels import read_qrels
 from negclean.errors import ConfigError, InputError
 from negclean.evaluate.measures import PerQuery, Qrels, per_query, read_trec_run
 
@@ -45,7 +46,6 @@ def parse_system(spec: str, *, qrels: str | None = None) -> System:
 
 def system_scores(systems: Sequence[System], *, measures: Sequence[str]) -> dict[str, PerQuery]:
     """Per-query scores of every system (each against its own qrels; they should be the same file)."""
-    from negclean.judge.qrels import read_qrels
 
     names = [s.name for s in systems]
     if len(set(names)) != len(names):
@@ -58,8 +58,11 @@ def system_scores(systems: Sequence[System], *, measures: Sequence[str]) -> dict
         out[s.name] = per_query(read_trec_run(s.run_path), qrels_cache[s.qrels_path], measures)
     distinct = {repr(sorted((q, sorted(d.items())) for q, d in qrels.items())) for qrels in qrels_cache.values()}
     if len(distinct) > 1:
-        raise ConfigError("the systems were scored against different qrels (" + ", ".join(qrels_cache) +
-                          "): a comparison needs the same queries and judgments; give one --qrels")
+        raise ConfigError(
+            "the systems were scored against different qrels ("
+            + ", ".join(qrels_cache)
+            + "): a comparison needs the same queries and judgments; give one --qrels"
+        )
     return out
 
 

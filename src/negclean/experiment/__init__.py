@@ -8,12 +8,12 @@ verdicts, train the same model on each with the same seed, evaluate, compare wit
 from __future__ import annotations
 
 from negclean.experiment.config import VARIANTS, ExperimentConfig, load_experiment, validate_experiment
+from negclean.experiment.runner import run_experiment as _run
 
 __all__ = ["VARIANTS", "ExperimentConfig", "load_experiment", "run_experiment", "validate_experiment"]
 
 
 def run_experiment(*args, **kwargs):
     """See ``negclean.experiment.runner.run_experiment``."""
-    from negclean.experiment.runner import run_experiment as _run
 
     return _run(*args, **kwargs)

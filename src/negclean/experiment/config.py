@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from negclean.configfile import invalid_config, read_yaml, resolve_path
 from negclean.errors import ConfigError
+from negclean.pipeline import validate_pipeline
+from negclean.presets import load_cascade_dict
 from negclean.train.config import TrainConfig
 
 VARIANTS = ("default", "remove", "hn_remove", "relabel")
@@ -28,7 +30,7 @@ class DataConfig(BaseModel):
     mine: dict[str, Any] | None = None
 
     @model_validator(mode="after")
-    def _one_source(self) -> "DataConfig":
+    def _one_source(self) -> DataConfig:
         if (self.input is None) == (self.mine is None):
             raise ValueError("give exactly one of 'input' (an instance file) or 'mine' (mining options)")
         return self
@@ -47,13 +49,23 @@ class EvalConfig(BaseModel):
 
     sets: list[EvalSet] = Field(..., min_length=1)
     measures: list[str] = Field(default_factory=lambda: ["nDCG@10", "R@100"])
-    base_model: bool = Field(True, description="also evaluate the untrained model (retriever) or the first "
-                             "stage alone (reranker: what it re-ranks), as the row 'base'")
+    base_model: bool = Field(
+        True,
+        description="also evaluate the untrained model (retriever) or the first "
+        "stage alone (reranker: what it re-ranks), as the row 'base'",
+    )
     depth: int = Field(100, ge=1)
     first_stage: str = Field("bm25", description="rerankers: bm25, a TREC run file or a bi-encoder")
     top_k: int = Field(100, ge=1)
     batch_size: int = Field(64, ge=1)
     ignore_identical_ids: bool = True
+    fill_holes: str | None = Field(
+        None,
+        description="a cascade (preset or YAML) that judges the unjudged documents "
+        "in the systems' top fill_depth (negclean.holes); every set is then also compared "
+        "under the filled qrels, as the set '<name>+filled'",
+    )
+    fill_depth: int = Field(10, ge=1, description="pool depth of fill_holes")
 
 
 class CompareConfig(BaseModel):
@@ -77,32 +89,48 @@ class SourceConfig(BaseModel):
     cascade: dict[str, Any] | None = None
     qrels: str | None = None
     min_grade: int = Field(1, description="qrels: the lowest grade that counts as relevant")
-    max_false_negatives: int | None = Field(None, ge=0, description="qrels: instances with more false negatives "
-                                            "are dropped as ambiguous; default none (the truth is not ambiguous)")
+    max_false_negatives: int | None = Field(
+        None,
+        ge=0,
+        description="qrels: instances with more false negatives "
+        "are dropped as ambiguous; default none (the truth is not ambiguous)",
+    )
     variants: list[str] = Field(default_factory=lambda: ["hn_remove", "relabel"])
 
     @model_validator(mode="after")
-    def _one_judge(self) -> "SourceConfig":
+    def _one_judge(self) -> SourceConfig:
         if (self.cascade is None) == (self.qrels is None):
-            raise ValueError("give exactly one of 'cascade' (preset name, YAML file or mapping) or 'qrels' "
-                             "(a qrels file: the oracle)")
+            raise ValueError(
+                "give exactly one of 'cascade' (preset name, YAML file or mapping) or 'qrels' "
+                "(a qrels file: the oracle)"
+            )
         if self.cascade is not None and self.model_fields_set & {"min_grade", "max_false_negatives"}:
-            raise ValueError("min_grade and max_false_negatives belong to a 'qrels' source; for a cascade "
-                             "set max_false_negatives inside the cascade")
+            raise ValueError(
+                "min_grade and max_false_negatives belong to a 'qrels' source; for a cascade "
+                "set max_false_negatives inside the cascade"
+            )
         fixes = [v for v in VARIANTS if v != "default"]
-        if not self.variants or len(set(self.variants)) != len(self.variants) \
-                or any(v not in fixes for v in self.variants):
-            raise ValueError(f"variants: distinct names among {', '.join(fixes)} ('default' is shared by all "
-                             f"sources); got {self.variants}")
+        if (
+            not self.variants
+            or len(set(self.variants)) != len(self.variants)
+            or any(v not in fixes for v in self.variants)
+        ):
+            raise ValueError(
+                f"variants: distinct names among {', '.join(fixes)} ('default' is shared by all "
+                f"sources); got {self.variants}"
+            )
         return self
 
     def cascade_dict(self) -> dict[str, Any]:
         """The cascade that makes this source's verdicts (for an oracle: one qrels stage)."""
         if self.cascade is not None:
             return self.cascade
-        return {"stages": [{"name": "oracle", "judge": {"backend": "qrels", "path": self.qrels,
-                                                        "min_grade": self.min_grade}}],
-                "max_false_negatives": self.max_false_negatives}
+        return {
+            "stages": [
+                {"name": "oracle", "judge": {"backend": "qrels", "path": self.qrels, "min_grade": self.min_grade}}
+            ],
+            "max_false_negatives": self.max_false_negatives,
+        }
 
 
 class ExperimentConfig(BaseModel):
@@ -119,8 +147,9 @@ class ExperimentConfig(BaseModel):
     data: DataConfig
     cascade: dict[str, Any]
     variants: list[str] = Field(default_factory=lambda: list(VARIANTS))
-    sources: dict[str, SourceConfig] = Field(default_factory=dict, description="more verdict sources "
-                                             "(cascades, oracles), each with its own fix variants")
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict, description="more verdict sources (cascades, oracles), each with its own fix variants"
+    )
     drop_undecided: bool = False
     train: TrainConfig = TrainConfig()
     eval: EvalConfig
@@ -142,8 +171,9 @@ class ExperimentConfig(BaseModel):
 
         for name in value:
             if not re.fullmatch(r"[A-Za-z0-9._-]+", name) or name in VARIANTS or name == "base":
-                raise ValueError(f"source name {name!r}: letters, digits, '.', '_', '-', and not a variant name "
-                                 f"or 'base'")
+                raise ValueError(
+                    f"source name {name!r}: letters, digits, '.', '_', '-', and not a variant name or 'base'"
+                )
         return value
 
     def source_variants(self) -> dict[str, tuple[str, str]]:
@@ -151,11 +181,12 @@ class ExperimentConfig(BaseModel):
         return {f"{src}/{v}": (src, v) for src, sc in self.sources.items() for v in sc.variants}
 
     @model_validator(mode="after")
-    def _baseline_known(self) -> "ExperimentConfig":
+    def _baseline_known(self) -> ExperimentConfig:
         known = set(self.variants) | set(self.source_variants()) | ({"base"} if self.eval.base_model else set())
         if self.compare.baseline not in known:
-            raise ValueError(f"compare.baseline {self.compare.baseline!r} is not a variant "
-                             f"({', '.join(sorted(known))})")
+            raise ValueError(
+                f"compare.baseline {self.compare.baseline!r} is not a variant ({', '.join(sorted(known))})"
+            )
         return self
 
     def train_config(self) -> TrainConfig:
@@ -189,7 +220,6 @@ def load_experiment(path: str | Path, *, overrides: dict[str, Any] | None = None
         fs = ev.get("first_stage")
         if isinstance(fs, str) and fs != "bm25" and (base / fs).exists():
             ev["first_stage"] = resolve_path(base, fs)
-    from negclean.presets import load_cascade_dict
 
     def cascade_ref(ref: str) -> dict:
         return load_cascade_dict(resolve_path(base, ref) if ref.endswith((".yaml", ".yml")) else ref)
@@ -216,13 +246,14 @@ def validate_experiment(data: dict, *, source: str = "experiment") -> Experiment
         cfg = ExperimentConfig.model_validate(data)
     except ValidationError as exc:
         raise invalid_config(exc, f"{source}: invalid experiment:", root="(file)") from None
-    from negclean.pipeline import validate_pipeline
 
     validate_pipeline({"cascade": cfg.cascade}, source=f"{source}: cascade")  # fail early, before any work
     for name, spec in cfg.sources.items():
         if spec.qrels is not None and not Path(spec.qrels).is_file():
-            raise ConfigError(f"{source}: sources.{name}.qrels: no such file {spec.qrels}; give a TREC or BEIR "
-                              "qrels file (relative paths are relative to the experiment file)")
+            raise ConfigError(
+                f"{source}: sources.{name}.qrels: no such file {spec.qrels}; give a TREC or BEIR "
+                "qrels file (relative paths are relative to the experiment file)"
+            )
         validate_pipeline({"cascade": spec.cascade_dict()}, source=f"{source}: sources.{name}")
     return cfg
 

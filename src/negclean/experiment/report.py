@@ -30,9 +30,12 @@ def _kept_table(result) -> list[str]:
     for set_name, comp in result.comparisons.items():
         table = comp["tables"][0]
         m = table["measure"]
-        lines += [f"## {set_name}: {m} and training instances", "",
-                  f"| system | trained on (instances) | {m} | Δ vs {table['baseline']} | p (Holm) |",
-                  "|---|---:|---:|---:|---:|"]
+        lines += [
+            f"## {set_name}: {m} and training instances",
+            "",
+            f"| system | trained on (instances) | {m} | Δ vs {table['baseline']} | p (Holm) |",
+            "|---|---:|---:|---:|---:|",
+        ]
         for r in table["rows"]:
             kept = variants.get(r["name"], {}).get("written", "untrained" if r["name"] == "base" else "")
             delta = "—" if r["delta"] is None else f"{r['delta']:+.4f}"
@@ -46,38 +49,56 @@ def write_markdown(cfg: ExperimentConfig, result, path: str | Path) -> Path:
     """Write the experiment's Markdown summary; returns the path."""
     t = cfg.train_config()
     lines = [f"# {cfg.name}", ""]
-    lines.append(f"Model `{t.model}` ({t.kind}), {t.epochs} epoch(s), batch {t.batch_size}, lr {t.learning_rate}, "
-                 f"{t.hard_negatives} hard negatives, max_seq_length {t.max_seq_length or 'model default'}, "
-                 f"seed {t.seed}. Machine: {_machine()}. Total {result.seconds:.0f} s wall, "
-                 f"{result.cpu_seconds:.0f} s CPU (this process).")
+    lines.append(
+        f"Model `{t.model}` ({t.kind}), {t.epochs} epoch(s), batch {t.batch_size}, lr {t.learning_rate}, "
+        f"{t.hard_negatives} hard negatives, max_seq_length {t.max_seq_length or 'model default'}, "
+        f"seed {t.seed}. Machine: {_machine()}. Total {result.seconds:.0f} s wall, "
+        f"{result.cpu_seconds:.0f} s CPU (this process)."
+    )
     lines.append("")
     cascade = result.data.get("cascade") or {}
     if cascade:
         stages = ", ".join(f"{s['name']} ({s['judge_id']})" for s in cascade.get("stages", []))
-        lines.append(f"Cascade: {stages}. False negatives: {cascade.get('false_negatives')} in "
-                     f"{cascade.get('instances_with_fn')} of {cascade.get('instances')} instances "
-                     f"({cascade.get('candidates')} negatives judged); ambiguous (over the cap): "
-                     f"{cascade.get('ambiguous')}.")
+        lines.append(
+            f"Cascade: {stages}. False negatives: {cascade.get('false_negatives')} in "
+            f"{cascade.get('instances_with_fn')} of {cascade.get('instances')} instances "
+            f"({cascade.get('candidates')} negatives judged); ambiguous (over the cap): "
+            f"{cascade.get('ambiguous')}."
+        )
         lines.append("")
     for source, summary in (result.data.get("sources") or {}).items():
         summary = summary or {}
-        lines.append(f"Source `{source}`: {summary.get('false_negatives')} false negatives in "
-                     f"{summary.get('instances_with_fn')} of {summary.get('instances')} instances; ambiguous "
-                     f"(over its cap): {summary.get('ambiguous')}.")
+        lines.append(
+            f"Source `{source}`: {summary.get('false_negatives')} false negatives in "
+            f"{summary.get('instances_with_fn')} of {summary.get('instances')} instances; ambiguous "
+            f"(over its cap): {summary.get('ambiguous')}."
+        )
         lines.append("")
     lines += _kept_table(result)
-    lines += ["## Training data", "",
-              "| training set | instances | dropped (remove) | dropped (ambiguous) | changed | relabeled | "
-              "negatives removed |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "## Training data",
+        "",
+        "| training set | instances | dropped (remove) | dropped (ambiguous) | changed | relabeled | "
+        "negatives removed |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for name, info in result.data.get("variants", {}).items():
-        lines.append(f"| {name} | {info.get('written', '')} | {info.get('dropped_removed', '')} | "
-                     f"{info.get('dropped_ambiguous', '')} | {info.get('changed', '')} | {info.get('relabeled', '')} | "
-                     f"{info.get('negatives_removed', '')} |")
+        lines.append(
+            f"| {name} | {info.get('written', '')} | {info.get('dropped_removed', '')} | "
+            f"{info.get('dropped_ambiguous', '')} | {info.get('changed', '')} | {info.get('relabeled', '')} | "
+            f"{info.get('negatives_removed', '')} |"
+        )
     lines.append("")
     for set_name, md in result.files.items():
         if set_name.endswith(".md"):
-            lines += [f"## {set_name[:-3]}", "", Path(md).read_text(encoding="utf-8").strip(), "",
-                      f"![{set_name[:-3]}](results/{set_name[:-3]}.png)", ""]
+            lines += [
+                f"## {set_name[:-3]}",
+                "",
+                Path(md).read_text(encoding="utf-8").strip(),
+                "",
+                f"![{set_name[:-3]}](results/{set_name[:-3]}.png)",
+                "",
+            ]
     lines += ["## Steps", "", "| step | wall s | CPU s | reused | detail |", "|---|---:|---:|---|---|"]
     for s in result.steps:
         lines.append(f"| {s.name} | {s.seconds:.1f} | {s.cpu_seconds:.1f} | {'yes' if s.reused else ''} | {s.detail} |")

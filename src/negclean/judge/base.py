@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from negclean.data.records import Instance, Passage
+from negclean.judge.meter import SpendMeter
 
 
 class Label(str, enum.Enum):
@@ -91,6 +93,18 @@ class TaskResult:
     call_id: str | None = None
 
 
+#: ``on_call(part, result)``: a streaming judge hands over each call's verdicts as the call finishes. What it
+#: returns is ignored (the cascade's callback returns the store write's Future; write errors surface at flush)
+OnCall = Callable[[JudgeTask, TaskResult], object]
+
+
+@runtime_checkable
+class BackendStats(Protocol):
+    """A judge's own counters (requests, retries, failed calls, ...), shown per stage in the run's stats."""
+
+    def as_dict(self) -> Mapping[str, Any]: ...
+
+
 @runtime_checkable
 class Judge(Protocol):
     """Anything that judges candidates.
@@ -98,36 +112,77 @@ class Judge(Protocol):
     ``fingerprint`` identifies every setting that can change a verdict (backend, model, prompt
     template hash, parameters): the judgment store keys verdicts by it, so two judges with the same
     fingerprint must give interchangeable verdicts. ``listwise`` judges see all candidates of an
-    instance in one call; the cascade sends them whole tasks.
+    instance in one call; the cascade sends them whole tasks. ``keys_by_id`` judges decide by query and
+    document ids (qrels), so their verdicts are stored per id rather than per text.
+
+    The parts a backend may leave out are declared too, so that callers use them directly; subclass
+    ``JudgeBase`` to get their defaults:
+
+    - ``streams``: ``judge`` calls ``on_call`` as each call finishes (else the cascade stores the results
+      when ``judge`` returns, and never passes ``on_call``);
+    - ``meters_budget``: ``judge`` takes ``budget`` (a ``SpendMeter``: the cascade's ``StageMeter``) and holds each
+      call's worst case right before sending it (else the cascade holds a whole chunk's worst case first,
+      and never passes ``budget``);
+    - ``stats``: the judge's own counters, or None;
+    - ``close()``: release what the judge holds (HTTP clients, a model, a child process).
     """
 
     judge_id: str
     fingerprint: str
     listwise: bool
+    keys_by_id: bool
+    streams: bool
+    meters_budget: bool
 
-    def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
+    @property
+    def stats(self) -> BackendStats | None:
+        """The judge's own counters, or None; read-only here, so a backend may declare its own counters' type."""
+        ...
+
+    def judge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: SpendMeter | None = None
+    ) -> list[TaskResult]:
         """Return one TaskResult per task, in order. Must not raise for bad model output.
 
-        A judge that makes slow or paid calls may also accept ``on_call=callback`` (keyword): it then
-        calls ``callback(part, result)`` as each call finishes, with the part of a task (a JudgeTask of
-        the candidates that call covered) and its verdicts, and the cascade stores them at once, so a
-        crash loses only the calls in flight rather than the whole batch."""
+        A judge with ``streams`` calls ``on_call(part, result)`` as each call finishes, with the part of a task
+        (a JudgeTask of the candidates that call covered) and its verdicts, and the cascade stores them at once,
+        so a crash loses only the calls in flight rather than the whole batch."""
         ...
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
         """(input, output) tokens a call for this task would use; (0, 0) for model-free judges."""
         ...
 
+    def close(self) -> None:
+        """Release what the judge holds; a closed judge may not be used again."""
+        ...
 
-def accepts_keyword(judge: object, keyword: str) -> bool:
-    """Whether ``judge.judge`` accepts the keyword argument ``keyword`` (the protocol's optional ``on_call``,
-    ``budget``)."""
-    import inspect
 
-    try:
-        return keyword in inspect.signature(judge.judge).parameters  # type: ignore[attr-defined]
-    except (TypeError, ValueError):
-        return False
+class JudgeBase:
+    """The defaults of the Judge protocol's optional parts: subclass it and set ``judge_id`` and
+    ``fingerprint`` and write ``judge`` (every shipped backend does; so may a plugin's).
+
+    Defaults: pointwise, keyed by text, no streaming, no own budget metering, no counters, nothing to
+    close, no tokens (a model-free judge)."""
+
+    judge_id: str
+    fingerprint: str
+    listwise: bool = False
+    keys_by_id: bool = False
+    streams: bool = False
+    meters_budget: bool = False
+    stats: BackendStats | None = None
+
+    def judge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: SpendMeter | None = None
+    ) -> list[TaskResult]:
+        raise NotImplementedError(f"{type(self).__name__} must define judge(tasks)")
+
+    def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
+        return (0, 0)
+
+    def close(self) -> None:
+        return None
 
 
 def check_results(judge_id: str, tasks: Sequence[JudgeTask], results: Sequence[TaskResult]) -> None:
@@ -136,21 +191,27 @@ def check_results(judge_id: str, tasks: Sequence[JudgeTask], results: Sequence[T
         raise RuntimeError(f"judge {judge_id} returned {len(results)} results for {len(tasks)} tasks")
     for task, result in zip(tasks, results):
         if len(result.verdicts) != len(task.candidates):
-            raise RuntimeError(f"judge {judge_id} returned {len(result.verdicts)} verdicts "
-                               f"for {len(task.candidates)} candidates")
+            raise RuntimeError(
+                f"judge {judge_id} returned {len(result.verdicts)} verdicts for {len(task.candidates)} candidates"
+            )
 
 
-def undecided(task: JudgeTask, judge_id: str, reason: str, *, raw: str | None = None,
-              tokens_in: int = 0, tokens_out: int = 0, call_id: str | None = None) -> TaskResult:
+def undecided(
+    task: JudgeTask,
+    judge_id: str,
+    reason: str,
+    *,
+    raw: str | None = None,
+    tokens_in: int = 0,
+    tokens_out: int = 0,
+    call_id: str | None = None,
+) -> TaskResult:
     """A TaskResult where every candidate is undecided for the same reason."""
-    verdicts = tuple(
-        Verdict(Label.UNDECIDED, None, judge_id, reason=reason, call_id=call_id) for _ in task.candidates
-    )
+    verdicts = tuple(Verdict(Label.UNDECIDED, None, judge_id, reason=reason, call_id=call_id) for _ in task.candidates)
     return TaskResult(verdicts, raw=raw, tokens_in=tokens_in, tokens_out=tokens_out, call_id=call_id)
 
 
-def threshold_verdicts(scores: Sequence[float], *, threshold: float, judge_id: str,
-                       what: str) -> tuple[Verdict, ...]:
+def threshold_verdicts(scores: Sequence[float], *, threshold: float, judge_id: str, what: str) -> tuple[Verdict, ...]:
     """One verdict per score: at or above ``threshold`` relevant/better, below it not_relevant; the score is the
     confidence and the reason names it (``what``, e.g. "P(false negative)") and the threshold."""
     out = []

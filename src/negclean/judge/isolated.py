@@ -39,9 +39,10 @@ import threading
 import time
 import traceback
 import weakref
+from collections.abc import Generator, Mapping
 from multiprocessing.connection import Connection, Pipe
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Iterator, Mapping
+from typing import IO, Any
 
 from negclean.errors import BackendError, NegcleanError
 
@@ -54,8 +55,10 @@ EXIT_WAIT_S = 5.0
 #: lines of the child's output kept for the error message of a crash
 TAIL_LINES = 20
 
-_BOOT = ("import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
-         "from negclean.judge.isolated import serve; serve(int(sys.argv[2]))")
+_BOOT = (
+    "import sys, json; sys.path[:] = json.loads(sys.argv[1]); "
+    "from negclean.judge.isolated import serve; serve(int(sys.argv[2]))"
+)
 
 
 class EngineError(RuntimeError):
@@ -112,11 +115,11 @@ class ChildEngine:
         self.kwargs = dict(kwargs or {})
         self.name = name
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
         self._reader: threading.Thread | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[..., Any] | None = None
         self._owner: int | None = None  # thread streaming from the child, if any
         with self._lock:
             self._start()
@@ -134,7 +137,7 @@ class ChildEngine:
             kind, payload = self._receive_or_stop()
             return self._answer(kind, payload, expect="result")
 
-    def stream(self, method: str, /, *args: Any, **kwargs: Any) -> Iterator[Any]:
+    def stream(self, method: str, /, *args: Any, **kwargs: Any) -> Generator[Any, None, None]:
         """Iterate ``engine.method(*args, **kwargs)`` in the child, each item as soon as it is made.
 
         Leaving the loop early stops the child (the next call starts a fresh one); close the iterator
@@ -168,7 +171,7 @@ class ChildEngine:
         with self._lock:
             self._stop()
 
-    def __enter__(self) -> "ChildEngine":
+    def __enter__(self) -> ChildEngine:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -180,8 +183,14 @@ class ChildEngine:
         parent_end, child_end = Pipe(duplex=True)
         args = [sys.executable, "-c", _BOOT, json.dumps(sys.path), str(child_end.fileno())]
         try:
-            proc = subprocess.Popen(args, pass_fds=(child_end.fileno(),), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, close_fds=True)
+            proc = subprocess.Popen(
+                args,
+                pass_fds=(child_end.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                close_fds=True,
+            )
         except OSError as exc:
             parent_end.close()
             raise BackendError(f"{self.name}: could not start the engine process ({exc})") from exc
@@ -189,8 +198,9 @@ class ChildEngine:
             child_end.close()
         self._proc, self._conn = proc, parent_end
         self._tail = collections.deque(maxlen=TAIL_LINES)
-        self._reader = threading.Thread(target=_read_output, args=(proc.stdout, self._tail, self.name),
-                                        name=f"{self.name}-output", daemon=True)
+        self._reader = threading.Thread(
+            target=_read_output, args=(proc.stdout, self._tail, self.name), name=f"{self.name}-output", daemon=True
+        )
         self._reader.start()
         self._finalizer = weakref.finalize(self, _end_child, proc, parent_end, EXIT_WAIT_S)
         try:
@@ -207,7 +217,7 @@ class ChildEngine:
         if self._proc is None:
             self._start()
 
-    def _send(self, message: tuple) -> None:
+    def _send(self, message: tuple[Any, ...]) -> None:
         if self._conn is None:
             raise EngineError(f"{self.name}: the engine process was closed")
         try:  # an argument that does not pickle raises here with nothing written
@@ -219,7 +229,8 @@ class ChildEngine:
         if self._conn is None:
             raise EngineError(f"{self.name}: the engine process was closed")
         try:
-            return self._conn.recv()
+            reply: tuple[str, Any] = self._conn.recv()  # what _reply sent: (kind, payload)
+            return reply
         except (EOFError, ConnectionResetError, BrokenPipeError):
             raise self._died() from None
 
@@ -274,7 +285,7 @@ class ChildEngine:
         self._proc = self._conn = self._reader = self._finalizer = None
 
 
-def _end_child(proc: subprocess.Popen, conn: Connection, wait_s: float) -> None:
+def _end_child(proc: subprocess.Popen[bytes], conn: Connection, wait_s: float) -> None:
     """Ask the child to end (close, then end of file), wait a little, then kill it."""
     try:
         conn.send(("close",))
@@ -291,7 +302,7 @@ def _end_child(proc: subprocess.Popen, conn: Connection, wait_s: float) -> None:
         proc.wait()
 
 
-def _read_output(stream, tail: collections.deque, name: str) -> None:
+def _read_output(stream: IO[bytes], tail: collections.deque[str], name: str) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", errors="replace").rstrip()
         if line:
@@ -341,7 +352,7 @@ def serve(fd: int) -> None:
             close()
 
 
-def _reply(conn: Connection, message: tuple, method: str) -> None:
+def _reply(conn: Connection, message: tuple[Any, ...], method: str) -> None:
     try:  # pickled first, so that a value that does not pickle leaves the pipe clean
         data = ForkingPickler.dumps(message)
     except Exception as exc:
@@ -367,6 +378,7 @@ def _portable(exc: BaseException) -> BaseException:
 
 def _watch_parent(ppid: int) -> None:
     """End this process when its parent is gone (it was killed: nobody will read our answers)."""
+
     def watch() -> None:
         while True:
             time.sleep(PARENT_CHECK_S)

@@ -22,18 +22,28 @@ import dataclasses
 import hashlib
 import importlib.util
 import json
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from negclean.data.records import Instance, Passage
 from negclean.errors import BackendError, MissingDependency
-from negclean.judge.base import JudgeTask, TaskResult
+from negclean.judge.base import JudgeBase, JudgeTask, OnCall, TaskResult
 from negclean.judge.config import LlamaCppJudgeConfig
 from negclean.judge.gguf_models import resolve_model
 from negclean.judge.isolated import ChildEngine, EngineDied, EngineError
 from negclean.judge.listwise import Call, CallOutput, assemble, call_result, chunk_calls
 from negclean.judge.llamacpp_engine import (  # noqa: F401  (the computation's names, importable from here too)
-    BRIEF_FIXED, BRIEF_PER_CANDIDATE, NO_WORDS, PREFIX_ALIGN, REASONING_PER_CANDIDATE, SAMPLING, YES_WORDS,
-    LlamaCppStats, PointwiseScore, common_prefix, split_point,
+    BRIEF_FIXED,
+    BRIEF_PER_CANDIDATE,
+    NO_WORDS,
+    PREFIX_ALIGN,
+    REASONING_PER_CANDIDATE,
+    SAMPLING,
+    YES_WORDS,
+    LlamaCppStats,
+    PointwiseScore,
+    common_prefix,
+    split_point,
 )
 
 #: the engine the judge runs in its child, ``"module:name"``; tests point it at engines that crash
@@ -44,10 +54,9 @@ _LLAMA_ENGINE = ENGINE
 PORTABLE_CMAKE_ARGS = "-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 
 #: called with (the part of a task one call covered, its verdicts) as soon as that call is done
-OnCall = Callable[[JudgeTask, TaskResult], None]
 
 
-class LlamaCppJudge:
+class LlamaCppJudge(JudgeBase):
     """Judge with a local GGUF model (see the module docstring).
 
     Args:
@@ -61,6 +70,8 @@ class LlamaCppJudge:
         stats: ``LlamaCppStats`` over every call this judge made.
         n_ctx: the context size llama.cpp gave (it may round ``config.n_ctx`` up).
     """
+
+    streams = True  # on_call as each call finishes in the child process
 
     def __init__(self, config: LlamaCppJudgeConfig, *, prefix_cache: bool = True, engine: str | None = None):
         factory = engine or ENGINE
@@ -79,14 +90,19 @@ class LlamaCppJudge:
         self._seen: tuple[int | None, dict[str, float]] = (None, {})  # (child pid, its last stats)
         self._engine: ChildEngine | None = None
         with self._crash_is_backend_error():
-            self._engine = ChildEngine(factory, kwargs={"config": config, "model_path": str(self.model_path)},
-                                       name=f"llamacpp judge ({self.model_path.name})")
+            self._engine = ChildEngine(
+                factory,
+                kwargs={"config": config, "model_path": str(self.model_path)},
+                name=f"llamacpp judge ({self.model_path.name})",
+            )
             self.n_ctx = int(self._engine.call("info")["n_ctx"])
             self._absorb(self._engine.call("stats_dict"))
 
     # -- the Judge protocol -------------------------------------------------------------------
 
-    def judge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None) -> list[TaskResult]:
+    def judge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: Any = None
+    ) -> list[TaskResult]:
         """One TaskResult per task; model or context failures become undecided verdicts.
 
         ``on_call(part, result)``, when given, is called as each model call finishes, with the part of
@@ -99,25 +115,48 @@ class LlamaCppJudge:
         tasks = list(tasks)
         if not tasks:
             return []
-        calls = chunk_calls(tasks, template=self.template, max_candidates=self.config.max_candidates,
-                            include_titles=self.config.include_titles)
+        calls = chunk_calls(
+            tasks,
+            template=self.template,
+            max_candidates=self.config.max_candidates,
+            include_titles=self.config.include_titles,
+        )
         ids = [self.call_id(c) for c in calls]
         outputs: list[CallOutput | None] = [None] * len(calls)
         engine = self._running()
-        with self._crash_is_backend_error(), \
-                contextlib.closing(engine.stream("run_calls", [_sendable(t) for t in tasks],
-                                                 prefix_cache=self.prefix_cache)) as made:
+        with (
+            self._crash_is_backend_error(),
+            contextlib.closing(
+                engine.stream("run_calls", [_sendable(t) for t in tasks], prefix_cache=self.prefix_cache)
+            ) as made,
+        ):
             for i, out, stats in made:
                 outputs[i] = out
                 self._absorb(stats)
                 if on_call is not None:
-                    on_call(*call_result(tasks, calls[i], out, template=self.template, judge_id=self.judge_id,
-                                         call_id=ids[i], yes_threshold=self.config.yes_threshold))
+                    on_call(
+                        *call_result(
+                            tasks,
+                            calls[i],
+                            out,
+                            template=self.template,
+                            judge_id=self.judge_id,
+                            call_id=ids[i],
+                            yes_threshold=self.config.yes_threshold,
+                        )
+                    )
         missing = [i for i, out in enumerate(outputs) if out is None]
         if missing:
             raise EngineError(f"{engine.name}: no output for {len(missing)} of {len(calls)} calls")
-        return assemble(tasks, calls, outputs, template=self.template, judge_id=self.judge_id,  # type: ignore[arg-type]
-                        call_ids=ids, yes_threshold=self.config.yes_threshold)
+        return assemble(
+            tasks,
+            calls,
+            [out for out in outputs if out is not None],  # none is None: checked above
+            template=self.template,
+            judge_id=self.judge_id,
+            call_ids=ids,
+            yes_threshold=self.config.yes_threshold,
+        )
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
         """(input, output) tokens of the calls for ``task``, input counted with the model's tokenizer."""
@@ -131,24 +170,30 @@ class LlamaCppJudge:
 
     # -- model access (each a round trip to the child) ------------------------------------------
 
-    def encode_messages(self, messages: Sequence[dict]) -> list[int]:
+    def encode_messages(self, messages: Sequence[dict[str, Any]]) -> list[int]:
         """Prompt tokens for chat ``messages`` (``LlamaCppEngine.encode_messages``)."""
-        return self._call("encode_messages", list(messages))
+        tokens: list[int] = self._call("encode_messages", list(messages))  # the child's answer is untyped
+        return tokens
 
-    def render(self, messages: Sequence[dict]) -> str:
+    def render(self, messages: Sequence[dict[str, Any]]) -> str:
         """The model's chat template applied to ``messages``, with the assistant turn's opening."""
-        return self._call("render", list(messages))
+        rendered: str = self._call("render", list(messages))
+        return rendered
 
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         """Tokens of ``text`` by the model's tokenizer (``special``: control-token spellings count)."""
-        return self._call("tokenize", text, special=special)
+        tokens: list[int] = self._call("tokenize", text, special=special)
+        return tokens
 
-    def pointwise_scores(self, task: JudgeTask, *, prefix_cache: bool | None = None,
-                         one_batch: bool = False) -> list[PointwiseScore]:
+    def pointwise_scores(
+        self, task: JudgeTask, *, prefix_cache: bool | None = None, one_batch: bool = False
+    ) -> list[PointwiseScore]:
         """P(yes) readings for the candidates of one task, in order (``LlamaCppEngine.pointwise_scores``;
         ``prefix_cache`` None: the judge's setting)."""
         use_cache = self.prefix_cache if prefix_cache is None else prefix_cache
-        scores = self._call("pointwise_scores", _sendable(task), prefix_cache=use_cache, one_batch=one_batch)
+        scores: list[PointwiseScore] = self._call(
+            "pointwise_scores", _sendable(task), prefix_cache=use_cache, one_batch=one_batch
+        )
         self._absorb(self._call("stats_dict"))
         return scores
 
@@ -167,7 +212,7 @@ class LlamaCppJudge:
             self._engine.close()
             self._engine = None
 
-    def __enter__(self) -> "LlamaCppJudge":
+    def __enter__(self) -> LlamaCppJudge:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -204,20 +249,29 @@ class LlamaCppJudge:
 def _sendable(task: JudgeTask) -> JudgeTask:
     """The task as it crosses to the child: ``meta`` fields (read-only mappings, which do not pickle) as
     plain dicts. Prompts never read them."""
+
     def plain(p: Passage) -> Passage:
         return dataclasses.replace(p, meta=dict(p.meta))
 
     inst: Instance = task.instance
-    return JudgeTask(dataclasses.replace(inst, positives=tuple(map(plain, inst.positives)),
-                                         negatives=tuple(map(plain, inst.negatives)), meta=dict(inst.meta)),
-                     task.candidates)
+    return JudgeTask(
+        dataclasses.replace(
+            inst,
+            positives=tuple(map(plain, inst.positives)),
+            negatives=tuple(map(plain, inst.negatives)),
+            meta=dict(inst.meta),
+        ),
+        task.candidates,
+    )
 
 
 def crash_message(died: EngineDied, *, model: str) -> str:
     """One line: what died, how, its last words, the likely cause and fix, and that a rerun resumes."""
     last = f" (its last output: {died.output_tail[-1][:200]})" if died.output_tail else ""
-    return (f"the llamacpp judge's llama.cpp process (model {model}) {died.how}{last}. A llama-cpp-python "
-            f"built for another CPU (a native build) does this: reinstall it portably with "
-            f"scripts/install-llama.sh, or by hand with CMAKE_ARGS=\"{PORTABLE_CMAKE_ARGS}\" pip install "
-            f"--force-reinstall --no-cache-dir --no-binary llama-cpp-python llama-cpp-python (README, Set up). "
-            f"Verdicts made before the crash are stored: rerun the same command to resume.")
+    return (
+        f"the llamacpp judge's llama.cpp process (model {model}) {died.how}{last}. A llama-cpp-python "
+        f"built for another CPU (a native build) does this: reinstall it portably with "
+        f'scripts/install-llama.sh, or by hand with CMAKE_ARGS="{PORTABLE_CMAKE_ARGS}" pip install '
+        f"--force-reinstall --no-cache-dir --no-binary llama-cpp-python llama-cpp-python (README, Set up). "
+        f"Verdicts made before the crash are stored: rerun the same command to resume."
+    )

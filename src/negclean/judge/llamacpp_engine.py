@@ -41,8 +41,9 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 
@@ -52,6 +53,9 @@ from negclean.judge.base import JudgeTask
 from negclean.judge.config import LlamaCppJudgeConfig
 from negclean.judge.listwise import Call, CallOutput, chunk_calls
 
+if TYPE_CHECKING:
+    from llama_cpp.llama_types import ChatCompletionRequestMessage
+
 #: the prefix/candidate split is aligned down to a multiple of this many tokens (module docstring)
 PREFIX_ALIGN = 4
 
@@ -60,8 +64,15 @@ NO_WORDS = ("no", "No", "NO", " no", " No", " NO")
 
 #: sampler settings for listwise generation, pinned here rather than left to the library's
 #: defaults (they only matter when temperature > 0; temperature 0 is greedy)
-SAMPLING = {"top_k": 40, "top_p": 0.95, "min_p": 0.05, "typical_p": 1.0, "repeat_penalty": 1.0,
-            "frequency_penalty": 0.0, "presence_penalty": 0.0}
+SAMPLING = {
+    "top_k": 40,
+    "top_p": 0.95,
+    "min_p": 0.05,
+    "typical_p": 1.0,
+    "repeat_penalty": 1.0,
+    "frequency_penalty": 0.0,
+    "presence_penalty": 0.0,
+}
 
 #: listwise output estimate per call of n candidates, in tokens (capped at max_tokens): the verdict
 #: line (tags, JSON keys, one number and a separator per candidate as if every one were listed),
@@ -143,7 +154,7 @@ def split_point(tokens: Sequence[int], probes: Sequence[Sequence[int]], *, align
     split = len(tokens) - 1
     for i, probe in enumerate(probes):
         split = min(split, common_prefix(tokens, probe))
-        for other in probes[i + 1:]:
+        for other in probes[i + 1 :]:
             split = min(split, common_prefix(probe, other))
     split = max(split, 0)
     return split - split % align
@@ -172,8 +183,13 @@ class LlamaCppEngine:
         self.model_path = model_path
         self._lib = llama_cpp
         self._lock = threading.Lock()
-        kwargs: dict[str, Any] = {"model_path": str(model_path), "n_ctx": config.n_ctx,
-                                  "seed": config.seed, "logits_all": False, "verbose": False}
+        kwargs: dict[str, Any] = {
+            "model_path": str(model_path),
+            "n_ctx": config.n_ctx,
+            "seed": config.seed,
+            "logits_all": False,
+            "verbose": False,
+        }
         if config.n_threads is not None:
             kwargs["n_threads"] = config.n_threads
             kwargs["n_threads_batch"] = config.n_threads
@@ -181,8 +197,10 @@ class LlamaCppEngine:
         try:
             self._llm = llama_cpp.Llama(**kwargs)
         except (ValueError, RuntimeError) as exc:
-            raise BackendError(f"llama.cpp could not load {model_path}: {exc}; is it a GGUF file this "
-                               f"llama-cpp-python version supports?") from exc
+            raise BackendError(
+                f"llama.cpp could not load {model_path}: {exc}; is it a GGUF file this "
+                f"llama-cpp-python version supports?"
+            ) from exc
         self.stats = LlamaCppStats(load_seconds=time.perf_counter() - start)
         self.n_ctx = self._llm.n_ctx()  # llama.cpp may round the configured context up
         self._n_vocab = self._llm.n_vocab()
@@ -197,9 +215,11 @@ class LlamaCppEngine:
     def _set_up_chat(self) -> None:
         chat_template = self._llm.metadata.get("tokenizer.chat_template")
         if not chat_template:
-            raise BackendError(f"{self.model_path} has no chat template in its metadata "
-                               f"(tokenizer.chat_template); the llamacpp judge needs an instruction-tuned "
-                               f"model that carries one")
+            raise BackendError(
+                f"{self.model_path} has no chat template in its metadata "
+                f"(tokenizer.chat_template); the llamacpp judge needs an instruction-tuned "
+                f"model that carries one"
+            )
         from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         eos, bos = self._llm.token_eos(), self._llm.token_bos()
@@ -212,8 +232,10 @@ class LlamaCppEngine:
         self._yes_ids = self._single_token_ids(YES_WORDS)
         self._no_ids = self._single_token_ids(NO_WORDS)
         if not self.listwise and (not self._yes_ids or not self._no_ids):
-            raise BackendError(f"the tokenizer of {self.model_path} has no single token for yes or no; "
-                               f"use mode=listwise with this model")
+            raise BackendError(
+                f"the tokenizer of {self.model_path} has no single token for yes or no; "
+                f"use mode=listwise with this model"
+            )
 
     # -- what the judge asks for ----------------------------------------------------------------
 
@@ -224,16 +246,23 @@ class LlamaCppEngine:
     def stats_dict(self) -> dict[str, float]:
         return self.stats.as_dict()
 
-    def run_calls(self, tasks: Sequence[JudgeTask], *, prefix_cache: bool = True
-                  ) -> Iterator[tuple[int, CallOutput, dict[str, float]]]:
+    def run_calls(
+        self, tasks: Sequence[JudgeTask], *, prefix_cache: bool = True
+    ) -> Iterator[tuple[int, CallOutput, dict[str, float]]]:
         """Run the calls ``listwise.chunk_calls`` makes of ``tasks``, yielding (call index, its output,
         the running stats) as each one is done; model or context failures become outputs, not errors.
 
         Calls of one query (and positives) run in a row, so that their prefix batch stays cached.
         """
         calls = self._calls(tasks)
-        order = sorted(range(len(calls)), key=lambda i: (tasks[calls[i].task_index].instance.query_key,
-                                                         tasks[calls[i].task_index].instance.positives_key, i))
+        order = sorted(
+            range(len(calls)),
+            key=lambda i: (
+                tasks[calls[i].task_index].instance.query_key,
+                tasks[calls[i].task_index].instance.positives_key,
+                i,
+            ),
+        )
         probes: _Probes = {}
         with self._lock:
             for i in order:
@@ -249,7 +278,7 @@ class LlamaCppEngine:
         tokens_out = sum(min(self.config.max_tokens, BRIEF_FIXED + per * len(c.positions)) for c in calls)
         return tokens_in, tokens_out
 
-    def encode_messages(self, messages: Sequence[dict]) -> list[int]:
+    def encode_messages(self, messages: Sequence[dict[str, Any]]) -> list[int]:
         """Prompt tokens for chat ``messages`` plus the assistant turn's opening, as the model expects.
 
         The template is rendered with placeholders for the contents; template markup is tokenized
@@ -272,8 +301,9 @@ class LlamaCppEngine:
             tokens += self.tokenize(text, special=special)
         return tokens
 
-    def pointwise_scores(self, task: JudgeTask, *, prefix_cache: bool = True,
-                         one_batch: bool = False) -> list[PointwiseScore]:
+    def pointwise_scores(
+        self, task: JudgeTask, *, prefix_cache: bool = True, one_batch: bool = False
+    ) -> list[PointwiseScore]:
         """P(yes) readings for the candidates of one task, in order (pointwise template).
 
         Args:
@@ -281,8 +311,7 @@ class LlamaCppEngine:
             one_batch: evaluate each prompt in a single batch, as a plain llama.cpp call would (not
                 the judge's computation: P(yes) may differ from ``judge`` in the last digits).
         """
-        calls = chunk_calls([task], template="pointwise", max_candidates=1,
-                            include_titles=self.config.include_titles)
+        calls = chunk_calls([task], template="pointwise", max_candidates=1, include_titles=self.config.include_titles)
         probes: _Probes = {}
         with self._lock:
             out = []
@@ -293,15 +322,17 @@ class LlamaCppEngine:
                 out.append(self._score(prompt, prefix_cache and not one_batch))
             return out
 
-    def render(self, messages: list[dict]) -> str:
+    def render(self, messages: list[dict[str, Any]]) -> str:
         """The chat template applied to ``messages`` (with the assistant turn's opening)."""
-        return self._formatter(messages=messages).prompt
+        # our messages are {"role", "content"} dicts, the shape llama_cpp's message TypedDicts describe
+        return self._formatter(messages=cast("list[ChatCompletionRequestMessage]", messages)).prompt
 
     def tokenize(self, text: str, *, special: bool) -> list[int]:
         """Tokens of ``text``; ``special``: spelled-out control tokens become control tokens."""
         if not text:
             return []
-        return self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        tokens: list[int] = self._llm.tokenize(text.encode("utf-8"), add_bos=False, special=special)
+        return tokens
 
     def clear_cache(self) -> None:
         """Empty the KV cache (the next call evaluates its prompt in full)."""
@@ -318,10 +349,16 @@ class LlamaCppEngine:
     # -- internals ------------------------------------------------------------------------------
 
     def _calls(self, tasks: Sequence[JudgeTask], template: str | None = None) -> list[Call]:
-        return chunk_calls(tasks, template=template or self.template, max_candidates=self.config.max_candidates,
-                           include_titles=self.config.include_titles)
+        return chunk_calls(
+            tasks,
+            template=template or self.template,
+            max_candidates=self.config.max_candidates,
+            include_titles=self.config.include_titles,
+        )
 
-    def _prompt(self, tasks: Sequence[JudgeTask], call: Call, probes: _Probes, *, template: str | None = None) -> _Prompt:
+    def _prompt(
+        self, tasks: Sequence[JudgeTask], call: Call, probes: _Probes, *, template: str | None = None
+    ) -> _Prompt:
         """Tokens of a call and its split point (probe prompts cached per task and call size)."""
         tokens = self.encode_messages(call.messages)
         key = (call.task_index, len(call.positions))
@@ -332,8 +369,12 @@ class LlamaCppEngine:
 
     def _probe(self, task: JudgeTask, n: int, text: str, template: str | None) -> list[int]:
         fake = task.instance.replace(negatives=tuple(Passage(f"probe{i}", text) for i in range(n)))
-        calls = chunk_calls([JudgeTask(fake, tuple(range(n)))], template=template or self.template,
-                            max_candidates=n, include_titles=self.config.include_titles)
+        calls = chunk_calls(
+            [JudgeTask(fake, tuple(range(n)))],
+            template=template or self.template,
+            max_candidates=n,
+            include_titles=self.config.include_titles,
+        )
         return self.encode_messages(calls[0].messages)
 
     def _run(self, tasks: Sequence[JudgeTask], call: Call, probes: _Probes, prefix_cache: bool) -> CallOutput:
@@ -346,8 +387,14 @@ class LlamaCppEngine:
                 out = self._generate(prompt, prefix_cache)
             else:
                 score = self._score(prompt, prefix_cache)
-                raw = json.dumps({"answer": score.answer, "p_yes": round(score.p_yes, 6),
-                                  "yes_no_mass": round(score.yes_no_mass, 6)}, ensure_ascii=False)
+                raw = json.dumps(
+                    {
+                        "answer": score.answer,
+                        "p_yes": round(score.p_yes, 6),
+                        "yes_no_mass": round(score.yes_no_mass, 6),
+                    },
+                    ensure_ascii=False,
+                )
                 out = CallOutput(raw, "stop", tokens_in=n, p_yes=score.p_yes)
         except _PromptTooLong as exc:
             # deterministic for this config (n_ctx is in the fingerprint): stored as undecided, not retried
@@ -381,7 +428,7 @@ class LlamaCppEngine:
         if n >= self.n_ctx:
             raise _PromptTooLong(n, self.n_ctx)
         evaluated = self._load_prefix(prompt, use_cache)
-        self._llm.eval(prompt.tokens[prompt.split:])
+        self._llm.eval(prompt.tokens[prompt.split :])
         evaluated += n - prompt.split
         self.stats.tokens_evaluated += evaluated
         ptr = self._lib.llama_get_logits_ith(self._llm.ctx, -1)
@@ -402,16 +449,23 @@ class LlamaCppEngine:
         # create_completion matches its prompt against the cache, which now holds exactly the prefix
         # batch: it evaluates the rest of the prompt as one batch, then samples
         response = self._llm.create_completion(
-            prompt=prompt.tokens, max_tokens=min(self.config.max_tokens, room),
-            temperature=self.config.temperature, seed=self.config.seed, stream=False, **SAMPLING)
-        choice = response["choices"][0]  # type: ignore[index]
-        usage = response["usage"]  # type: ignore[index]
+            prompt=prompt.tokens,
+            max_tokens=min(self.config.max_tokens, room),
+            temperature=self.config.temperature,
+            seed=self.config.seed,
+            stream=False,
+            **SAMPLING,
+        )
+        choice = response["choices"][0]
+        usage = response["usage"]
         self.stats.tokens_evaluated += evaluated + n - prompt.split
-        return CallOutput(choice["text"], choice["finish_reason"], tokens_in=n,
-                          tokens_out=int(usage["completion_tokens"]))
+        return CallOutput(
+            choice["text"], choice["finish_reason"], tokens_in=n, tokens_out=int(usage["completion_tokens"])
+        )
 
     def _piece(self, token: int) -> str:
-        return self._llm.detokenize([token], special=True).decode("utf-8", errors="replace")
+        piece: bytes = self._llm.detokenize([token], special=True)
+        return piece.decode("utf-8", errors="replace")
 
     def _single_token_ids(self, words: Sequence[str]) -> list[int]:
         ids = []

@@ -22,16 +22,18 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any
 
-from negclean.cascade.budget import Reservation, StageMeter
+from negclean.data.atomic import atomic_write
 from negclean.errors import BackendError, require
-from negclean.judge.base import JudgeTask, TaskResult
+from negclean.judge.base import JudgeBase, JudgeTask, OnCall, TaskResult
 from negclean.judge.config import OpenAIBatchJudgeConfig
-from negclean.judge.listwise import CallOutput, assemble, chunk_calls
+from negclean.judge.listwise import Call, CallOutput, assemble, chunk_calls
+from negclean.judge.meter import Reservation, SpendMeter
 from negclean.judge.openai_chat import OpenAIJudge, call_id
 from negclean.judge.openai_retry import safe_url
 from negclean.judge.tokens import count_message_tokens
@@ -86,8 +88,9 @@ def plan_files(sizes: Sequence[int], *, max_requests: int, max_bytes: int) -> li
     start, size = 0, 0
     for i, n in enumerate(sizes):
         if n > max_bytes:
-            raise ValueError(f"one request is {n} bytes, more than a batch file may hold ({max_bytes}); "
-                             "lower max_candidates")
+            raise ValueError(
+                f"one request is {n} bytes, more than a batch file may hold ({max_bytes}); lower max_candidates"
+            )
         if i > start and (i - start >= max_requests or size + n > max_bytes):
             ranges.append((start, i))
             start, size = i, 0
@@ -108,12 +111,15 @@ def write_requests(path: str | Path, tasks: Sequence[JudgeTask], config: OpenAIB
     return len(lines)
 
 
-class OpenAIBatchJudge:
+class OpenAIBatchJudge(JudgeBase):
     """Judge through the Batch API (see the module docstring).
 
     Attributes:
         stats: ``BatchStats`` over every job this judge ran.
     """
+
+    meters_budget = True  # each batch file's worst case is held before it is submitted
+    stats: BatchStats
 
     def __init__(self, config: OpenAIBatchJudgeConfig) -> None:
         self.config = config
@@ -129,7 +135,9 @@ class OpenAIBatchJudge:
         self.endpoint = "/chat/completions" if azure else "/v1/chat/completions"
 
     # ---- Judge protocol
-    def judge(self, tasks: Sequence[JudgeTask], *, budget: StageMeter | None = None) -> list[TaskResult]:
+    def judge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: SpendMeter | None = None
+    ) -> list[TaskResult]:
         """Judge a batch as one job. ``budget``, when given, holds what each batch file can cost (every
         request's input plus ``max_tokens``) before the file is uploaded; a file that does not fit is not
         submitted, and its requests come back undecided and retryable."""
@@ -138,8 +146,15 @@ class OpenAIBatchJudge:
             return []
         requests, calls, ids = self.requests_of(tasks)
         outputs = self.run(requests, budget=budget)
-        return assemble(tasks, calls, [outputs[i] for i in ids], template=self.template, judge_id=self.judge_id,
-                        call_ids=ids, yes_threshold=self.config.yes_threshold)
+        return assemble(
+            tasks,
+            calls,
+            [outputs[i] for i in ids],
+            template=self.template,
+            judge_id=self.judge_id,
+            call_ids=ids,
+            yes_threshold=self.config.yes_threshold,
+        )
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
         return self._online.estimate_tokens(task)
@@ -151,35 +166,48 @@ class OpenAIBatchJudge:
             self._client = None
 
     # ---- requests
-    def requests_of(self, tasks: Sequence[JudgeTask]) -> tuple[dict[str, tuple[dict, ...]], list, list[str]]:
+    def requests_of(
+        self, tasks: Sequence[JudgeTask]
+    ) -> tuple[dict[str, tuple[dict[str, Any], ...]], list[Call], list[str]]:
         """(distinct requests by custom id, the calls, each call's id)."""
-        calls = chunk_calls(tasks, template=self.template, max_candidates=self.config.max_candidates,
-                            include_titles=self.config.include_titles)
+        calls = chunk_calls(
+            tasks,
+            template=self.template,
+            max_candidates=self.config.max_candidates,
+            include_titles=self.config.include_titles,
+        )
         ids = [call_id(self.fingerprint, c.messages) for c in calls]
-        requests: dict[str, tuple[dict, ...]] = {}
+        requests: dict[str, tuple[dict[str, Any], ...]] = {}
         for c, cid in zip(calls, ids):
             requests.setdefault(cid, c.messages)
         return requests, calls, ids
 
-    def request_lines(self, requests: Mapping[str, Sequence[dict]]) -> list[bytes]:
-        return [request_line(cid, self.endpoint, self._online._request(messages))
-                for cid, messages in requests.items()]
+    def request_lines(self, requests: Mapping[str, Sequence[dict[str, Any]]]) -> list[bytes]:
+        return [request_line(cid, self.endpoint, self._online._request(messages)) for cid, messages in requests.items()]
 
     def job_key(self, ids: Sequence[str]) -> str:
-        blob = json.dumps({"fingerprint": self.fingerprint, "endpoint": safe_url(self._online._endpoint()),
-                           "ids": sorted(ids)}, separators=(",", ":"))
+        blob = json.dumps(
+            {"fingerprint": self.fingerprint, "endpoint": safe_url(self._online._endpoint()), "ids": sorted(ids)},
+            separators=(",", ":"),
+        )
         return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
     # ---- one job
-    def run(self, requests: Mapping[str, Sequence[dict]], *, budget: StageMeter | None = None
-            ) -> dict[str, CallOutput]:
+    def run(
+        self, requests: Mapping[str, Sequence[dict[str, Any]]], *, budget: SpendMeter | None = None
+    ) -> dict[str, CallOutput]:
         """Submit (or resume), wait, collect and resubmit until every request has an answer or gives up."""
         cfg = self.config
         holds: dict[str, Reservation] = {}  # budget reservations of the files this process submitted
         settled: set[str] = set()
         state_dir = Path(cfg.state_dir).expanduser() if cfg.state_dir else default_state_dir()
-        job = JobState.open(state_dir, self.job_key(list(requests)), fingerprint=self.fingerprint,
-                            endpoint=safe_url(self._online._endpoint()), requests=len(requests))
+        job = JobState.open(
+            state_dir,
+            self.job_key(list(requests)),
+            fingerprint=self.fingerprint,
+            endpoint=safe_url(self._online._endpoint()),
+            requests=len(requests),
+        )
         deadline = time.monotonic() + cfg.max_wait
         collected: dict[str, _Collected] = {}
         with job.locked():
@@ -194,8 +222,10 @@ class OpenAIBatchJudge:
                     self._settle(job, collected, budget, holds, settled)
                 results, failures = self._merge(job, collected)
                 if running:
-                    reason = (f"batch {running[0][0]} still {running[0][1]} after max_wait ({cfg.max_wait:g} s); "
-                              "it keeps running: rerun to collect it")
+                    reason = (
+                        f"batch {running[0][0]} still {running[0][1]} after max_wait ({cfg.max_wait:g} s); "
+                        "it keeps running: rerun to collect it"
+                    )
                     for cid in requests:
                         if cid not in results:
                             failures[cid] = _Failure(reason, final=True)
@@ -213,20 +243,25 @@ class OpenAIBatchJudge:
                 outputs[cid] = results[cid]
                 continue
             failure = failures.get(cid) or _Failure(
-                f"not submitted: {budget.refused}" if budget is not None and budget.refused
-                else "in neither the output nor the error file of its batch")
+                f"not submitted: {budget.refused}"
+                if budget is not None and budget.refused
+                else "in neither the output nor the error file of its batch"
+            )
             self.stats.gave_up += 1
-            outputs[cid] = CallOutput(None, None, error=f"batch request got no answer after {len(job.rounds)} "
-                                      f"submission(s): {failure.reason}")
+            outputs[cid] = CallOutput(
+                None, None, error=f"batch request got no answer after {len(job.rounds)} submission(s): {failure.reason}"
+            )
         return outputs
 
-    def _check_all_failed(self, job: "JobState", results: Mapping[str, CallOutput]) -> None:
+    def _check_all_failed(self, job: JobState, results: Mapping[str, CallOutput]) -> None:
         if not results and job.rounds and job.errors and all(e["batch"] for r in job.rounds for e in r["files"]):
-            raise BackendError(f"every batch of job {job.key} failed ({job.errors[-1]}); nothing was judged. "
-                               "Check the model name and your account's batch limits; the job's state is in "
-                               f"{job.path}")
+            raise BackendError(
+                f"every batch of job {job.key} failed ({job.errors[-1]}); nothing was judged. "
+                "Check the model name and your account's batch limits; the job's state is in "
+                f"{job.path}"
+            )
 
-    def _plan(self, job: "JobState", requests: Mapping[str, Sequence[dict]], pending: Sequence[str]) -> None:
+    def _plan(self, job: JobState, requests: Mapping[str, Sequence[dict[str, Any]]], pending: Sequence[str]) -> None:
         """Start a round: the files it will upload (their request ids), saved before anything is sent."""
         cfg = self.config
         sizes = [len(line) for line in self.request_lines({cid: requests[cid] for cid in pending})]
@@ -234,13 +269,20 @@ class OpenAIBatchJudge:
             ranges = plan_files(sizes, max_requests=cfg.max_requests_per_file, max_bytes=cfg.max_bytes_per_file)
         except ValueError as exc:
             raise BackendError(str(exc)) from None
-        job.rounds.append({"submitted": False, "files": [{"file": None, "batch": None, "ids": list(pending[a:b])}
-                                                          for a, b in ranges]})
+        job.rounds.append(
+            {"submitted": False, "files": [{"file": None, "batch": None, "ids": list(pending[a:b])} for a, b in ranges]}
+        )
         job.save()
         self.stats.rounds += 1
 
-    def _submit(self, job: "JobState", requests: Mapping[str, Sequence[dict]], *,
-                budget: StageMeter | None = None, holds: dict[str, "Reservation"] | None = None) -> None:
+    def _submit(
+        self,
+        job: JobState,
+        requests: Mapping[str, Sequence[dict[str, Any]]],
+        *,
+        budget: SpendMeter | None = None,
+        holds: dict[str, Reservation] | None = None,
+    ) -> None:
         """Upload and create what the last round lacks; every id is saved as soon as the API returns it.
 
         With a budget, a file's worst case is reserved (and the reservation committed) before it is uploaded;
@@ -255,10 +297,12 @@ class OpenAIBatchJudge:
             lines = self.request_lines({cid: requests[cid] for cid in entry["ids"]})
             if entry["file"] is None and budget is not None:
                 ref = f"batch:{job.key}:r{number}:{i + 1}"
-                held = budget.reserve(sum(count_message_tokens(requests[cid], cfg.model) for cid in entry["ids"]),
-                                      self._max_tokens() * len(entry["ids"]),
-                                      what=f"batch file {i + 1} of round {number} ({len(entry['ids'])} requests)",
-                                      ref=ref)
+                held = budget.reserve(
+                    sum(count_message_tokens(requests[cid], cfg.model) for cid in entry["ids"]),
+                    self._max_tokens() * len(entry["ids"]),
+                    what=f"batch file {i + 1} of round {number} ({len(entry['ids'])} requests)",
+                    ref=ref,
+                )
                 if held is not None and held.recorded is not None:
                     held.recorded.result()
                     if not budget.confirmed(held):  # another process of this run took the room
@@ -272,8 +316,11 @@ class OpenAIBatchJudge:
                 job.save()
             if entry["file"] is None:
                 name = f"negclean-{job.key[:12]}-r{number}-{i + 1}.jsonl"
-                uploaded = self._call(lambda: client.files.create(file=(name, b"".join(lines), "application/jsonl"),
-                                                                  purpose="batch"))
+                uploaded = self._call(
+                    lambda name=name, lines=lines: client.files.create(
+                        file=(name, b"".join(lines), "application/jsonl"), purpose="batch"
+                    )
+                )
                 entry["file"] = uploaded.id
                 job.save()
                 self.stats.files += 1
@@ -282,9 +329,14 @@ class OpenAIBatchJudge:
                 if entry["batch"] is not None:
                     job.save()
                     continue
-            batch = self._call(lambda: client.batches.create(
-                input_file_id=entry["file"], endpoint=self.endpoint, completion_window=cfg.completion_window,
-                metadata={"negclean_job": job.key, "round": str(number)}))
+            batch = self._call(
+                lambda entry=entry: client.batches.create(
+                    input_file_id=entry["file"],
+                    endpoint=self.endpoint,
+                    completion_window=cfg.completion_window,
+                    metadata={"negclean_job": job.key, "round": str(number)},
+                )
+            )
             entry["batch"] = batch.id
             job.save()
             self.stats.batches += 1
@@ -299,8 +351,14 @@ class OpenAIBatchJudge:
     def _max_tokens(self) -> int:
         return 1 if self.template == "pointwise" else self.config.max_tokens
 
-    def _settle(self, job: "JobState", collected: Mapping[str, "_Collected"], budget: StageMeter,
-                holds: dict[str, "Reservation"], settled: set[str]) -> None:
+    def _settle(
+        self,
+        job: JobState,
+        collected: Mapping[str, _Collected],
+        budget: SpendMeter,
+        holds: dict[str, Reservation],
+        settled: set[str],
+    ) -> None:
         """Settle each finished batch's reservation to what its answers used (failed rows are not billed)."""
         for rnd in job.rounds:
             for entry in rnd["files"]:
@@ -322,14 +380,14 @@ class OpenAIBatchJudge:
             for batch in self._call(lambda: client.batches.list(limit=100)):
                 meta = getattr(batch, "metadata", None) or {}
                 if batch.input_file_id == file_id and meta.get("negclean_job") == key:
-                    return batch.id
+                    return str(batch.id)
         except BackendError:
             raise
         except Exception:  # listing is a convenience; without it the file is submitted again
             log.debug("listing batches failed", exc_info=True)
         return None
 
-    def _collect(self, job: "JobState", collected: dict[str, "_Collected"], deadline: float) -> list[tuple[str, str]]:
+    def _collect(self, job: JobState, collected: dict[str, _Collected], deadline: float) -> list[tuple[str, str]]:
         """Wait for the job's batches and read the files of those that finished; returns (id, status) of
         the ones still running at the deadline."""
         todo = [e["batch"] for r in job.rounds for e in r["files"] if e["batch"] and e["batch"] not in collected]
@@ -355,8 +413,9 @@ class OpenAIBatchJudge:
             collected[batch_id] = got
         return running
 
-    def _merge(self, job: "JobState", collected: Mapping[str, "_Collected"]
-               ) -> tuple[dict[str, CallOutput], dict[str, "_Failure"]]:
+    def _merge(
+        self, job: JobState, collected: Mapping[str, _Collected]
+    ) -> tuple[dict[str, CallOutput], dict[str, _Failure]]:
         """Answers and failures over every round, in order (an answer in any round wins)."""
         results: dict[str, CallOutput] = {}
         failures: dict[str, _Failure] = {}
@@ -391,7 +450,9 @@ class OpenAIBatchJudge:
                     continue
                 self.stats.polls += 1
                 try:
-                    batch = self._call(lambda: client.batches.retrieve(batch_id), gone=self._not_visible(batch_id))
+                    batch = self._call(
+                        lambda batch_id=batch_id: client.batches.retrieve(batch_id), gone=self._not_visible(batch_id)
+                    )
                 except BackendError:
                     raise
                 except Exception as exc:  # the batch lives on the server: a failed poll is retried
@@ -405,7 +466,7 @@ class OpenAIBatchJudge:
             time.sleep(min(interval, max(0.0, deadline - time.monotonic())))
             interval = min(interval * 1.5, self.config.max_poll_interval)
 
-    def _download(self, file_id: str | None) -> Iterator[dict]:
+    def _download(self, file_id: str | None) -> Iterator[dict[str, Any]]:
         if not file_id:
             return
         client = self._api()
@@ -421,13 +482,17 @@ class OpenAIBatchJudge:
             try:
                 row = json.loads(line)
             except ValueError:
-                log.warning("%s: line %d of result file %s is not JSON; its request counts as missing",
-                            self.judge_id, n, file_id)
+                log.warning(
+                    "%s: line %d of result file %s is not JSON; its request counts as missing",
+                    self.judge_id,
+                    n,
+                    file_id,
+                )
                 continue
             if isinstance(row, dict) and isinstance(row.get("custom_id"), str):
                 yield row
 
-    def _row_output(self, row: dict) -> "CallOutput | _Failure":
+    def _row_output(self, row: dict[str, Any]) -> CallOutput | _Failure:
         response = row.get("response") or {}
         status = response.get("status_code")
         if status != 200:
@@ -443,7 +508,7 @@ class OpenAIBatchJudge:
         self.stats.tokens_out += out.tokens_out
         return out
 
-    def _row_failure(self, row: dict) -> "_Failure":
+    def _row_failure(self, row: dict[str, Any]) -> _Failure:
         error = row.get("error") or {}
         if error:
             code = error.get("code") or "error"
@@ -459,8 +524,10 @@ class OpenAIBatchJudge:
         message = inner.get("message") if isinstance(inner, dict) else str(body)[:200]
         self.stats.failed_rows += 1
         retry = status in RETRY_STATUS
-        return _Failure(f"HTTP {status}{'' if retry else ' (not retried)'}: {self._online._redact(str(message))[:300]}",
-                        final=not retry)
+        return _Failure(
+            f"HTTP {status}{'' if retry else ' (not retried)'}: {self._online._redact(str(message))[:300]}",
+            final=not retry,
+        )
 
     # ---- client
     def _api(self) -> Any:
@@ -471,8 +538,10 @@ class OpenAIBatchJudge:
             if cfg.azure_api_version:
                 endpoint = self._online._endpoint()
                 if not endpoint:
-                    raise BackendError("Azure OpenAI needs its endpoint: set base_url in the judge config or the "
-                                       "AZURE_OPENAI_ENDPOINT variable.")
+                    raise BackendError(
+                        "Azure OpenAI needs its endpoint: set base_url in the judge config or the "
+                        "AZURE_OPENAI_ENDPOINT variable."
+                    )
                 self._client = openai.AzureOpenAI(azure_endpoint=endpoint, api_version=cfg.azure_api_version, **common)
             else:
                 self._client = openai.OpenAI(base_url=cfg.base_url, **common)
@@ -493,9 +562,12 @@ class OpenAIBatchJudge:
 
     def _not_visible(self, batch_id: str) -> Any:
         def fail() -> None:
-            raise BackendError(f"batch {batch_id} is not visible with this key (another project or organization?). "
-                               f"Use the key that submitted it, or delete the job state in "
-                               f"{self.config.state_dir or default_state_dir()} to submit again (and pay again)")
+            raise BackendError(
+                f"batch {batch_id} is not visible with this key (another project or organization?). "
+                f"Use the key that submitted it, or delete the job state in "
+                f"{self.config.state_dir or default_state_dir()} to submit again (and pay again)"
+            )
+
         return fail
 
 
@@ -524,21 +596,29 @@ class JobState:
 
     path: Path
     key: str
-    data: dict = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
 
     @classmethod
-    def open(cls, root: Path, key: str, *, fingerprint: str, endpoint: str, requests: int) -> "JobState":
+    def open(cls, root: Path, key: str, *, fingerprint: str, endpoint: str, requests: int) -> JobState:
         root.mkdir(parents=True, exist_ok=True)
         job = cls(root / f"{key}.json", key)
-        job.data = {"version": 1, "key": key, "fingerprint": fingerprint, "endpoint": endpoint,
-                    "requests": requests, "created": time.time(), "rounds": []}
+        job.data = {
+            "version": 1,
+            "key": key,
+            "fingerprint": fingerprint,
+            "endpoint": endpoint,
+            "requests": requests,
+            "created": time.time(),
+            "rounds": [],
+        }
         job.reload()
         return job
 
     @property
-    def rounds(self) -> list[dict]:
-        return self.data["rounds"]
+    def rounds(self) -> list[dict[str, Any]]:
+        rounds: list[dict[str, Any]] = self.data["rounds"]  # written by open() and reload() as a list of objects
+        return rounds
 
     def reload(self) -> None:
         if self.path.is_file():
@@ -551,12 +631,7 @@ class JobState:
                 self.data = loaded
 
     def save(self) -> None:
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w") as fh:
-            json.dump(self.data, fh, indent=1)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.path)
+        atomic_write(self.path, json.dumps(self.data, indent=1))
 
     @contextmanager
     def locked(self) -> Iterator[None]:

@@ -24,14 +24,15 @@ import random
 import socket
 import threading
 import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
-from negclean.cascade.budget import StageMeter
 from negclean.errors import BackendError, require
-from negclean.judge.base import JudgeTask, TaskResult
+from negclean.judge.base import JudgeBase, JudgeTask, OnCall, TaskResult
 from negclean.judge.config import OpenAIJudgeConfig
 from negclean.judge.listwise import CallOutput, assemble, call_result, chunk_calls
+from negclean.judge.meter import SpendMeter
 from negclean.judge.openai_retry import OpenAIStats, backoff_delay, is_loopback, parse_retry_after, safe_url
 from negclean.judge.parse import ParseFailure, p_yes_from_logprobs
 from negclean.judge.redact import redact
@@ -46,7 +47,6 @@ MIN_YES_NO_MASS = 0.5
 
 
 #: called with (the part of a task one call covered, its verdicts) as soon as that call is done
-OnCall = Callable[[JudgeTask, TaskResult], None]
 
 
 @dataclass(frozen=True)
@@ -73,17 +73,25 @@ class _LoopState:
 
 def call_id(fingerprint: str, messages: Sequence[Mapping[str, Any]]) -> str:
     """Stable id of a call: the same judge fingerprint and messages give the same id."""
-    blob = json.dumps({"fingerprint": fingerprint, "messages": list(messages)}, sort_keys=True,
-                      ensure_ascii=False, separators=(",", ":"))
+    blob = json.dumps(
+        {"fingerprint": fingerprint, "messages": list(messages)},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
-class OpenAIJudge:
+class OpenAIJudge(JudgeBase):
     """Judge through an OpenAI-compatible chat endpoint (see the module docstring).
 
     Attributes:
         stats: ``OpenAIStats`` counters over every batch this judge ran.
     """
+
+    streams = True  # on_call as each request finishes
+    meters_budget = True  # each request's worst case is held right before it is sent
+    stats: OpenAIStats
 
     def __init__(self, config: OpenAIJudgeConfig) -> None:
         self.config = config
@@ -93,14 +101,15 @@ class OpenAIJudge:
         self.template = config.prompt_names()[0]
         self.stats = OpenAIStats()
         self._rng = random.Random()
-        self._states: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = weakref.WeakKeyDictionary()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._finalizer: weakref.finalize | None = None
+        self._finalizer: weakref.finalize[[asyncio.AbstractEventLoop, threading.Thread], OpenAIJudge] | None = None
 
     # ---- Judge protocol
-    def judge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None,
-              budget: StageMeter | None = None) -> list[TaskResult]:
+    def judge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: SpendMeter | None = None
+    ) -> list[TaskResult]:
         """Judge a batch; runs on the judge's own event-loop thread (so it also works inside Jupyter).
 
         ``on_call(part, result)``, when given, is called (on that thread) as each call finishes, with the
@@ -111,38 +120,67 @@ class OpenAIJudge:
         tasks = list(tasks)
         if not tasks:
             return []
-        future = asyncio.run_coroutine_threadsafe(self.ajudge(tasks, on_call=on_call, budget=budget),
-                                                  self._runner_loop())
+        future = asyncio.run_coroutine_threadsafe(
+            self.ajudge(tasks, on_call=on_call, budget=budget), self._runner_loop()
+        )
         try:
             return future.result()
         except BaseException:
             future.cancel()
             raise
 
-    async def ajudge(self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None,
-                     budget: StageMeter | None = None) -> list[TaskResult]:
+    async def ajudge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: SpendMeter | None = None
+    ) -> list[TaskResult]:
         """Judge a batch in the running event loop (``on_call``, ``budget``: see ``judge``)."""
         tasks = list(tasks)
         if not tasks:
             return []
-        calls = chunk_calls(tasks, template=self.template, max_candidates=self.config.max_candidates,
-                            include_titles=self.config.include_titles)
+        calls = chunk_calls(
+            tasks,
+            template=self.template,
+            max_candidates=self.config.max_candidates,
+            include_titles=self.config.include_titles,
+        )
         ids = [call_id(self.fingerprint, c.messages) for c in calls]
         done = None
         if on_call is not None:
+
             def done(i: int, output: CallOutput) -> None:
-                on_call(*call_result(tasks, calls[i], output, template=self.template, judge_id=self.judge_id,
-                                     call_id=ids[i], yes_threshold=self.config.yes_threshold))
+                on_call(
+                    *call_result(
+                        tasks,
+                        calls[i],
+                        output,
+                        template=self.template,
+                        judge_id=self.judge_id,
+                        call_id=ids[i],
+                        yes_threshold=self.config.yes_threshold,
+                    )
+                )
+
         state = self._state()
         outputs = await self._run_calls(state, [c.messages for c in calls], on_output=done, budget=budget)
-        return assemble(tasks, calls, outputs, template=self.template, judge_id=self.judge_id, call_ids=ids,
-                        yes_threshold=self.config.yes_threshold)
+        return assemble(
+            tasks,
+            calls,
+            outputs,
+            template=self.template,
+            judge_id=self.judge_id,
+            call_ids=ids,
+            yes_threshold=self.config.yes_threshold,
+        )
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
         pointwise = self.template == "pointwise"
-        return estimate_tokens(task, template=self.template, max_candidates=self.config.max_candidates,
-                               include_titles=self.config.include_titles, model=self.config.model,
-                               max_tokens=1 if pointwise else self.config.max_tokens)
+        return estimate_tokens(
+            task,
+            template=self.template,
+            max_candidates=self.config.max_candidates,
+            include_titles=self.config.include_titles,
+            model=self.config.model,
+            max_tokens=1 if pointwise else self.config.max_tokens,
+        )
 
     # ---- lifecycle
     def close(self) -> None:
@@ -166,7 +204,7 @@ class OpenAIJudge:
         if state is not None:
             await state.client.close()
 
-    def __enter__(self) -> "OpenAIJudge":
+    def __enter__(self) -> OpenAIJudge:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -207,7 +245,8 @@ class OpenAIJudge:
         raise BackendError(
             f"No API key for {safe_url(self._endpoint())}: the environment variable {env} is not set. "
             f"Set it (export {env}=...), or point api_key_env in the judge config at the variable that holds "
-            "your key. Endpoints on localhost need no key.")
+            "your key. Endpoints on localhost need no key."
+        )
 
     def _make_client(self) -> Any:
         openai = require("openai", extra="openai", purpose="The 'openai' judge backend")
@@ -219,8 +258,10 @@ class OpenAIJudge:
         if cfg.azure_api_version:
             endpoint = self._endpoint()
             if not endpoint:
-                raise BackendError("Azure OpenAI needs its endpoint: set base_url in the judge config "
-                                   "(https://<resource>.openai.azure.com) or the AZURE_OPENAI_ENDPOINT variable.")
+                raise BackendError(
+                    "Azure OpenAI needs its endpoint: set base_url in the judge config "
+                    "(https://<resource>.openai.azure.com) or the AZURE_OPENAI_ENDPOINT variable."
+                )
             return openai.AsyncAzureOpenAI(azure_endpoint=endpoint, api_version=cfg.azure_api_version, **common)
         return openai.AsyncOpenAI(base_url=cfg.base_url, **common)
 
@@ -233,8 +274,10 @@ class OpenAIJudge:
             return factory(timeout=self.config.timeout) if factory is not None else None
         except (ImportError, RuntimeError):
             if self.config.transport == "aiohttp":
-                raise BackendError("transport 'aiohttp' needs aiohttp and an openai client that supports it: "
-                                   "pip install -U 'openai[aiohttp]', or set transport: httpx") from None
+                raise BackendError(
+                    "transport 'aiohttp' needs aiohttp and an openai client that supports it: "
+                    "pip install -U 'openai[aiohttp]', or set transport: httpx"
+                ) from None
             return None
 
     def _redact(self, text: str) -> str:
@@ -242,9 +285,14 @@ class OpenAIJudge:
         return redact(text, os.environ.get(self.config.api_key_env))
 
     # ---- calls
-    async def _run_calls(self, state: _LoopState, messages: Sequence[Sequence[dict]], *,
-                         on_output: Callable[[int, CallOutput], None] | None = None,
-                         budget: StageMeter | None = None) -> list[CallOutput]:
+    async def _run_calls(
+        self,
+        state: _LoopState,
+        messages: Sequence[Sequence[dict[str, Any]]],
+        *,
+        on_output: Callable[[int, CallOutput], None] | None = None,
+        budget: SpendMeter | None = None,
+    ) -> list[CallOutput]:
         """Run every call. At most 4x concurrency calls exist at once (bounded memory for large batches)
         while the semaphore bounds requests in flight, so calls waiting out a backoff leave their slot."""
         outputs: list[CallOutput | None] = [None] * len(messages)
@@ -252,9 +300,10 @@ class OpenAIJudge:
 
         async def run(i: int) -> None:
             try:
-                outputs[i] = await self._call(state, messages[i], budget=budget)
+                output = await self._call(state, messages[i], budget=budget)
+                outputs[i] = output
                 if on_output is not None:
-                    on_output(i, outputs[i])
+                    on_output(i, output)
             finally:
                 window.release()
 
@@ -265,20 +314,25 @@ class OpenAIJudge:
                     group.create_task(run(i))
         except BaseExceptionGroup as group_error:
             raise group_error.exceptions[0] from None
-        return outputs  # type: ignore[return-value]
+        return outputs  # type: ignore[return-value]  # the task group ran every call (or raised): no None left
 
-    def _request(self, messages: Sequence[dict]) -> dict[str, Any]:
+    def _request(self, messages: Sequence[dict[str, Any]]) -> dict[str, Any]:
         cfg = self.config
-        params: dict[str, Any] = {**cfg.extra_body, "model": cfg.model, "messages": list(messages),
-                                  "temperature": cfg.temperature}
+        params: dict[str, Any] = {
+            **cfg.extra_body,
+            "model": cfg.model,
+            "messages": list(messages),
+            "temperature": cfg.temperature,
+        }
         if self.template == "pointwise":
             params.update(max_tokens=1, logprobs=True, top_logprobs=5)
         else:
             params["max_tokens"] = cfg.max_tokens
         return params
 
-    async def _call(self, state: _LoopState, messages: Sequence[dict], *,
-                    budget: StageMeter | None = None) -> CallOutput:
+    async def _call(
+        self, state: _LoopState, messages: Sequence[dict[str, Any]], *, budget: SpendMeter | None = None
+    ) -> CallOutput:
         cfg = self.config
         params = self._request(messages)
         self.stats.add(calls=1)
@@ -307,7 +361,7 @@ class OpenAIJudge:
                         # which costs ~1 ms of CPU per call (a third of the client's budget on 2 cores)
                         data = await state.client.post("/chat/completions", body=params, cast_to=object)
                     except BaseException as exc:
-                        if held is not None:
+                        if budget is not None and held is not None:
                             # the provider may have run (and billed) a request that timed out or lost its
                             # connection: it is counted at its worst case; an HTTP error answer costs nothing
                             if _maybe_billed(exc):
@@ -318,10 +372,10 @@ class OpenAIJudge:
                 try:
                     output = self._output(data, messages)
                 except BaseException:
-                    if held is not None:  # answered (and billed) but unusable: its usage is unknown
+                    if budget is not None and held is not None:  # answered (and billed) but unusable: usage unknown
                         budget.settle_worst(held)
                     raise
-                if held is not None:
+                if budget is not None and held is not None:
                     budget.settle(held, output.tokens_in, output.tokens_out)
             except BackendError:
                 raise
@@ -333,13 +387,15 @@ class OpenAIJudge:
             self.stats.error(failure.kind)
             if not failure.retryable or attempt + 1 == attempts:
                 break
-            delay = backoff_delay(attempt, base=cfg.backoff_base, cap=cfg.max_backoff,
-                                  retry_after=failure.retry_after, rng=self._rng)
+            delay = backoff_delay(
+                attempt, base=cfg.backoff_base, cap=cfg.max_backoff, retry_after=failure.retry_after, rng=self._rng
+            )
             if failure.retry_after is not None:
                 loop = asyncio.get_running_loop()
                 state.not_before = max(state.not_before, loop.time() + delay)
-            log.debug("%s: %s; retry %d/%d in %.2f s", self.judge_id, failure.detail, attempt + 1,
-                      cfg.max_retries, delay)
+            log.debug(
+                "%s: %s; retry %d/%d in %.2f s", self.judge_id, failure.detail, attempt + 1, cfg.max_retries, delay
+            )
             self.stats.add(retries=1, backoff_s=delay)
             await asyncio.sleep(delay)
         self.stats.add(failed=1)
@@ -350,7 +406,8 @@ class OpenAIJudge:
             raise BackendError(
                 f"{self.judge_id}: the endpoint {safe_url(str(state.client.base_url)).rstrip('/')} is unreachable "
                 f"({failure.detail}; {tries}). Start the server or fix base_url; verdicts made so far are "
-                "stored and a rerun resumes from them.")
+                "stored and a rerun resumes from them."
+            )
         reason = f"call failed after {tries}: {failure.detail}"
         log.warning("%s: %s", self.judge_id, reason)
         return CallOutput(None, None, error=reason)
@@ -381,8 +438,9 @@ class OpenAIJudge:
             return _Failure("bad_request", f"HTTP {status} (not retried): {message}", False)
         if isinstance(exc, (openai.APIError, ValueError)):
             # a 200 whose body is not a chat completion (a proxy's error page, a broken server)
-            return _Failure("bad_response", f"unusable response ({type(exc).__name__}: "
-                            f"{self._redact(str(exc))[:200]})", True)
+            return _Failure(
+                "bad_response", f"unusable response ({type(exc).__name__}: {self._redact(str(exc))[:200]})", True
+            )
         raise exc
 
     def _config_error(self, exc: Any, url: str) -> BackendError:
@@ -392,16 +450,22 @@ class OpenAIJudge:
             return BackendError(
                 f"{where} rejected the API key (HTTP 401). The key is read from the environment variable "
                 f"{cfg.api_key_env}: set it to a valid key for this endpoint, or point api_key_env at the "
-                "variable that holds one.")
+                "variable that holds one."
+            )
         message = self._redact(_server_message(exc))[:300]
         if status == 403:
-            return BackendError(f"{where} refused access to model '{cfg.model}' (HTTP 403: {message}). The key in "
-                                f"{cfg.api_key_env} lacks permission for this model, project or region.")
-        hint = ("the Azure deployment name (model) and endpoint (base_url)" if cfg.azure_api_version
-                else "the model name and base_url (OpenAI-compatible servers usually end in /v1)")
+            return BackendError(
+                f"{where} refused access to model '{cfg.model}' (HTTP 403: {message}). The key in "
+                f"{cfg.api_key_env} lacks permission for this model, project or region."
+            )
+        hint = (
+            "the Azure deployment name (model) and endpoint (base_url)"
+            if cfg.azure_api_version
+            else "the model name and base_url (OpenAI-compatible servers usually end in /v1)"
+        )
         return BackendError(f"{where} answered 404 for model '{cfg.model}' ({message}). Check {hint}.")
 
-    def _output(self, data: Any, messages: Sequence[dict]) -> CallOutput:
+    def _output(self, data: Any, messages: Sequence[dict[str, Any]]) -> CallOutput:
         """CallOutput of a Chat Completions answer (a JSON object); ValueError when it is none."""
         if not isinstance(data, dict):
             raise ValueError(f"the answer is {type(data).__name__}, not a JSON object")
@@ -411,7 +475,8 @@ class OpenAIJudge:
             detail = f" (error: {self._redact(str(error.get('message')))})" if isinstance(error, dict) else ""
             raise ValueError("the answer holds no choices" + detail)
         choice = choices[0]
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        raw_message = choice.get("message")
+        message: dict[str, Any] = raw_message if isinstance(raw_message, dict) else {}
         text = message.get("content")
         if isinstance(text, list):  # content parts, as some servers send them
             text = "".join(str(part.get("text", "")) for part in text if isinstance(part, dict))
@@ -421,7 +486,8 @@ class OpenAIJudge:
             text = self._redact(text)  # an answer that repeats the key must not be stored with it
         finish = choice.get("finish_reason")
         p_yes = self._p_yes(choice) if self.template == "pointwise" else None
-        usage = data.get("usage") if isinstance(data.get("usage"), dict) else {}
+        raw_usage = data.get("usage")
+        usage: dict[str, Any] = raw_usage if isinstance(raw_usage, dict) else {}
         if isinstance(usage.get("prompt_tokens"), int):
             tokens_in, tokens_out = usage["prompt_tokens"], int(usage.get("completion_tokens") or 0)
         else:
@@ -432,7 +498,7 @@ class OpenAIJudge:
         return CallOutput(text, finish, tokens_in=tokens_in, tokens_out=tokens_out, p_yes=p_yes)
 
     @staticmethod
-    def _p_yes(choice: dict) -> float | None:
+    def _p_yes(choice: dict[str, Any]) -> float | None:
         """P(yes) from the first token's log-probs; None when the server gave none usable."""
         try:
             first = choice["logprobs"]["content"][0]

@@ -7,9 +7,10 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 
@@ -36,7 +37,7 @@ class OpenAIStats:
     tokens_out: int = 0
     backoff_s: float = 0.0
     budget_refused: int = 0
-    errors: Counter = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, **amounts: float) -> None:
@@ -50,11 +51,20 @@ class OpenAIStats:
 
     def as_dict(self) -> dict[str, Any]:
         with self._lock:
-            return {"calls": self.calls, "requests": self.requests, "retries": self.retries,
-                    "succeeded": self.succeeded, "failed": self.failed, "truncated": self.truncated,
-                    "usage_missing": self.usage_missing, "tokens_in": self.tokens_in,
-                    "tokens_out": self.tokens_out, "backoff_s": round(self.backoff_s, 3),
-                    "budget_refused": self.budget_refused, "errors": dict(self.errors)}
+            return {
+                "calls": self.calls,
+                "requests": self.requests,
+                "retries": self.retries,
+                "succeeded": self.succeeded,
+                "failed": self.failed,
+                "truncated": self.truncated,
+                "usage_missing": self.usage_missing,
+                "tokens_in": self.tokens_in,
+                "tokens_out": self.tokens_out,
+                "backoff_s": round(self.backoff_s, 3),
+                "budget_refused": self.budget_refused,
+                "errors": dict(self.errors),
+            }
 
 
 def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
@@ -83,14 +93,13 @@ def parse_retry_after(headers: Mapping[str, str] | None, *, now: float | None = 
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
-def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None,
-                  rng: random.Random) -> float:
+def backoff_delay(attempt: int, *, base: float, cap: float, retry_after: float | None, rng: random.Random) -> float:
     """Wait before retry number ``attempt + 1``: Retry-After plus up to 10% jitter when the server gave
     one, else exponential ``base * 2**attempt`` with equal jitter (half fixed, half random); never above ``cap``."""
     if retry_after is not None:
         return min(cap, retry_after * (1.0 + 0.1 * rng.random()))
-    step = min(cap, base * (2 ** attempt))
-    return step / 2 + rng.uniform(0, step / 2)
+    step = min(cap, base * (2**attempt))
+    return float(step / 2 + rng.uniform(0, step / 2))
 
 
 def is_loopback(url: str | None) -> bool:

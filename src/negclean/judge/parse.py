@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
 
 
 class ParseFailure(ValueError):
@@ -91,9 +91,7 @@ def parse_listwise(text: str, n: int, *, finish_reason: str | None = "stop") -> 
 
 
 # RLHN reference format: <verdict> <better> ...: [Doc (21)] </better>, <worse> ...: [Doc (18), Doc (22)] </worse> </verdict>
-_RLHN_LIST = {
-    name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL | re.IGNORECASE) for name in ("better", "worse")
-}
+_RLHN_LIST = {name: re.compile(rf"<{name}>(.*?)</{name}>", re.DOTALL | re.IGNORECASE) for name in ("better", "worse")}
 _DOC_REF = re.compile(r"Doc\s*\(\s*(\d+)\s*\)", re.IGNORECASE)
 _BRACKETS = re.compile(r"\[(.*?)\]", re.DOTALL)
 

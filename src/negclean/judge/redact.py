@@ -35,7 +35,7 @@ def _fragment_pattern(secret: str) -> re.Pattern[str] | None:
     """Any piece of ``secret`` of MIN_FRAGMENT characters (None when the key is too short to cut)."""
     if len(secret) < 8:
         return None
-    pieces = sorted({secret[i:i + MIN_FRAGMENT] for i in range(len(secret) - MIN_FRAGMENT + 1)})
+    pieces = sorted({secret[i : i + MIN_FRAGMENT] for i in range(len(secret) - MIN_FRAGMENT + 1)})
     return re.compile("|".join(map(re.escape, pieces)))
 
 
@@ -59,7 +59,9 @@ def redact(text: str, secret: str | None) -> str:
             parts = _TOKENS.split(text)
             for i in range(0, len(parts), 2):  # even items are tokens, odd ones the white space between them
                 token = parts[i]
-                if (hit and fragments.search(token)) or (_MASK_RUN.search(token) and _is_masked_key(token, secret)):
+                if (fragments is not None and hit and fragments.search(token)) or (
+                    _MASK_RUN.search(token) and _is_masked_key(token, secret)
+                ):
                     parts[i] = MASK
             text = "".join(parts)
     return _SK_KEY.sub(r"\1***", text)

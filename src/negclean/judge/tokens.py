@@ -8,8 +8,9 @@ Without ``bpe-openai`` installed, counts fall back to ``len(text) / 4``.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from functools import lru_cache
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from negclean.judge.base import JudgeTask
 
@@ -44,7 +45,8 @@ def _encoder(model: str | None) -> Callable[[str], list[Any]] | None:
         except Exception:  # unknown model name: KeyError or the package's own error
             name = DEFAULT_ENCODING
     # encode_ordinary: text that happens to contain "<|endoftext|>" is counted, not rejected
-    return bpe_openai.get_encoding(name).encode_ordinary
+    encode: Callable[[str], list[Any]] = bpe_openai.get_encoding(name).encode_ordinary  # bpe_openai is untyped
+    return encode
 
 
 def count_tokens(text: str, model: str | None = None) -> int:
@@ -57,7 +59,7 @@ def count_tokens(text: str, model: str | None = None) -> int:
     return len(encode(text))
 
 
-def count_message_tokens(messages: Sequence[dict], model: str | None = None) -> int:
+def count_message_tokens(messages: Sequence[dict[str, Any]], model: str | None = None) -> int:
     """Input tokens of a chat request: message contents plus the chat format's overhead."""
     total = TOKENS_PER_REPLY
     for message in messages:
@@ -74,8 +76,15 @@ def output_estimate(template: str, n_candidates: int) -> int:
     return REASONING_PER_CANDIDATE * n_candidates
 
 
-def estimate_tokens(task: JudgeTask, *, template: str, max_candidates: int, include_titles: bool,
-                    model: str | None = None, max_tokens: int | None = None) -> tuple[int, int]:
+def estimate_tokens(
+    task: JudgeTask,
+    *,
+    template: str,
+    max_candidates: int,
+    include_titles: bool,
+    model: str | None = None,
+    max_tokens: int | None = None,
+) -> tuple[int, int]:
     """(input, output) tokens of the calls an LLM judge makes for ``task``.
 
     Input is counted exactly on the rendered messages; output follows ``output_estimate`` per call,
@@ -84,8 +93,7 @@ def estimate_tokens(task: JudgeTask, *, template: str, max_candidates: int, incl
     from negclean.judge.listwise import chunk_calls
 
     tokens_in = tokens_out = 0
-    for call in chunk_calls([task], template=template, max_candidates=max_candidates,
-                            include_titles=include_titles):
+    for call in chunk_calls([task], template=template, max_candidates=max_candidates, include_titles=include_titles):
         tokens_in += count_message_tokens(call.messages, model)
         out = output_estimate(template, len(call.positions))
         tokens_out += min(out, max_tokens) if max_tokens is not None else out

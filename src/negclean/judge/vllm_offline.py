@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from negclean.errors import ConfigError, MissingDependency
-from negclean.judge.base import JudgeTask, TaskResult
+from negclean.judge.base import JudgeBase, JudgeTask, OnCall, TaskResult
 from negclean.judge.config import VLLMJudgeConfig
 from negclean.judge.listwise import Call, CallOutput, assemble, chunk_calls
 from negclean.judge.parse import ParseFailure, p_yes_from_logprobs
@@ -67,7 +68,7 @@ class Request:
     parameters' structured-output constraint for the installed vLLM version.
     """
 
-    messages: tuple[dict, ...]
+    messages: tuple[dict[str, Any], ...]
     sampling: dict[str, Any]
     structured: tuple[str, Any] | None
 
@@ -143,9 +144,14 @@ def sampling_params(request: Request, vllm: Any) -> Any:
 
 def engine_kwargs(config: VLLMJudgeConfig) -> dict[str, Any]:
     """Arguments of ``vllm.LLM`` for a config."""
-    kwargs: dict[str, Any] = {"model": config.model, "tensor_parallel_size": config.tensor_parallel_size,
-                              "gpu_memory_utilization": config.gpu_memory_utilization, "dtype": config.dtype,
-                              "seed": config.seed, "enable_prefix_caching": config.enable_prefix_caching}
+    kwargs: dict[str, Any] = {
+        "model": config.model,
+        "tensor_parallel_size": config.tensor_parallel_size,
+        "gpu_memory_utilization": config.gpu_memory_utilization,
+        "dtype": config.dtype,
+        "seed": config.seed,
+        "enable_prefix_caching": config.enable_prefix_caching,
+    }
     if config.max_model_len is not None:
         kwargs["max_model_len"] = config.max_model_len
     if config.download_dir is not None:
@@ -153,7 +159,7 @@ def engine_kwargs(config: VLLMJudgeConfig) -> dict[str, Any]:
     return kwargs
 
 
-class VLLMJudge:
+class VLLMJudge(JudgeBase):
     """Judge with a local vLLM engine (see the module docstring). The model loads on the first ``judge``
     call and stays loaded: in a Ray worker, once per worker."""
 
@@ -176,36 +182,58 @@ class VLLMJudge:
             try:
                 self._llm = vllm.LLM(**engine_kwargs(self.config))
             except (OSError, ValueError) as exc:
-                raise ConfigError(f"vLLM could not load model '{self.config.model}': {exc}. Check the model "
-                                  "name or path, max_model_len and gpu_memory_utilization") from exc
+                raise ConfigError(
+                    f"vLLM could not load model '{self.config.model}': {exc}. Check the model "
+                    "name or path, max_model_len and gpu_memory_utilization"
+                ) from exc
             self._vllm = vllm
         return self._llm
 
-    def judge(self, tasks: Sequence[JudgeTask]) -> list[TaskResult]:
+    def judge(
+        self, tasks: Sequence[JudgeTask], *, on_call: OnCall | None = None, budget: Any = None
+    ) -> list[TaskResult]:
         tasks = list(tasks)
         if not tasks:
             return []
         from negclean.judge.openai_chat import call_id
 
-        calls = chunk_calls(tasks, template=self.template, max_candidates=self.config.max_candidates,
-                            include_titles=self.config.include_titles)
+        calls = chunk_calls(
+            tasks,
+            template=self.template,
+            max_candidates=self.config.max_candidates,
+            include_titles=self.config.include_titles,
+        )
         llm = self.load()
         outputs: list[CallOutput] = []
         size = self.config.batch_size
         for start in range(0, len(calls), size):
-            part = calls[start:start + size]
+            part = calls[start : start + size]
             requests = [build_request(c, template=self.template, config=self.config) for c in part]
-            results = llm.chat([list(r.messages) for r in requests],
-                               sampling_params=[sampling_params(r, self._vllm) for r in requests], use_tqdm=False)
+            results = llm.chat(
+                [list(r.messages) for r in requests],
+                sampling_params=[sampling_params(r, self._vllm) for r in requests],
+                use_tqdm=False,
+            )
             if len(results) != len(requests):
                 raise RuntimeError(f"vLLM returned {len(results)} outputs for {len(requests)} requests")
             outputs.extend(call_output(r, template=self.template) for r in results)
-        return assemble(tasks, calls, outputs, template=self.template, judge_id=self.judge_id,
-                        call_ids=[call_id(self.fingerprint, c.messages) for c in calls],
-                        yes_threshold=self.config.yes_threshold)
+        return assemble(
+            tasks,
+            calls,
+            outputs,
+            template=self.template,
+            judge_id=self.judge_id,
+            call_ids=[call_id(self.fingerprint, c.messages) for c in calls],
+            yes_threshold=self.config.yes_threshold,
+        )
 
     def estimate_tokens(self, task: JudgeTask) -> tuple[int, int]:
         pointwise = self.template == "pointwise"
-        return estimate_tokens(task, template=self.template, max_candidates=self.config.max_candidates,
-                               include_titles=self.config.include_titles, model=None,
-                               max_tokens=1 if pointwise else self.config.max_tokens)
+        return estimate_tokens(
+            task,
+            template=self.template,
+            max_candidates=self.config.max_candidates,
+            include_titles=self.config.include_titles,
+            model=None,
+            max_tokens=1 if pointwise else self.config.max_tokens,
+        )

@@ -9,10 +9,13 @@ any more (all farther than ``margin`` from the threshold), or when the label bud
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
+
+from negclean.judge.learned_model import sigmoid
+from negclean.learned.fit import _decision, _fit_lr, grouped_folds
 
 
 def uncertainty_order(p: np.ndarray, *, threshold: float = 0.5) -> np.ndarray:
@@ -46,15 +49,13 @@ class StopRule:
         if last.max_uncertainty < 1 - 2 * self.margin:
             return f"no unlabeled candidate within {self.margin} of the threshold"
         aucs = [r.cv_auc for r in history if r.cv_auc is not None]
-        if len(aucs) > self.patience and max(aucs[-self.patience:]) < max(aucs[:-self.patience]) + self.min_delta:
+        if len(aucs) > self.patience and max(aucs[-self.patience :]) < max(aucs[: -self.patience]) + self.min_delta:
             return f"held-out AUC gained less than {self.min_delta} over the last {self.patience} rounds"
         return None
 
 
 def _cv_auc(x, y, g, *, folds: int) -> float | None:
     from sklearn.metrics import roc_auc_score
-
-    from negclean.learned.fit import _decision, _fit_lr, grouped_folds
 
     if len(set(y.tolist())) < 2 or len(set(g.tolist())) < 2:
         return None
@@ -66,19 +67,26 @@ def _cv_auc(x, y, g, *, folds: int) -> float | None:
     return float(roc_auc_score(y, z))
 
 
-def active_loop(x: np.ndarray, groups: np.ndarray, oracle: Callable[[np.ndarray], np.ndarray], *, start: int = 40,
-                batch: int = 20, strategy: str = "uncertainty", seed: int = 0, rule: StopRule = StopRule(),
-                folds: int = 4, test: tuple[np.ndarray, np.ndarray] | None = None,
-                max_rounds: int = 100) -> tuple[list[Round], str, np.ndarray]:
+def active_loop(
+    x: np.ndarray,
+    groups: np.ndarray,
+    oracle: Callable[[np.ndarray], np.ndarray],
+    *,
+    start: int = 40,
+    batch: int = 20,
+    strategy: str = "uncertainty",
+    seed: int = 0,
+    rule: StopRule = StopRule(),
+    folds: int = 4,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    max_rounds: int = 100,
+) -> tuple[list[Round], str, np.ndarray]:
     """Label ``start`` random candidates, then ``batch`` per round chosen by ``strategy`` (uncertainty or random),
     until the stop rule fires. ``oracle(indices)`` returns their labels (the strong judge or a person).
     ``test`` = (x, y) of held-out queries, scored each round when given (for simulations).
 
     Returns (rounds, why it stopped, labeled indices in labeling order)."""
     from sklearn.metrics import roc_auc_score
-
-    from negclean.learned.fit import _decision, _fit_lr
-    from negclean.learned.model import sigmoid
 
     rng = np.random.default_rng(seed)
     n = len(x)
@@ -104,8 +112,11 @@ def active_loop(x: np.ndarray, groups: np.ndarray, oracle: Callable[[np.ndarray]
             why = stop
             break
         take = batch if rule.budget is None else min(batch, rule.budget - len(idx))
-        chosen = pool[uncertainty_order(p_pool)[:take]] if strategy == "uncertainty" else rng.choice(
-            pool, size=min(take, len(pool)), replace=False)
+        chosen = (
+            pool[uncertainty_order(p_pool)[:take]]
+            if strategy == "uncertainty"
+            else rng.choice(pool, size=min(take, len(pool)), replace=False)
+        )
         labels.update(zip(chosen.tolist(), oracle(chosen).tolist()))
         labeled.extend(chosen.tolist())
     return history, why, np.asarray(labeled)

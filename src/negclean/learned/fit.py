@@ -12,13 +12,15 @@ The final model is fitted on all rows, calibrated on their out-of-fold decision 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import numpy as np
 
-from negclean.learned.features import FeatureTable
-from negclean.learned.model import LearnedModel, sigmoid
+from negclean.errors import ConfigError
+from negclean.judge.learned_features import FeatureTable
+from negclean.judge.learned_model import LearnedModel, sigmoid
+from negclean.metrics.binary import threshold_for_recall
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,21 +55,26 @@ class FitReport:
 
     @property
     def best_signal(self) -> SignalScore:
-        return max(self.signals, key=lambda s: (s.auc or 0.0))
+        return max(self.signals, key=lambda s: s.auc or 0.0)
 
     def as_dict(self) -> dict:
-        return {"n": self.n, "positives": self.positives, "groups": self.groups, "target_recall": self.target_recall,
-                "learned": self.learned.as_dict(), "learned_at_0.5": self.learned_at_half.as_dict(),
-                "signals": [s.as_dict() for s in self.signals], "best_signal": self.best_signal.name,
-                "beats_best_auc": (self.learned.auc or 0) > (self.best_signal.auc or 0),
-                "beats_best_kappa": (self.learned.kappa or 0) > max((s.kappa or 0) for s in self.signals)}
+        return {
+            "n": self.n,
+            "positives": self.positives,
+            "groups": self.groups,
+            "target_recall": self.target_recall,
+            "learned": self.learned.as_dict(),
+            "learned_at_0.5": self.learned_at_half.as_dict(),
+            "signals": [s.as_dict() for s in self.signals],
+            "best_signal": self.best_signal.name,
+            "beats_best_auc": (self.learned.auc or 0) > (self.best_signal.auc or 0),
+            "beats_best_kappa": (self.learned.kappa or 0) > max((s.kappa or 0) for s in self.signals),
+        }
 
 
 def grouped_folds(groups: np.ndarray, *, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """GroupKFold splits; raises a ConfigError naming the problem when there are too few groups."""
     from sklearn.model_selection import GroupKFold
-
-    from negclean.errors import ConfigError
 
     n_groups = len(set(groups.tolist()))
     if n_groups < 2:
@@ -127,7 +134,7 @@ def best_kappa_threshold(score: np.ndarray, y: np.ndarray) -> float:
     fn = n_pos - tp
     tn = n - tp - fp - fn
     po = (tp + tn) / n
-    pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n ** 2
+    pe = ((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn)) / n**2
     with np.errstate(invalid="ignore", divide="ignore"):
         kappa = np.where(pe < 1, (po - pe) / (1 - pe), 0.0)
     return float(cands[int(np.argmax(kappa))])
@@ -148,8 +155,6 @@ def _inner_calibration(x: np.ndarray, y: np.ndarray, g: np.ndarray, *, folds: in
 def _score(name: str, score: np.ndarray, flagged: np.ndarray, y: np.ndarray, *, target: float) -> SignalScore:
     from sklearn.metrics import cohen_kappa_score, roc_auc_score
 
-    from negclean.benchjudges.metrics import threshold_for_recall
-
     ok = ~np.isnan(score)
     auc = float(roc_auc_score(y[ok], score[ok])) if len(set(y[ok].tolist())) == 2 else None
     kappa = float(cohen_kappa_score(y, flagged)) if len(set(y.tolist()) | set(flagged.tolist())) > 1 else None
@@ -162,16 +167,21 @@ def _score(name: str, score: np.ndarray, flagged: np.ndarray, y: np.ndarray, *, 
     return SignalScore(name, auc, kappa, prec, rec, saved, rec_t)
 
 
-def fit_learned(table: FeatureTable, labels: Sequence[int], *, folds: int = 5, c: float = 1.0,
-                target_recall: float = 0.9, features: Sequence[str] | None = None,
-                embedder: str = "all-MiniLM-L6-v2") -> FitReport:
+def fit_learned(
+    table: FeatureTable,
+    labels: Sequence[int] | np.ndarray,
+    *,
+    folds: int = 5,
+    c: float = 1.0,
+    target_recall: float = 0.9,
+    features: Sequence[str] | None = None,
+    embedder: str = "all-MiniLM-L6-v2",
+) -> FitReport:
     """Cross-validate, compare with single signals, and fit the final model (see the module docstring).
 
     Features that are missing (NaN) in every row are left out of the model.
     """
     import sklearn
-
-    from negclean.errors import ConfigError
 
     y = np.asarray(labels, dtype=np.int64)
     if len(y) != len(table.values):
@@ -208,10 +218,36 @@ def fit_learned(table: FeatureTable, labels: Sequence[int], *, folds: int = 5, c
     signals = tuple(_score(f, sig_score[f], sig_flag[f], y, target=target_recall) for f in names)
     mean, scale, coef, b0 = _fit_lr(x, y, c=c)
     a, b, t = _inner_calibration(x, y, g, folds=folds, c=c)
-    model = LearnedModel(tuple(names), tuple(map(float, mean)), tuple(map(float, scale)), tuple(map(float, coef)),
-                         b0, a, b, t, embedder, sklearn.__version__,
-                         {"rows": int(len(y)), "positives": int(y.sum()), "queries": int(len(set(g.tolist()))),
-                          "folds": len(splits), "C": c, "cv_auc": learned.auc, "cv_kappa": learned.kappa})
-    return FitReport(model, learned, at_half, signals,
-                     tuple((tuple(map(int, tr)), tuple(map(int, te))) for tr, te in splits),
-                     len(y), int(y.sum()), len(set(g.tolist())), target_recall, oof)
+    model = LearnedModel(
+        tuple(names),
+        tuple(map(float, mean)),
+        tuple(map(float, scale)),
+        tuple(map(float, coef)),
+        b0,
+        a,
+        b,
+        t,
+        embedder,
+        sklearn.__version__,
+        {
+            "rows": int(len(y)),
+            "positives": int(y.sum()),
+            "queries": int(len(set(g.tolist()))),
+            "folds": len(splits),
+            "C": c,
+            "cv_auc": learned.auc,
+            "cv_kappa": learned.kappa,
+        },
+    )
+    return FitReport(
+        model,
+        learned,
+        at_half,
+        signals,
+        tuple((tuple(map(int, tr)), tuple(map(int, te))) for tr, te in splits),
+        len(y),
+        int(y.sum()),
+        len(set(g.tolist())),
+        target_recall,
+        oof,
+    )

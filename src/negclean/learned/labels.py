@@ -3,11 +3,13 @@ app's labels in a judgment store) or a strong judge's stored verdicts (distillat
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 
-from negclean.learned.features import FeatureTable
+from negclean.errors import ConfigError
+from negclean.judge.learned_features import FeatureTable
+from negclean.metrics.agreement import consensus, human_value, labels_by_annotator
 
 Key = tuple[str, str, str]
 
@@ -20,19 +22,14 @@ def labels_from_truth(table: FeatureTable, truth: Mapping[tuple[str, str], bool]
 def labels_from_humans(table: FeatureTable, store, *, annotator: str | None = None) -> np.ndarray:
     """1/0 from the annotation app's labels (one annotator, or the majority of all); -1 where unlabeled,
     unsure or tied."""
-    from negclean.annotate.agreement import consensus, human_value, labels_by_annotator
-
     by = labels_by_annotator(store.human_labels(annotator))
     chosen = by.get(annotator, {}) if annotator else consensus(by)
-    return np.asarray([-1 if (v := human_value(chosen.get(k, ""))) is None else v for k in table.keys],
-                      dtype=np.int64)
+    return np.asarray([-1 if (v := human_value(chosen.get(k, ""))) is None else v for k in table.keys], dtype=np.int64)
 
 
 def labels_from_judge(table: FeatureTable, store, judge: str) -> np.ndarray:
     """1/0 from a judge's stored verdicts (relevant at any grade / not relevant); -1 where it has none or
     was undecided. ``judge``: its id or fingerprint in the store."""
-    from negclean.errors import ConfigError
-
     fps = [fp for fp, jid, _ in store.judges() if judge in (fp, jid)]
     if not fps:
         have = ", ".join(sorted({jid for _, jid, _ in store.judges()})) or "none"

@@ -4,12 +4,12 @@ Heavy libraries (sentence-transformers, faiss, bm25s) load only when a retriever
 """
 
 from negclean.mine.config import MineConfig
+from negclean.mine.mine import mine as _mine
 
 __all__ = ["MineConfig", "mine"]
 
 
 def mine(*args, **kwargs):
     """See ``negclean.mine.mine.mine``."""
-    from negclean.mine.mine import mine as _mine
 
     return _mine(*args, **kwargs)

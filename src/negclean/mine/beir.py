@@ -5,13 +5,13 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
 
+from negclean.data.qrels import Qrels, read_qrels
 from negclean.data.records import Passage
 from negclean.errors import InputError
-from negclean.judge.qrels import Qrels, read_qrels
 
 
 class Corpus:
@@ -21,8 +21,16 @@ class Corpus:
     change to the corpus gives fresh embeddings.
     """
 
-    def __init__(self, ids: list[str], titles: list[str], texts: list[str], *, source: str = "",
-                 content_hash: str | None = None, duplicate_ids: int = 0):
+    def __init__(
+        self,
+        ids: list[str],
+        titles: list[str],
+        texts: list[str],
+        *,
+        source: str = "",
+        content_hash: str | None = None,
+        duplicate_ids: int = 0,
+    ):
         if not (len(ids) == len(titles) == len(texts)):
             raise ValueError("ids, titles and texts must have the same length")
         self.ids = ids
@@ -67,7 +75,7 @@ class Corpus:
 def _hash_docs(docs: Iterable[tuple[str, str, str]]) -> str:
     digest = hashlib.sha256()
     for docid, title, text in docs:
-        digest.update(f"{docid}\x1f{title}\x1f{text}\x1e".encode("utf-8"))
+        digest.update(f"{docid}\x1f{title}\x1f{text}\x1e".encode())
     return digest.hexdigest()[:32]
 
 
@@ -85,13 +93,16 @@ def _rows(path: Path, *, needs: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
             try:
                 row = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise InputError(f"not valid JSON ({exc.msg} at column {exc.colno})", path=str(path), line=lineno) from None
+                raise InputError(
+                    f"not valid JSON ({exc.msg} at column {exc.colno})", path=str(path), line=lineno
+                ) from None
             if not isinstance(row, dict):
                 raise InputError("expected a JSON object per line", path=str(path), line=lineno)
             for key in needs:
                 if key not in row:
-                    raise InputError(f"missing field '{key}' (BEIR rows need {', '.join(needs)})",
-                                     path=str(path), line=lineno)
+                    raise InputError(
+                        f"missing field '{key}' (BEIR rows need {', '.join(needs)})", path=str(path), line=lineno
+                    )
             yield lineno, row
 
 
@@ -134,8 +145,10 @@ def read_queries(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise InputError("queries file not found", path=str(path))
-    return {_str(row["_id"], path, n, "_id"): _str(row["text"], path, n, "text")
-            for n, row in _rows(path, needs=("_id", "text"))}
+    return {
+        _str(row["_id"], path, n, "_id"): _str(row["text"], path, n, "text")
+        for n, row in _rows(path, needs=("_id", "text"))
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,16 +162,22 @@ class BeirFolder:
     split: str
 
     @classmethod
-    def locate(cls, root: str | Path, *, split: str = "train") -> "BeirFolder":
+    def locate(cls, root: str | Path, *, split: str = "train") -> BeirFolder:
         root = Path(root)
         if not root.is_dir():
-            raise InputError("BEIR folder not found (expected a folder with corpus.jsonl, queries.jsonl, "
-                             "qrels/<split>.tsv)", path=str(root))
+            raise InputError(
+                "BEIR folder not found (expected a folder with corpus.jsonl, queries.jsonl, qrels/<split>.tsv)",
+                path=str(root),
+            )
         corpus = _first(root, ("corpus.jsonl", "corpus.jsonl.gz"))
         queries = _first(root, ("queries.jsonl", "queries.jsonl.gz"))
         qrels = _first(root / "qrels", (f"{split}.tsv", f"{split}.tsv.gz"))
         if qrels is None:
-            have = sorted(p.name.split(".")[0] for p in (root / "qrels").glob("*.tsv*")) if (root / "qrels").is_dir() else []
+            have = (
+                sorted(p.name.split(".")[0] for p in (root / "qrels").glob("*.tsv*"))
+                if (root / "qrels").is_dir()
+                else []
+            )
             hint = f"; splits here: {', '.join(have)}" if have else ""
             raise InputError(f"no qrels for split '{split}' (qrels/{split}.tsv){hint}", path=str(root))
         for name, found in (("corpus.jsonl[.gz]", corpus), ("queries.jsonl[.gz]", queries)):

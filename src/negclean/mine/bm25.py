@@ -11,8 +11,9 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from negclean.errors import require
 from negclean.mine.beir import Corpus
 from negclean.mine.cache import default_cache_dir
 from negclean.mine.config import MineConfig
-from negclean.mine.retrievers import Retrieved
+from negclean.mine.retrieved import Retrieved
 
 STOPWORDS = "en"
 _EMPTY_QUERY = ["\x00"]  # a token no corpus contains: bm25s needs at least one
@@ -54,8 +55,11 @@ class BM25Retriever:
         start = time.perf_counter()
         if cfg.use_cache:
             root = Path(cfg.cache_dir).expanduser() if cfg.cache_dir else default_cache_dir()
-            key = hashlib.sha256(json.dumps({"corpus": corpus.content_hash, "title": cfg.include_title,
-                                             "stop": STOPWORDS, "v": 1}).encode()).hexdigest()[:24]
+            key = hashlib.sha256(
+                json.dumps(
+                    {"corpus": corpus.content_hash, "title": cfg.include_title, "stop": STOPWORDS, "v": 1}
+                ).encode()
+            ).hexdigest()[:24]
             self.cache_dir = root / f"bm25-{key}"
             self.model = self._load(self.cache_dir)
         else:
@@ -113,12 +117,17 @@ class BM25Retriever:
         for i, (tokens, d) in enumerate(zip(self.tokenize(queries), docs)):
             full = self.full_scores(tokens)
             s, idx = top_k(full, depth)
-            scores[i, :len(s)] = s
-            indices[i, :len(idx)] = idx
+            scores[i, : len(s)] = s
+            indices[i, : len(idx)] = idx
             doc_scores.append(full[np.asarray(d, dtype=np.int64)])
         return Retrieved(indices, scores, scores, doc_scores, doc_scores)
 
     def describe(self) -> dict[str, Any]:
-        return {"retriever": "bm25", "corpus_size": len(self.corpus), "stopwords": STOPWORDS,
-                "index_cache": str(self.cache_dir) if self.cache_dir else None, "index_cached": self.cached,
-                "index_seconds": round(self.seconds, 3)}
+        return {
+            "retriever": "bm25",
+            "corpus_size": len(self.corpus),
+            "stopwords": STOPWORDS,
+            "index_cache": str(self.cache_dir) if self.cache_dir else None,
+            "index_cached": self.cached,
+            "index_seconds": round(self.seconds, 3),
+        }

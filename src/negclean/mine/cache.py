@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
+
+from negclean.data.atomic import atomic_write
 
 ENV_CACHE_DIR = "NEGCLEAN_CACHE_DIR"
 
@@ -27,8 +29,10 @@ def default_cache_dir() -> Path:
 
 def embedding_key(*, model_identity: str, corpus_hash: str, prefix: str, include_title: bool) -> str:
     """File-name-safe key: readable model slug plus a hash of everything that changes the vectors."""
-    blob = json.dumps({"model": model_identity, "corpus": corpus_hash, "prefix": prefix,
-                       "title": include_title, "v": 1}, sort_keys=True)
+    blob = json.dumps(
+        {"model": model_identity, "corpus": corpus_hash, "prefix": prefix, "title": include_title, "v": 1},
+        sort_keys=True,
+    )
     slug = "".join(c if c.isalnum() or c in "-_." else "_" for c in model_identity.rsplit("/", 1)[-1])[:48]
     return f"{slug}-{hashlib.sha256(blob.encode()).hexdigest()[:24]}"
 
@@ -50,9 +54,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True))
 
 
 class EmbeddingCache:
@@ -77,8 +79,16 @@ class EmbeddingCache:
             return None
         return arr
 
-    def build(self, key: str, *, rows: int, encode: Callable[[int, int], np.ndarray], chunk: int = 4096,
-              describe: dict | None = None, on_rows: Callable[[int], None] | None = None) -> tuple[np.ndarray, bool]:
+    def build(
+        self,
+        key: str,
+        *,
+        rows: int,
+        encode: Callable[[int, int], np.ndarray],
+        chunk: int = 4096,
+        describe: dict | None = None,
+        on_rows: Callable[[int], None] | None = None,
+    ) -> tuple[np.ndarray, bool]:
         """Load ``key`` or compute it with ``encode(start, stop)`` chunk by chunk.
 
         Returns (memory-mapped matrix, whether it came from the cache). Memory use is one chunk of
@@ -116,7 +126,7 @@ class EmbeddingCache:
             return arr, False
 
     @staticmethod
-    def _resume(partial: Path, progress: Path, rows: int) -> tuple[int, np.ndarray | None]:
+    def _resume(partial: Path, progress: Path, rows: int) -> tuple[int, np.memmap | None]:
         if not (partial.is_file() and progress.is_file()):
             return 0, None
         try:

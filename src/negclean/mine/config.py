@@ -40,8 +40,20 @@ class MineConfig(BaseModel):
 
     #: fields that never change which negatives are chosen (left out of ``params_hash``)
     operational: ClassVar[frozenset[str]] = frozenset(
-        {"beir", "input", "corpus", "fmt", "cache_dir", "use_cache", "batch_size", "query_chunk", "device",
-         "show_progress", "max_queries"})
+        {
+            "beir",
+            "input",
+            "corpus",
+            "fmt",
+            "cache_dir",
+            "use_cache",
+            "batch_size",
+            "query_chunk",
+            "device",
+            "show_progress",
+            "max_queries",
+        }
+    )
 
     # source
     beir: str | None = Field(None, description="BEIR folder: corpus.jsonl[.gz], queries.jsonl, qrels/<split>.tsv")
@@ -59,7 +71,9 @@ class MineConfig(BaseModel):
     query_prefix: str = ""
     passage_prefix: str = ""
     include_title: bool = Field(True, description="embed / index 'title text' rather than the text alone")
-    index: Literal["flat", "hnsw", "ivf"] = Field("flat", description="flat: exact inner product; hnsw, ivf: approximate")
+    index: Literal["flat", "hnsw", "ivf"] = Field(
+        "flat", description="flat: exact inner product; hnsw, ivf: approximate"
+    )
     hnsw_m: int = Field(32, ge=4)
     ef_search: int = Field(128, ge=1)
     ivf_nlist: int | None = Field(None, ge=1, description="IVF lists (default ~4*sqrt(corpus size))")
@@ -70,8 +84,11 @@ class MineConfig(BaseModel):
     # selection
     rank_range: tuple[int, int] = (10, 100)
     num_negatives: int = Field(15, ge=1)
-    ratio: float | None = Field(0.95, gt=0, description="drop candidates scoring above ratio x the lowest positive "
-                                "(sign-safe: s_p - (1-ratio)*|s_p|)")
+    ratio: float | None = Field(
+        0.95,
+        gt=0,
+        description="drop candidates scoring above ratio x the lowest positive (sign-safe: s_p - (1-ratio)*|s_p|)",
+    )
     margin: float | None = Field(None, description="drop candidates scoring above (lowest positive - margin)")
     max_score: float | None = Field(None, description="drop candidates scoring above this")
     min_score: float | None = Field(None, description="drop candidates scoring below this")
@@ -79,18 +96,27 @@ class MineConfig(BaseModel):
     simans_a: float = Field(20.0, gt=0, description="SimANS: p ~ exp(-a (s_neg - s_pos - b)^2)")
     simans_b: float = 0.0
     seed: int = 42
-    exclude_duplicates: bool = Field(True, description="drop candidates whose normalised text repeats a positive or the query")
-    near_threshold: float | None = Field(0.9, ge=0.0, le=1.0,
-                                         description="word-3-gram Jaccard counted as a near duplicate (None: exact only)")
-    on_shortfall: Literal["keep", "drop"] = Field("keep", description="keep: write queries with fewer negatives; "
-                                                  "drop: leave them out (both are counted in the summary)")
+    exclude_duplicates: bool = Field(
+        True, description="drop candidates whose normalised text repeats a positive or the query"
+    )
+    near_threshold: float | None = Field(
+        0.9, ge=0.0, le=1.0, description="word-3-gram Jaccard counted as a near duplicate (None: exact only)"
+    )
+    on_shortfall: Literal["keep", "drop"] = Field(
+        "keep",
+        description="keep: write queries with fewer negatives; drop: leave them out (both are counted in the summary)",
+    )
 
     # operational
     cache_dir: str | None = Field(None, description="embedding cache (default ~/.cache/negclean/embeddings)")
     use_cache: bool = True
     batch_size: int = Field(64, ge=1)
-    query_chunk: int = Field(4096, ge=1, description="queries searched together; bounds memory with the index "
-                             "(4096 matches FAISS's own query block: smaller chunks cost more CPU)")
+    query_chunk: int = Field(
+        4096,
+        ge=1,
+        description="queries searched together; bounds memory with the index "
+        "(4096 matches FAISS's own query block: smaller chunks cost more CPU)",
+    )
     device: str | None = None
     show_progress: bool = False
 
@@ -100,7 +126,7 @@ class MineConfig(BaseModel):
         return parse_range(value)
 
     @model_validator(mode="after")
-    def _source(self) -> "MineConfig":
+    def _source(self) -> MineConfig:
         if (self.beir is None) == (self.input is None):
             raise ValueError("give exactly one source: 'beir' (a BEIR folder) or 'input' (an instance file)")
         if self.corpus is not None and self.input is None:
@@ -110,7 +136,7 @@ class MineConfig(BaseModel):
         return self
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], *, source: str = "mine options") -> "MineConfig":
+    def from_options(cls, options: dict[str, Any], *, source: str = "mine options") -> MineConfig:
         """Validate a mapping (pipeline YAML, CLI) into a config; errors name each bad field."""
         data = dict(options)
         if "range" in data:

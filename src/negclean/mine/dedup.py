@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import unicodedata
 from collections import OrderedDict
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from negclean.data.records import Passage
 from negclean.mine.beir import Corpus
-
 
 _P1 = np.uint64(0x9E3779B97F4A7C15)
 _P2 = np.uint64(0xC2B2AE3D27D4EB4F)
@@ -99,8 +98,9 @@ class DuplicateFinder:
         norm = fast_normalize(passage.text)
         return norm, shingle_hashes(norm)
 
-    def for_chunk(self, queries: Sequence[tuple[Sequence[Passage], str, Sequence[int | None] | None]]
-                  ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def for_chunk(
+        self, queries: Sequence[tuple[Sequence[Passage], str, Sequence[int | None] | None]]
+    ) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         """A check for a chunk of queries, each given as (positives, query text, the positives' corpus
         positions or None): ``check(rows, docs)`` -> boolean mask, True where corpus document ``docs[k]``
         duplicates a positive of query ``rows[k]`` or that query. Compares document text only (titles
@@ -123,30 +123,50 @@ class DuplicateFinder:
                     if pos.size:
                         near_rows.append(row)
                         near.append(pos)
-        keys = _row_key(np.fromiter((r for r, _ in exact), dtype=np.int64, count=len(exact)),
-                        np.fromiter((h for _, h in exact), dtype=np.int64, count=len(exact)))
+        keys = _row_key(
+            np.fromiter((r for r, _ in exact), dtype=np.int64, count=len(exact)),
+            np.fromiter((h for _, h in exact), dtype=np.int64, count=len(exact)),
+        )
         by_row = np.zeros(len(queries) + 1, dtype=np.int64)  # near positives of row r: near[by_row[r]:by_row[r+1]]
         np.add.at(by_row, np.asarray(near_rows, dtype=np.int64) + 1, 1)
         by_row = np.cumsum(by_row)
         sizes = np.array([pos.size for pos in near], dtype=np.float64)
         set_hashes = np.array([hash(pos.tobytes()) for pos in near], dtype=np.int64)
-        return lambda rows, docs: self._check(np.asarray(rows, dtype=np.int64), np.asarray(docs, dtype=np.int64),
-                                              exact, keys, near, by_row, sizes, set_hashes)
+        return lambda rows, docs: self._check(
+            np.asarray(rows, dtype=np.int64),
+            np.asarray(docs, dtype=np.int64),
+            exact,
+            keys,
+            near,
+            by_row,
+            sizes,
+            set_hashes,
+        )
 
-    def for_query(self, positives: Sequence[Passage], query: str,
-                  positions: Sequence[int | None] | None = None) -> Callable[[np.ndarray], np.ndarray]:
+    def for_query(
+        self, positives: Sequence[Passage], query: str, positions: Sequence[int | None] | None = None
+    ) -> Callable[[np.ndarray], np.ndarray]:
         """``for_chunk`` for one query: ``check(docs)`` -> boolean mask over ``docs``."""
         check = self.for_chunk([(positives, query, positions)])
         return lambda docs: check(np.zeros(len(docs), dtype=np.int64), docs)
 
-    def find(self, docs: np.ndarray, positives: Sequence[Passage], query: str,
-             positions: Sequence[int | None] | None = None) -> np.ndarray:
+    def find(
+        self, docs: np.ndarray, positives: Sequence[Passage], query: str, positions: Sequence[int | None] | None = None
+    ) -> np.ndarray:
         """``for_query(positives, query, positions)(docs)``."""
         return self.for_query(positives, query, positions)(docs)
 
-    def _check(self, rows: np.ndarray, docs: np.ndarray, exact: dict[tuple[int, int], str], keys: np.ndarray,
-               near: list[np.ndarray], by_row: np.ndarray, near_sizes: np.ndarray,
-               near_set_hashes: np.ndarray) -> np.ndarray:
+    def _check(
+        self,
+        rows: np.ndarray,
+        docs: np.ndarray,
+        exact: dict[tuple[int, int], str],
+        keys: np.ndarray,
+        near: list[np.ndarray],
+        by_row: np.ndarray,
+        near_sizes: np.ndarray,
+        near_set_hashes: np.ndarray,
+    ) -> np.ndarray:
         out = np.zeros(docs.shape[0], dtype=bool)
         if docs.size == 0:
             return out
@@ -162,6 +182,7 @@ class DuplicateFinder:
         cand = np.repeat(np.arange(docs.size), count)
         pos = np.repeat(first - np.cumsum(count) + count, count) + np.arange(cand.size)
         t = self.near_threshold
+        assert t is not None  # for_chunk fills `near` only when near_threshold is set
         sizes = self.sizes[docs].astype(np.float64)[cand]
         n = near_sizes[pos]
         # J(A, B) <= min(|A|, |B|) / max(|A|, |B|): only pairs whose sizes make t reachable are compared

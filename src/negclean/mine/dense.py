@@ -7,20 +7,21 @@ Vectors are L2-normalised, so scores are cosine similarities.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
+from negclean.data.atomic import atomic_path
+from negclean.embed_cache import cached, counts_of
 from negclean.errors import require
 from negclean.mine.beir import Corpus
 from negclean.mine.cache import EmbeddingCache, embedding_key
 from negclean.mine.config import MineConfig
-from negclean.mine.retrievers import Retrieved, pad_topk
+from negclean.mine.retrieved import Retrieved, pad_topk
 
 _ADD_CHUNK = 65536
 
@@ -32,8 +33,18 @@ def _faiss():
 class DenseIndex:
     """Inner-product top-k over a float32 matrix (exact, HNSW or IVF)."""
 
-    def __init__(self, vectors: np.ndarray, *, kind: str = "flat", hnsw_m: int = 32, ef_search: int = 128,
-                 ivf_nlist: int | None = None, nprobe: int = 16, seed: int = 0, index_path: Path | None = None):
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        *,
+        kind: str = "flat",
+        hnsw_m: int = 32,
+        ef_search: int = 128,
+        ivf_nlist: int | None = None,
+        nprobe: int = 16,
+        seed: int = 0,
+        index_path: Path | None = None,
+    ):
         self.vectors = vectors
         self.kind = kind
         self.ef_search = ef_search
@@ -51,9 +62,8 @@ class DenseIndex:
         if not self.index_cached:
             self.index = self._build(faiss, kind, hnsw_m, ivf_nlist, seed)
             if index_path is not None:
-                tmp = index_path.with_name(index_path.name + ".tmp")
-                faiss.write_index(self.index, str(tmp))
-                tmp.replace(index_path)
+                with atomic_path(index_path) as tmp:
+                    faiss.write_index(self.index, str(tmp))
         self.build_seconds = time.perf_counter() - start
 
     def _build(self, faiss, kind: str, hnsw_m: int, ivf_nlist: int | None, seed: int):
@@ -72,7 +82,7 @@ class DenseIndex:
         else:
             raise ValueError(f"unknown index kind {kind!r}: flat, hnsw or ivf")
         for start in range(0, n, _ADD_CHUNK):
-            index.add(np.ascontiguousarray(self.vectors[start:start + _ADD_CHUNK]))
+            index.add(np.ascontiguousarray(self.vectors[start : start + _ADD_CHUNK]))
         return index
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -116,14 +126,23 @@ class DenseRetriever:
     score_name = "cosine"
     filter_score_name = "cosine"
 
-    def __init__(self, corpus: Corpus, cfg: MineConfig, *, embedder=None, vectors: np.ndarray | None = None,
-                 on_progress: Callable[[str, int, int], None] | None = None):
+    def __init__(
+        self,
+        corpus: Corpus,
+        cfg: MineConfig,
+        *,
+        embedder=None,
+        vectors: np.ndarray | None = None,
+        on_progress: Callable[[str, int, int], None] | None = None,
+    ):
         self.corpus = corpus
         self.cfg = cfg
         if embedder is None:
             from negclean.embed import load_embedder
 
             embedder = load_embedder(cfg.model, device=cfg.device)
+        if cfg.use_cache:  # every text through the shared embedding cache (no memory layer: each is asked for once)
+            embedder = cached(embedder, cache=cfg.cache_dir, memory_bytes=0)
         self.embedder = embedder
         # the model part of cache keys (for a model folder a digest of its files' content: computed once)
         self.model_identity = getattr(embedder, "identity", None) or cfg.model
@@ -138,8 +157,16 @@ class DenseRetriever:
         if cfg.index != "flat" and self.cache_path is not None:
             suffix = f"hnsw{cfg.hnsw_m}" if cfg.index == "hnsw" else f"ivf{cfg.ivf_nlist or 'auto'}-s{cfg.seed}"
             index_path = self.cache_path.with_name(f"{self.cache_path.stem}.{suffix}.faiss")
-        self.index = DenseIndex(vectors, kind=cfg.index, hnsw_m=cfg.hnsw_m, ef_search=cfg.ef_search,
-                                ivf_nlist=cfg.ivf_nlist, nprobe=cfg.nprobe, seed=cfg.seed, index_path=index_path)
+        self.index = DenseIndex(
+            vectors,
+            kind=cfg.index,
+            hnsw_m=cfg.hnsw_m,
+            ef_search=cfg.ef_search,
+            ivf_nlist=cfg.ivf_nlist,
+            nprobe=cfg.nprobe,
+            seed=cfg.seed,
+            index_path=index_path,
+        )
 
     def _encode_passages(self, start: int, stop: int) -> np.ndarray:
         texts = self.corpus.indexed_texts(start, stop, include_title=self.cfg.include_title)
@@ -160,40 +187,39 @@ class DenseRetriever:
                 vecs = self._encode_passages(start, start + 4096)
                 if out is None:
                     out = np.empty((n, vecs.shape[1]), dtype=np.float32)
-                out[start:start + vecs.shape[0]] = vecs
+                out[start : start + vecs.shape[0]] = vecs
                 report(vecs.shape[0])
             assert out is not None
             return out
         cache = EmbeddingCache(self.cfg.cache_dir)
         identity = self.model_identity
-        key = embedding_key(model_identity=identity, corpus_hash=self.corpus.content_hash,
-                            prefix=self.cfg.passage_prefix, include_title=self.cfg.include_title)
+        key = embedding_key(
+            model_identity=identity,
+            corpus_hash=self.corpus.content_hash,
+            prefix=self.cfg.passage_prefix,
+            include_title=self.cfg.include_title,
+        )
         self.cache_path = cache.path(key)
         vectors, self.cache_hit = cache.build(
-            key, rows=n, encode=self._encode_passages, on_rows=report,
-            describe={"model": identity, "corpus": self.corpus.source, "corpus_hash": self.corpus.content_hash,
-                      "prefix": self.cfg.passage_prefix, "include_title": self.cfg.include_title})
+            key,
+            rows=n,
+            encode=self._encode_passages,
+            on_rows=report,
+            describe={
+                "model": identity,
+                "corpus": self.corpus.source,
+                "corpus_hash": self.corpus.content_hash,
+                "prefix": self.cfg.passage_prefix,
+                "include_title": self.cfg.include_title,
+            },
+        )
         return vectors
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
-        """One chunk's query vectors; with the cache on, kept on disk under a hash of the chunk's texts, so
-        that re-mining the same queries with other windows, filters or sampling embeds nothing again."""
-        queries = list(queries)
-
-        def encode(start: int, stop: int) -> np.ndarray:
-            return self.embedder.encode(queries[start:stop], prefix=self.cfg.query_prefix,
-                                        batch_size=self.cfg.batch_size)
-
-        if not self.cfg.use_cache or not queries:
-            return encode(0, len(queries))
-        identity = self.model_identity
-        texts_hash = hashlib.sha256(json.dumps(queries, ensure_ascii=False).encode("utf-8")).hexdigest()
-        key = embedding_key(model_identity=identity, corpus_hash=f"queries:{texts_hash}",
-                            prefix=self.cfg.query_prefix, include_title=False)
-        vectors, _ = EmbeddingCache(self.cfg.cache_dir).build(
-            key, rows=len(queries), encode=encode, chunk=len(queries),
-            describe={"model": identity, "queries": len(queries), "prefix": self.cfg.query_prefix})
-        return np.asarray(vectors)
+        """One chunk's query vectors; with the cache on, each query is read from the shared embedding cache
+        (``negclean.embed_cache``) when embedded before, so that re-mining the same queries with other windows,
+        filters, sampling or chunks embeds nothing again."""
+        return self.embedder.encode(list(queries), prefix=self.cfg.query_prefix, batch_size=self.cfg.batch_size)
 
     def retrieve(self, queries: Sequence[str], *, depth: int, docs: Sequence[np.ndarray]) -> Retrieved:
         qv = self.encode_queries(queries)
@@ -202,8 +228,16 @@ class DenseRetriever:
         return Retrieved(indices, scores, scores, doc_scores, doc_scores)
 
     def describe(self) -> dict[str, Any]:
-        return {"retriever": "dense", "model": self.cfg.model, "index": self.cfg.index,
-                "corpus_size": len(self.corpus), "dim": int(self.vectors.shape[1]),
-                "embeddings_cache": str(self.cache_path) if self.cache_path else None,
-                "embeddings_cached": self.cache_hit, "embed_seconds": round(self.embed_seconds, 3),
-                "index_cached": self.index.index_cached, "index_seconds": round(self.index.build_seconds, 3)}
+        return {
+            "retriever": "dense",
+            "model": self.cfg.model,
+            "index": self.cfg.index,
+            "corpus_size": len(self.corpus),
+            "dim": int(self.vectors.shape[1]),
+            "embeddings_cache": str(self.cache_path) if self.cache_path else None,
+            "embeddings_cached": self.cache_hit,
+            "embed_seconds": round(self.embed_seconds, 3),
+            "index_cached": self.index.index_cached,
+            "index_seconds": round(self.index.build_seconds, 3),
+            "embeddings": [c.as_dict() for c in counts_of(self.embedder)],
+        }

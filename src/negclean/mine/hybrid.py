@@ -8,13 +8,14 @@ records its component ranks and scores (``dense_rank``, ``bm25_rank``: None outs
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from negclean.mine.bm25 import BM25Retriever, top_k
 from negclean.mine.dense import DenseRetriever
-from negclean.mine.retrievers import Retrieved
+from negclean.mine.retrieved import Retrieved
 
 
 def rrf_fuse(lists: Sequence[np.ndarray], *, k: int, depth: int) -> tuple[np.ndarray, np.ndarray, list[dict[int, int]]]:
@@ -33,8 +34,8 @@ def rrf_fuse(lists: Sequence[np.ndarray], *, k: int, depth: int) -> tuple[np.nda
     order = sorted(fused, key=lambda d: (-fused[d], best[d], d))[:depth]
     scores = np.full(depth, np.nan, dtype=np.float32)
     idx = np.full(depth, -1, dtype=np.int64)
-    scores[:len(order)] = [fused[d] for d in order]
-    idx[:len(order)] = order
+    scores[: len(order)] = [fused[d] for d in order]
+    idx[: len(order)] = order
     return scores, idx, ranks
 
 
@@ -58,8 +59,10 @@ class HybridRetriever:
         indices = np.full((n, depth), -1, dtype=np.int64)
         scores = np.full((n, depth), np.nan, dtype=np.float32)
         cosine = np.full((n, depth), np.nan, dtype=np.float32)
-        extras = {name: np.full((n, depth), np.nan, dtype=np.float32)
-                  for name in ("dense_rank", "bm25_rank", "dense_score", "bm25_score")}
+        extras = {
+            name: np.full((n, depth), np.nan, dtype=np.float32)
+            for name in ("dense_rank", "bm25_rank", "dense_score", "bm25_score")
+        }
         doc_scores, doc_cosine = [], []
         for i in range(n):
             full = self.bm25.full_scores(tokens[i])
@@ -68,19 +71,30 @@ class HybridRetriever:
             scores[i], indices[i] = s, idx
             valid = idx >= 0
             got = idx[valid]
-            [cos] = self.dense.index.score(qv[i:i + 1], [got])
+            [cos] = self.dense.index.score(qv[i : i + 1], [got])
             cosine[i, valid] = cos
             extras["dense_score"][i, valid] = cos
             extras["bm25_score"][i, valid] = full[got]
             extras["dense_rank"][i, valid] = [dense_rank.get(int(d), np.nan) for d in got]
             extras["bm25_rank"][i, valid] = [bm25_rank.get(int(d), np.nan) for d in got]
             want = np.asarray(docs[i], dtype=np.int64)
-            doc_scores.append(np.array([sum(1.0 / (self.rrf_k + r[int(d)]) for r in (dense_rank, bm25_rank)
-                                            if int(d) in r) for d in want], dtype=np.float32))
-            [pc] = self.dense.index.score(qv[i:i + 1], [want])
+            doc_scores.append(
+                np.array(
+                    [sum(1.0 / (self.rrf_k + r[int(d)]) for r in (dense_rank, bm25_rank) if int(d) in r) for d in want],
+                    dtype=np.float32,
+                )
+            )
+            [pc] = self.dense.index.score(qv[i : i + 1], [want])
             doc_cosine.append(pc)
         return Retrieved(indices, scores, cosine, doc_scores, doc_cosine, extras)
 
     def describe(self) -> dict[str, Any]:
-        return {"retriever": "hybrid", "fusion": "rrf", "rrf_k": self.rrf_k, "depth_each": self.depth_each,
-                "filter_score": "dense cosine", "dense": self.dense.describe(), "bm25": self.bm25.describe()}
+        return {
+            "retriever": "hybrid",
+            "fusion": "rrf",
+            "rrf_k": self.rrf_k,
+            "depth_each": self.depth_each,
+            "filter_score": "dense cosine",
+            "dense": self.dense.describe(),
+            "bm25": self.bm25.describe(),
+        }

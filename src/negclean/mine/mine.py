@@ -15,13 +15,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
+from negclean.data.io import open_writer, read_instances
+from negclean.data.paths import refuse_overwrite
 from negclean.data.records import Instance, Passage
+from negclean.errors import InputError
 from negclean.mine.beir import BeirFolder, Corpus, read_corpus, read_queries
 from negclean.mine.config import MineConfig
 from negclean.mine.dedup import DuplicateFinder
@@ -55,7 +59,6 @@ class Source:
 
 def refuse_overwriting_sources(config: MineConfig, output: str | Path) -> None:
     """ConfigError (exit 2) when ``output`` is one of the files mining reads (input, corpus, BEIR files)."""
-    from negclean.data.paths import refuse_overwrite
 
     sources = [Path(s) for s in (config.input, config.corpus) if s]
     if config.beir is not None and Path(config.beir).is_dir():
@@ -64,8 +67,15 @@ def refuse_overwriting_sources(config: MineConfig, output: str | Path) -> None:
         refuse_overwrite(src, {"--output": output})
 
 
-def mine(config: MineConfig | None = None, *, output: str | Path, out_fmt: str | None = None, embedder=None,
-         on_progress: Progress | None = None, **options: Any) -> MineSummary:
+def mine(
+    config: MineConfig | None = None,
+    *,
+    output: str | Path,
+    out_fmt: str | None = None,
+    embedder=None,
+    on_progress: Progress | None = None,
+    **options: Any,
+) -> MineSummary:
     """Mine hard negatives and write them as instances; returns the run's summary.
 
     Args:
@@ -87,19 +97,31 @@ def mine(config: MineConfig | None = None, *, output: str | Path, out_fmt: str |
     t_load = time.perf_counter()
     retriever = build_retriever(source.corpus, config, embedder=embedder, on_progress=on_progress)
     t_index = time.perf_counter()
-    from negclean.data.io import open_writer
 
     with open_writer(output, fmt=out_fmt, like=None if out_fmt else source.like) as writer:
         fmt = writer.format
-        mine_queries(source.queries, source.corpus, retriever, config, writer.write, stats,
-                     total=source.total, on_progress=on_progress)
+        mine_queries(
+            source.queries,
+            source.corpus,
+            retriever,
+            config,
+            writer.write,
+            stats,
+            total=source.total,
+            on_progress=on_progress,
+        )
     t_end = time.perf_counter()
     # "retriever": loading the model, embedding (or loading cached embeddings) and building the index
-    summary = stats.freeze(output=str(output), fmt=fmt, params=config.params(), params_hash=config.params_hash(),
-                           retriever=retriever.describe(), score_name=retriever.score_name,
-                           filter_score_name=retriever.filter_score_name,
-                           seconds={"read": t_load - t0, "retriever": t_index - t_load, "mine": t_end - t_index,
-                                    "total": t_end - t0})
+    summary = stats.freeze(
+        output=str(output),
+        fmt=fmt,
+        params=config.params(),
+        params_hash=config.params_hash(),
+        retriever=retriever.describe(),
+        score_name=retriever.score_name,
+        filter_score_name=retriever.filter_score_name,
+        seconds={"read": t_load - t0, "retriever": t_index - t_load, "mine": t_end - t_index, "total": t_end - t0},
+    )
     if summary.shortfall.queries_short:  # never silent, also for callers that do not print the summary
         log.warning(next(line for line in summary.lines() if line.startswith("SHORTFALL")))
     return summary
@@ -113,6 +135,7 @@ def mine_from_options(options: dict[str, Any], *, output: str) -> dict[str, Any]
 
 
 # ----------------------------------------------------------------------------- sources
+
 
 def beir_source(cfg: MineConfig, stats: MineStats) -> Source:
     folder = BeirFolder.locate(cfg.beir, split=cfg.split)  # type: ignore[arg-type]
@@ -136,8 +159,9 @@ def beir_source(cfg: MineConfig, stats: MineStats) -> Source:
         if not found:
             stats.skipped["positives_not_in_corpus"] += 1
             continue
-        excluded = frozenset(p for d, g in judged.items() if g >= cfg.exclude_grade
-                             for p in (corpus.position(d),) if p is not None) - set(found)
+        excluded = frozenset(
+            p for d, g in judged.items() if g >= cfg.exclude_grade for p in (corpus.position(d),) if p is not None
+        ) - set(found)
         if cfg.max_queries is not None and len(specs) >= cfg.max_queries:
             stats.skipped["beyond_max_queries"] += 1
             continue
@@ -148,26 +172,24 @@ def beir_source(cfg: MineConfig, stats: MineStats) -> Source:
 def instance_source(cfg: MineConfig, stats: MineStats) -> Source:
     """Re-mine an instance file: the corpus is ``cfg.corpus`` plus any positive it lacks, or else the
     pool of every passage in the file (by docid; the first text of a docid wins)."""
-    from negclean.data.io import read_instances
 
     reader = read_instances(cfg.input, fmt=cfg.fmt, on_error="fail")  # type: ignore[arg-type]
     base = read_corpus(cfg.corpus) if cfg.corpus else None
     ids, titles, texts = (list(base.ids), list(base.titles), list(base.texts)) if base else ([], [], [])
     known = {d: i for i, d in enumerate(ids)}
     for inst in reader:
-        for p in (inst.positives if base else (*inst.positives, *inst.negatives)):
+        for p in inst.positives if base else (*inst.positives, *inst.negatives):
             if p.docid not in known:
                 known[p.docid] = len(ids)
                 ids.append(p.docid)
                 titles.append(p.title)
                 texts.append(p.text)
     if not ids:
-        from negclean.errors import InputError
-
         raise InputError("no passages to mine from (empty input)", path=str(cfg.input))
     source = f"{cfg.corpus} + positives of {cfg.input}" if base else f"passages of {cfg.input}"
-    corpus = Corpus(ids, titles, texts, source=source,
-                    content_hash=base.content_hash if base and len(ids) == len(base) else None)
+    corpus = Corpus(
+        ids, titles, texts, source=source, content_hash=base.content_hash if base and len(ids) == len(base) else None
+    )
 
     def specs() -> Iterator[QuerySpec]:
         mined = 0
@@ -184,6 +206,7 @@ def instance_source(cfg: MineConfig, stats: MineStats) -> Source:
 
 # ----------------------------------------------------------------------------- the loop
 
+
 def _chunks(items: Iterable[QuerySpec], size: int) -> Iterator[list[QuerySpec]]:
     chunk: list[QuerySpec] = []
     for item in items:
@@ -195,18 +218,31 @@ def _chunks(items: Iterable[QuerySpec], size: int) -> Iterator[list[QuerySpec]]:
         yield chunk
 
 
-def mine_queries(queries: Iterable[QuerySpec], corpus: Corpus, retriever: Retriever, cfg: MineConfig,
-                 write: Callable[[Instance], Any], stats: MineStats, *, total: int | None = None,
-                 on_progress: Progress | None = None) -> None:
+def mine_queries(
+    queries: Iterable[QuerySpec],
+    corpus: Corpus,
+    retriever: Retriever,
+    cfg: MineConfig,
+    write: Callable[[Instance], Any],
+    stats: MineStats,
+    *,
+    total: int | None = None,
+    on_progress: Progress | None = None,
+) -> None:
     """Retrieve, select and write, one chunk of queries at a time (memory: index + one chunk)."""
     start, end = cfg.rank_range
-    params = {"params": cfg.params(), "params_hash": cfg.params_hash(), "score": retriever.score_name,
-              "filter_score": retriever.filter_score_name}
+    params = {
+        "params": cfg.params(),
+        "params_hash": cfg.params_hash(),
+        "score": retriever.score_name,
+        "filter_score": retriever.filter_score_name,
+    }
     finder = DuplicateFinder(corpus, near_threshold=cfg.near_threshold) if cfg.exclude_duplicates else None
     done = 0
     for chunk in _chunks(queries, cfg.query_chunk):
-        res = retriever.retrieve([q.text for q in chunk], depth=end,
-                                 docs=[np.asarray(q.positives, dtype=np.int64) for q in chunk])
+        res = retriever.retrieve(
+            [q.text for q in chunk], depth=end, docs=[np.asarray(q.positives, dtype=np.int64) for q in chunk]
+        )
         for inst in _mine_chunk(chunk, res, corpus, cfg, stats, params, start, end, finder):
             write(inst)
             stats.queries_written += 1
@@ -225,8 +261,17 @@ def _pairs(chunk: Sequence[QuerySpec], field: str) -> tuple[np.ndarray, np.ndarr
     return np.repeat(np.arange(len(groups)), counts), docs
 
 
-def _mine_chunk(chunk: Sequence[QuerySpec], res: Retrieved, corpus: Corpus, cfg: MineConfig, stats: MineStats,
-                params: dict, start: int, end: int, finder: DuplicateFinder | None) -> list[Instance]:
+def _mine_chunk(
+    chunk: Sequence[QuerySpec],
+    res: Retrieved,
+    corpus: Corpus,
+    cfg: MineConfig,
+    stats: MineStats,
+    params: dict,
+    start: int,
+    end: int,
+    finder: DuplicateFinder | None,
+) -> list[Instance]:
     """Select every query's negatives for one chunk at once (numpy over the chunk; Python per kept negative)."""
     n = len(chunk)
     indices = res.indices
@@ -248,11 +293,22 @@ def _mine_chunk(chunk: Sequence[QuerySpec], res: Retrieved, corpus: Corpus, cfg:
         dup = finder.for_chunk([(p, q.text, q.positives) for p, q in zip(positives, chunk)])
         check = lambda rows, cols: dup(rows, w_idx[rows, cols])  # noqa: E731
     rngs = None if cfg.sampling == "top" else [query_rng(cfg.seed, q.query_id) for q in chunk]
-    sel = select_chunk(w_filter, valid=valid[:, win], exclusions={"positive": is_pos[:, win],
-                                                                  "judged_relevant": is_exc[:, win]},
-                       s_pos=s_pos, num_negatives=cfg.num_negatives, sampling=cfg.sampling, rngs=rngs,
-                       ratio=cfg.ratio, margin=cfg.margin, max_score=cfg.max_score, min_score=cfg.min_score,
-                       simans_a=cfg.simans_a, simans_b=cfg.simans_b, is_duplicate=check)
+    sel = select_chunk(
+        w_filter,
+        valid=valid[:, win],
+        exclusions={"positive": is_pos[:, win], "judged_relevant": is_exc[:, win]},
+        s_pos=s_pos,
+        num_negatives=cfg.num_negatives,
+        sampling=cfg.sampling,
+        rngs=rngs,
+        ratio=cfg.ratio,
+        margin=cfg.margin,
+        max_score=cfg.max_score,
+        min_score=cfg.min_score,
+        simans_a=cfg.simans_a,
+        simans_b=cfg.simans_b,
+        is_duplicate=check,
+    )
     # ranks of the positives among all retrieved (1-based; 0: below the retrieval depth)
     hit = indices[pos_rows] == pos_docs[:, None]
     pos_rank = np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0)
@@ -279,19 +335,31 @@ def _mine_chunk(chunk: Sequence[QuerySpec], res: Retrieved, corpus: Corpus, cfg:
             continue
         a, b = bounds[i], bounds[i + 1]
         if extras:
-            negatives = tuple(corpus.passage(docs[k], score=scores[k], rank=ranks[k],
-                                             meta=_extras_meta({name: col[k] for name, col in extras.items()}))
-                              for k in range(a, b))
+            negatives = tuple(
+                corpus.passage(
+                    docs[k],
+                    score=scores[k],
+                    rank=ranks[k],
+                    meta=_extras_meta({name: col[k] for name, col in extras.items()}),
+                )
+                for k in range(a, b)
+            )
         else:
-            negatives = tuple(Passage(ids[d], texts[d], titles[d], s, r)
-                              for d, s, r in zip(docs[a:b], scores[a:b], ranks[a:b]))
-        pos_out = tuple(replace(p, score=round(float(s), 6), rank=r or None)
-                        for p, s, r in zip(positives[i], res.doc_scores[i],
-                                           pos_rank_list[pos_at[i]:pos_at[i + 1]]))
+            negatives = tuple(
+                Passage(ids[d], texts[d], titles[d], s, r) for d, s, r in zip(docs[a:b], scores[a:b], ranks[a:b])
+            )
+        pos_out = tuple(
+            replace(p, score=round(float(s), 6), rank=r or None)
+            for p, s, r in zip(positives[i], res.doc_scores[i], pos_rank_list[pos_at[i] : pos_at[i + 1]])
+        )
         meta = dict(spec.base.meta) if spec.base is not None else {}
-        meta["negclean_mine"] = {**params, "candidates": candidates[i],
-                                 "survivors": int(sel.survivors[i]), "shortfall": shortfall,
-                                 "positive_score_min": None if np.isnan(s_pos[i]) else float(s_pos[i])}
+        meta["negclean_mine"] = {
+            **params,
+            "candidates": candidates[i],
+            "survivors": int(sel.survivors[i]),
+            "shortfall": shortfall,
+            "positive_score_min": None if np.isnan(s_pos[i]) else float(s_pos[i]),
+        }
         if spec.base is not None:
             out.append(spec.base.replace(positives=pos_out, negatives=negatives, meta=meta))
         else:

@@ -17,13 +17,13 @@ that they sample from duplicate-free candidates).
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from negclean.judge.similarity import ratio_threshold
+from negclean.data.scores import ratio_threshold
 
 #: reasons a candidate is dropped, in the order they are attributed
 EXCLUSIONS = ("positive", "judged_relevant")
@@ -37,8 +37,15 @@ def window_columns(depth: int, start: int, end: int) -> slice:
     return slice(start, max(start, min(end, depth)))
 
 
-def score_filter_masks(scores: np.ndarray, s_pos: float | None, *, ratio: float | None, margin: float | None,
-                       max_score: float | None, min_score: float | None) -> dict[str, np.ndarray]:
+def score_filter_masks(
+    scores: np.ndarray,
+    s_pos: np.ndarray | float | None,
+    *,
+    ratio: float | None,
+    margin: float | None,
+    max_score: float | None,
+    min_score: float | None,
+) -> dict[str, np.ndarray]:
     """Boolean "drop" masks of the score filters (positive-aware ones only when ``s_pos`` is known)."""
     masks: dict[str, np.ndarray] = {}
     if s_pos is not None and ratio is not None:
@@ -70,8 +77,16 @@ def simans_probabilities(scores: np.ndarray, s_pos: float, *, a: float, b: float
     return w / w.sum()
 
 
-def sample_positions(scores: np.ndarray, k: int, *, how: str, rng: np.random.Generator | None,
-                     s_pos: float | None = None, a: float = 1.0, b: float = 0.0) -> np.ndarray:
+def sample_positions(
+    scores: np.ndarray,
+    k: int,
+    *,
+    how: str,
+    rng: np.random.Generator | None,
+    s_pos: float | None = None,
+    a: float = 1.0,
+    b: float = 0.0,
+) -> np.ndarray:
     """Indices (into ``scores``, which is in rank order) of at most k chosen candidates, in rank order.
 
     ``top``: the first k; ``random``: uniform without replacement; ``simans``: without replacement with
@@ -120,15 +135,27 @@ class ChunkSelection:
 
     def kept(self) -> tuple[np.ndarray, np.ndarray]:
         """(rows, columns) of the kept candidates, row by row and in rank order within a row."""
-        return np.nonzero(self.codes == KEPT)
+        rows, cols = np.nonzero(self.codes == KEPT)
+        return rows, cols
 
 
-def select_chunk(filter_scores: np.ndarray, *, valid: np.ndarray, exclusions: Mapping[str, np.ndarray],
-                 s_pos: np.ndarray, num_negatives: int, sampling: str,
-                 rngs: Sequence[np.random.Generator | None] | None = None, ratio: float | None = None,
-                 margin: float | None = None, max_score: float | None = None, min_score: float | None = None,
-                 simans_a: float = 1.0, simans_b: float = 0.0,
-                 is_duplicate: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> ChunkSelection:
+def select_chunk(
+    filter_scores: np.ndarray,
+    *,
+    valid: np.ndarray,
+    exclusions: Mapping[str, np.ndarray],
+    s_pos: np.ndarray,
+    num_negatives: int,
+    sampling: str,
+    rngs: Sequence[np.random.Generator | None] | None = None,
+    ratio: float | None = None,
+    margin: float | None = None,
+    max_score: float | None = None,
+    min_score: float | None = None,
+    simans_a: float = 1.0,
+    simans_b: float = 0.0,
+    is_duplicate: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+) -> ChunkSelection:
     """Exclusions, score filters, duplicate checks and sampling for a chunk of windows at once.
 
     ``filter_scores`` and ``valid`` are (n, W): each row one query's candidates in rank order (``valid``
@@ -141,8 +168,9 @@ def select_chunk(filter_scores: np.ndarray, *, valid: np.ndarray, exclusions: Ma
     codes = np.where(valid, SURVIVOR, OUTSIDE).astype(np.int8)
     masks = dict(exclusions)
     known = None if np.isnan(s_pos).all() else s_pos[:, None]  # NaN compares False: unknown rows keep all
-    masks.update(score_filter_masks(filter_scores, known, ratio=ratio, margin=margin,
-                                    max_score=max_score, min_score=min_score))
+    masks.update(
+        score_filter_masks(filter_scores, known, ratio=ratio, margin=margin, max_score=max_score, min_score=min_score)
+    )
     applied = tuple(r for r in REASONS if r in masks or (r == "duplicate" and is_duplicate is not None))
     for reason in REASONS:
         mask = masks.get(reason)
@@ -181,13 +209,18 @@ def select_chunk(filter_scores: np.ndarray, *, valid: np.ndarray, exclusions: Ma
     if sampling == "top":
         codes[alive & (np.cumsum(alive, axis=1, dtype=np.int32) <= num_negatives)] = KEPT
     else:
-        for r in np.flatnonzero(survivors > num_negatives):
-            cols = np.flatnonzero(alive[r])
-            chosen = sample_positions(filter_scores[r, cols], num_negatives, how=sampling,
-                                      rng=None if rngs is None else rngs[r],
-                                      s_pos=None if np.isnan(s_pos[r]) else float(s_pos[r]),
-                                      a=simans_a, b=simans_b)
-            codes[r, cols[chosen]] = KEPT
+        for row in np.flatnonzero(survivors > num_negatives).tolist():
+            cols = np.flatnonzero(alive[row])
+            chosen = sample_positions(
+                filter_scores[row, cols],
+                num_negatives,
+                how=sampling,
+                rng=None if rngs is None else rngs[row],
+                s_pos=None if np.isnan(s_pos[row]) else float(s_pos[row]),
+                a=simans_a,
+                b=simans_b,
+            )
+            codes[row, cols[chosen]] = KEPT
         few = survivors <= num_negatives
         codes[alive & few[:, None]] = KEPT
     shortfall = np.maximum(0, num_negatives - survivors)
@@ -212,20 +245,48 @@ class Selection:
     examined: int = 0
 
 
-def select(filter_scores: np.ndarray, *, exclusions: Mapping[str, np.ndarray], s_pos: float | None,
-           num_negatives: int, sampling: str, rng: np.random.Generator | None, ratio: float | None = None,
-           margin: float | None = None, max_score: float | None = None, min_score: float | None = None,
-           simans_a: float = 1.0, simans_b: float = 0.0,
-           is_duplicate: Callable[[np.ndarray], np.ndarray] | None = None) -> Selection:
+def select(
+    filter_scores: np.ndarray,
+    *,
+    exclusions: Mapping[str, np.ndarray],
+    s_pos: float | None,
+    num_negatives: int,
+    sampling: str,
+    rng: np.random.Generator | None,
+    ratio: float | None = None,
+    margin: float | None = None,
+    max_score: float | None = None,
+    min_score: float | None = None,
+    simans_a: float = 1.0,
+    simans_b: float = 0.0,
+    is_duplicate: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> Selection:
     """``select_chunk`` for one window: ``filter_scores`` are its candidates in rank order;
     ``is_duplicate(positions)`` returns a mask over the given window positions."""
     check = None if is_duplicate is None else (lambda rows, cols: is_duplicate(cols))
-    sel = select_chunk(filter_scores[None, :], valid=np.ones((1, filter_scores.shape[0]), dtype=bool),
-                       exclusions={k: np.asarray(v, dtype=bool)[None, :] for k, v in exclusions.items()},
-                       s_pos=np.array([np.nan if s_pos is None else s_pos]), num_negatives=num_negatives,
-                       sampling=sampling, rngs=[rng], ratio=ratio, margin=margin, max_score=max_score,
-                       min_score=min_score, simans_a=simans_a, simans_b=simans_b, is_duplicate=check)
+    sel = select_chunk(
+        filter_scores[None, :],
+        valid=np.ones((1, filter_scores.shape[0]), dtype=bool),
+        exclusions={k: np.asarray(v, dtype=bool)[None, :] for k, v in exclusions.items()},
+        s_pos=np.array([np.nan if s_pos is None else s_pos]),
+        num_negatives=num_negatives,
+        sampling=sampling,
+        rngs=[rng],
+        ratio=ratio,
+        margin=margin,
+        max_score=max_score,
+        min_score=min_score,
+        simans_a=simans_a,
+        simans_b=simans_b,
+        is_duplicate=check,
+    )
     row = sel.codes[0]
     dropped = {reason: np.flatnonzero(row == CODE[reason]) for reason in sel.applied}
-    return Selection(np.flatnonzero(row == KEPT), MappingProxyType(dropped), np.flatnonzero(row == SURVIVOR),
-                     int(sel.survivors[0]), int(sel.shortfall[0]), int(sel.examined[0]))
+    return Selection(
+        np.flatnonzero(row == KEPT),
+        MappingProxyType(dropped),
+        np.flatnonzero(row == SURVIVOR),
+        int(sel.survivors[0]),
+        int(sel.shortfall[0]),
+        int(sel.examined[0]),
+    )

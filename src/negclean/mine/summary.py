@@ -6,15 +6,16 @@ Score distributions are kept in fixed-size reservoirs, so memory does not grow w
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from negclean.mine.select import CODE, FILTERS, KEPT, OUTSIDE, REASONS, SURVIVOR, ChunkSelection
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
+_EMPTY: Mapping[int, int] = MappingProxyType({})
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +55,7 @@ class ScoreSketch:
         self.hi = max(self.hi, float(values.max()))
         room = self.capacity - min(self.count, self.capacity)
         head, tail = values[:room], values[room:]
-        self.sample[self.count:self.count + head.size] = head
+        self.sample[self.count : self.count + head.size] = head
         self.count += head.size
         if tail.size:
             seen = self.count + np.arange(1, tail.size + 1)  # 1-based position of each new value
@@ -66,10 +67,11 @@ class ScoreSketch:
     def stats(self) -> ScoreStats:
         if self.count == 0:
             return ScoreStats(0)
-        data = self.sample[:min(self.count, self.capacity)]
+        data = self.sample[: min(self.count, self.capacity)]
         q = np.quantile(data, [0.05, 0.25, 0.5, 0.75, 0.95])
         r = lambda x: round(float(x), 4)  # noqa: E731
-        return ScoreStats(self.count, r(self.total / self.count), r(self.lo), *(r(x) for x in q), r(self.hi))
+        p05, p25, p50, p75, p95 = (r(x) for x in q)
+        return ScoreStats(self.count, r(self.total / self.count), r(self.lo), p05, p25, p50, p75, p95, r(self.hi))
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +115,7 @@ class MineSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
+
         def plain(x: Any) -> Any:
             if isinstance(x, Mapping):
                 return {str(k): plain(v) for k, v in x.items()}
@@ -132,39 +135,55 @@ class MineSummary:
 
     def lines(self) -> list[str]:
         """A readable report (the verbose summary of `negclean mine`)."""
-        out = [f"mined {self.queries_mined} of {self.queries_total} queries with {self.retriever.get('retriever')} "
-               f"({self.score_name} scores; filters on {self.filter_score_name}), range {self.params.get('rank_range')}, "
-               f"sampling {self.params.get('sampling')}",
-               f"wrote {self.queries_written} instances, {self.negatives_written} negatives -> {self.output} ({self.format})"]
+        out = [
+            f"mined {self.queries_mined} of {self.queries_total} queries with {self.retriever.get('retriever')} "
+            f"({self.score_name} scores; filters on {self.filter_score_name}), range {self.params.get('rank_range')}, "
+            f"sampling {self.params.get('sampling')}",
+            f"wrote {self.queries_written} instances, {self.negatives_written} negatives -> {self.output} ({self.format})",
+        ]
         if self.queries_skipped:
             out.append("skipped queries: " + ", ".join(f"{k} {v}" for k, v in sorted(self.queries_skipped.items())))
-        out.append(f"candidates in the rank window: {self.candidates}; removed: " + ", ".join(
-            f"{k} {v}" for k, v in self.dropped.items()) + f"; not sampled {self.not_sampled}")
+        out.append(
+            f"candidates in the rank window: {self.candidates}; removed: "
+            + ", ".join(f"{k} {v}" for k, v in self.dropped.items())
+            + f"; not sampled {self.not_sampled}"
+        )
         if self.params.get("exclude_duplicates"):
-            out.append(f"duplicate checks: {self.duplicates_examined} candidates examined (the ones that passed "
-                       "every other filter; with top sampling only down to the last one kept)")
+            out.append(
+                f"duplicate checks: {self.duplicates_examined} candidates examined (the ones that passed "
+                "every other filter; with top sampling only down to the last one kept)"
+            )
         sf = self.shortfall
         if sf.queries_short:
             worst = ", ".join(f"{n} short by {m}" for m, n in sorted(sf.by_missing.items(), reverse=True)[:5])
-            out.append(f"SHORTFALL: {sf.queries_short} of {self.queries_mined} queries got fewer than "
-                       f"{self.num_negatives} negatives ({sf.negatives_missing} missing in all; {worst}); "
-                       f"{sf.queries_without_negatives} got none"
-                       + (f"; {sf.dropped_queries} dropped (on_shortfall=drop)" if sf.dropped_queries else "")
-                       + ". Widen the range or relax the filters to get more.")
+            out.append(
+                f"SHORTFALL: {sf.queries_short} of {self.queries_mined} queries got fewer than "
+                f"{self.num_negatives} negatives ({sf.negatives_missing} missing in all; {worst}); "
+                f"{sf.queries_without_negatives} got none"
+                + (f"; {sf.dropped_queries} dropped (on_shortfall=drop)" if sf.dropped_queries else "")
+                + ". Widen the range or relax the filters to get more."
+            )
         else:
             out.append(f"every mined query got {self.num_negatives} negatives")
-        out.append(f"queries with an unlabeled candidate scoring above their lowest positive: "
-                   f"{self.queries_with_candidate_above_lowest_positive}; above all their positives: "
-                   f"{self.queries_with_candidate_above_all_positives} (ranks 1..END, before filters)")
+        out.append(
+            f"queries with an unlabeled candidate scoring above their lowest positive: "
+            f"{self.queries_with_candidate_above_lowest_positive}; above all their positives: "
+            f"{self.queries_with_candidate_above_all_positives} (ranks 1..END, before filters)"
+        )
         if self.positives_outside_depth or self.positives_missing_from_corpus:
-            out.append(f"positives: {self.positives}; ranked below END: {self.positives_outside_depth}; "
-                       f"not in the corpus (skipped): {self.positives_missing_from_corpus}")
-        out.append(f"{self.filter_score_name + ' scores':<14}{'count':>9}{'mean':>9}{'min':>9}{'p05':>9}{'p25':>9}{'p50':>9}{'p75':>9}"
-                   f"{'p95':>9}{'max':>9}")
+            out.append(
+                f"positives: {self.positives}; ranked below END: {self.positives_outside_depth}; "
+                f"not in the corpus (skipped): {self.positives_missing_from_corpus}"
+            )
+        out.append(
+            f"{self.filter_score_name + ' scores':<14}{'count':>9}{'mean':>9}{'min':>9}{'p05':>9}{'p25':>9}{'p50':>9}{'p75':>9}"
+            f"{'p95':>9}{'max':>9}"
+        )
         for name, st in self.scores.items():
             cells = [st.mean, st.min, st.p05, st.p25, st.p50, st.p75, st.p95, st.max]
-            out.append(f"{name:<14}{st.count:>9}" + "".join(f"{c:>9.4f}" if c is not None else f"{'-':>9}"
-                                                            for c in cells))
+            out.append(
+                f"{name:<14}{st.count:>9}" + "".join(f"{c:>9.4f}" if c is not None else f"{'-':>9}" for c in cells)
+            )
         out.append("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in self.seconds.items()))
         return out
 
@@ -207,8 +226,9 @@ class MineStats:
                 self.sketches[group].add(np.concatenate(parts))
                 parts.clear()
 
-    def add_chunk(self, sel: ChunkSelection, window_scores: np.ndarray, pos_scores: list[np.ndarray],
-                  top_unlabeled: np.ndarray) -> None:
+    def add_chunk(
+        self, sel: ChunkSelection, window_scores: np.ndarray, pos_scores: list[np.ndarray], top_unlabeled: np.ndarray
+    ) -> None:
         """Tally a chunk of mined queries: their selection, window scores, each query's positive scores,
         and per query the best filter score of a retrieved candidate that is not labeled (-inf: none),
         for "a candidate above the positive"."""
@@ -235,24 +255,50 @@ class MineStats:
         self.above_lowest += int((top_unlabeled > lo).sum())
         self.above_all += int((top_unlabeled > hi).sum())
 
-    def freeze(self, *, output: str, fmt: str, params: dict, params_hash: str, retriever: dict,
-               score_name: str, filter_score_name: str, seconds: dict[str, float]) -> MineSummary:
+    def freeze(
+        self,
+        *,
+        output: str,
+        fmt: str,
+        params: dict,
+        params_hash: str,
+        retriever: dict,
+        score_name: str,
+        filter_score_name: str,
+        seconds: dict[str, float],
+    ) -> MineSummary:
         self.flush()
-        short = Shortfall(sum(self.short_by.values()), sum(m * n for m, n in self.short_by.items()),
-                          self.without_negatives, MappingProxyType(dict(sorted(self.short_by.items()))),
-                          self.dropped_short)
+        short = Shortfall(
+            sum(self.short_by.values()),
+            sum(m * n for m, n in self.short_by.items()),
+            self.without_negatives,
+            MappingProxyType(dict(sorted(self.short_by.items()))),
+            self.dropped_short,
+        )
         return MineSummary(
-            output=output, format=fmt, params=MappingProxyType(params), params_hash=params_hash,
-            retriever=MappingProxyType(retriever), queries_total=self.queries_total,
-            queries_mined=self.queries_mined, queries_written=self.queries_written,
-            queries_skipped=MappingProxyType(dict(self.skipped)), negatives_written=self.negatives_written,
-            num_negatives=self.num_negatives, candidates=self.candidates,
-            dropped=MappingProxyType(dict(self.dropped)), not_sampled=self.not_sampled,
-            duplicates_examined=self.examined, shortfall=short,
+            output=output,
+            format=fmt,
+            params=MappingProxyType(params),
+            params_hash=params_hash,
+            retriever=MappingProxyType(retriever),
+            queries_total=self.queries_total,
+            queries_mined=self.queries_mined,
+            queries_written=self.queries_written,
+            queries_skipped=MappingProxyType(dict(self.skipped)),
+            negatives_written=self.negatives_written,
+            num_negatives=self.num_negatives,
+            candidates=self.candidates,
+            dropped=MappingProxyType(dict(self.dropped)),
+            not_sampled=self.not_sampled,
+            duplicates_examined=self.examined,
+            shortfall=short,
             scores=MappingProxyType({g: s.stats() for g, s in self.sketches.items()}),
-            score_name=score_name, filter_score_name=filter_score_name,
+            score_name=score_name,
+            filter_score_name=filter_score_name,
             queries_with_candidate_above_lowest_positive=self.above_lowest,
             queries_with_candidate_above_all_positives=self.above_all,
-            positives=self.positives, positives_missing_from_corpus=self.positives_missing,
+            positives=self.positives,
+            positives_missing_from_corpus=self.positives_missing,
             positives_outside_depth=self.positives_outside,
-            seconds=MappingProxyType({k: round(v, 3) for k, v in seconds.items()}))
+            seconds=MappingProxyType({k: round(v, 3) for k, v in seconds.items()}),
+        )

@@ -22,8 +22,10 @@ def load_cascade_dict(name_or_path: str) -> dict:
         data = read_yaml(path, missing=f"no such cascade file (presets: {', '.join(names())})")
     else:
         if name_or_path not in names():
-            raise ConfigError(f"unknown cascade preset '{name_or_path}': choose one of {', '.join(names())} "
-                              "or give a path to a YAML file")
+            raise ConfigError(
+                f"unknown cascade preset '{name_or_path}': choose one of {', '.join(names())} "
+                "or give a path to a YAML file"
+            )
         data = yaml.safe_load(resources.files(__package__).joinpath(f"{name_or_path}.yaml").read_text())
     if isinstance(data, dict) and "cascade" in data:
         data = data["cascade"]

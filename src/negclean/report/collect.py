@@ -12,14 +12,15 @@ import heapq
 import importlib.util
 import itertools
 from array import array
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
-from negclean.annotate.agreement import JudgedPair, Key
 from negclean.cascade.outcome import InstanceOutcome
 from negclean.errors import ConfigError
+from negclean.metrics.agreement import JudgedPair, Key
 from negclean.report.rundata import RunFolder
 
 ScoreSource = Literal["auto", "data", "minilm", "rank", "none"]
@@ -129,9 +130,13 @@ def _chunk_scores(chunk: Sequence[InstanceOutcome], source: str) -> list[tuple[l
     if source == "data":
         return [([p.score for p in o.instance.positives], [p.score for p in o.instance.negatives]) for o in chunk]
     if source == "rank":
-        return [([None] * len(o.instance.positives),
-                 [float(p.rank if p.rank is not None else i + 1) for i, p in enumerate(o.instance.negatives)])
-                for o in chunk]
+        return [
+            (
+                [None] * len(o.instance.positives),
+                [float(p.rank if p.rank is not None else i + 1) for i, p in enumerate(o.instance.negatives)],
+            )
+            for o in chunk
+        ]
     if source == "minilm":
         from negclean.embed import encode
 
@@ -160,20 +165,34 @@ def _example(o: InstanceOutcome, pos_scores: list, neg_scores: list) -> Example:
     fns = set(o.false_negatives)
     cands = []
     for i, (p, c) in enumerate(zip(inst.negatives, o.candidates)):
-        trail = tuple(StageVerdict(s, v.label.value, v.grade.value if v.grade else None, v.confidence, v.reason)
-                      for s, v in c.trail)
+        trail = tuple(
+            StageVerdict(s, v.label.value, v.grade.value if v.grade else None, v.confidence, v.reason)
+            for s, v in c.trail
+        )
         flagged_by = tuple(t.stage for t in trail if t.label == "relevant")
         if not flagged_by and c.verdict.label.value != "undecided" and i not in fns:
             continue
-        cands.append(ExampleCandidate(i, p.docid, p.text, neg_scores[i], c.verdict.label.value, i in fns, c.audited,
-                                      trail, flagged_by))
-    return Example(inst.line, inst.query_id, inst.query, inst.subset,
-                   tuple((p.docid, p.text, s) for p, s in zip(inst.positives, pos_scores)), len(inst.negatives),
-                   len(o.false_negatives), o.ambiguous, tuple(cands))
+        cands.append(
+            ExampleCandidate(
+                i, p.docid, p.text, neg_scores[i], c.verdict.label.value, i in fns, c.audited, trail, flagged_by
+            )
+        )
+    return Example(
+        inst.line,
+        inst.query_id,
+        inst.query,
+        inst.subset,
+        tuple((p.docid, p.text, s) for p, s in zip(inst.positives, pos_scores)),
+        len(inst.negatives),
+        len(o.false_negatives),
+        o.ambiguous,
+        tuple(cands),
+    )
 
 
-def collect(run: RunFolder, *, scores: ScoreSource = "auto", max_examples: int = 60, seed: int = 0,
-            labeled: Iterable[Key] = ()) -> Collected:
+def collect(
+    run: RunFolder, *, scores: ScoreSource = "auto", max_examples: int = 60, seed: int = 0, labeled: Iterable[Key] = ()
+) -> Collected:
     """Stream the run once; see the module docstring.
 
     Args:
@@ -251,5 +270,7 @@ def _index_labeled(o: InstanceOutcome, want: set[Key], pairs: dict[Key, JudgedPa
 
 
 def as_arrays(s: Scores) -> dict[str, np.ndarray]:
-    return {k: np.frombuffer(getattr(s, k), dtype=np.float64) if len(getattr(s, k)) else np.zeros(0)
-            for k in ("positives", "kept", "flagged", "gap_kept", "gap_flagged")}
+    return {
+        k: np.frombuffer(getattr(s, k), dtype=np.float64) if len(getattr(s, k)) else np.zeros(0)
+        for k in ("positives", "kept", "flagged", "gap_kept", "gap_flagged")
+    }

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from negclean.report.svg import grouped_bars
+from negclean.report.charts import grouped_bars
 
 _MAX_DEPTH = 4
 _MAX_ROWS = 500
@@ -50,7 +50,7 @@ def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _records_table(title: str, records: list[dict], *, index: list[str] | None = None) -> Table:
+def _records_table(title: str, records: list[dict], *, index: list[str] | None = None, charts: bool = True) -> Table:
     headers: list[str] = ["name"] if index is not None else []
     for r in records:
         for k in r:
@@ -59,10 +59,15 @@ def _records_table(title: str, records: list[dict], *, index: list[str] | None =
     rows = []
     for i, r in enumerate(records[:_MAX_ROWS]):
         row = [index[i]] if index is not None else []
-        row += [cell(r.get(h)) for h in headers[len(row):]]
+        row += [cell(r.get(h)) for h in headers[len(row) :]]
         rows.append(tuple(row))
-    return Table(title, tuple(headers), tuple(rows), _chart(headers, records, index),
-                 max(0, len(records) - _MAX_ROWS))
+    return Table(
+        title,
+        tuple(headers),
+        tuple(rows),
+        _chart(headers, records, index) if charts else "",
+        max(0, len(records) - _MAX_ROWS),
+    )
 
 
 def _chart(headers: list[str], records: list[dict], index: list[str] | None) -> str:
@@ -76,8 +81,11 @@ def _chart(headers: list[str], records: list[dict], index: list[str] | None) -> 
         if not text_cols:
             return ""
         labels = [r[text_cols[0]] for r in records]
-    numeric = [h for h in headers if all(_is_number(r.get(h)) or r.get(h) is None for r in records)
-               and any(_is_number(r.get(h)) for r in records)]
+    numeric = [
+        h
+        for h in headers
+        if all(_is_number(r.get(h)) or r.get(h) is None for r in records) and any(_is_number(r.get(h)) for r in records)
+    ]
     # ids and counts would dwarf the metrics on a shared axis
     numeric = [h for h in numeric if h.lower() not in ("n", "seed", "count", "line", "index")][:_MAX_CHART_SERIES]
     if not numeric:
@@ -85,15 +93,19 @@ def _chart(headers: list[str], records: list[dict], index: list[str] | None) -> 
     return grouped_bars(labels, {h: [r.get(h) for r in records] for h in numeric})
 
 
-def tables_from_json(data: Any, title: str, *, depth: int = 0) -> list[Table]:
-    """Every table that can be read out of a JSON value; see the module docstring."""
+def tables_from_json(data: Any, title: str, *, depth: int = 0, charts: bool = True) -> list[Table]:
+    """Every table that can be read out of a JSON value; see the module docstring.
+
+    ``charts=False`` leaves the bar charts out (matplotlib, the ``report`` extra, is not installed).
+    """
     if depth > _MAX_DEPTH:
         return [Table(title, ("value",), ((cell(data),),))]
     if isinstance(data, list):
         if data and all(isinstance(r, dict) for r in data):
-            return [_records_table(title, data)]
-        return [Table(title, ("value",), tuple((cell(v),) for v in data[:_MAX_ROWS]), "",
-                      max(0, len(data) - _MAX_ROWS))]
+            return [_records_table(title, data, charts=charts)]
+        return [
+            Table(title, ("value",), tuple((cell(v),) for v in data[:_MAX_ROWS]), "", max(0, len(data) - _MAX_ROWS))
+        ]
     if not isinstance(data, dict):
         return [Table(title, ("value",), ((cell(data),),))]
     out: list[Table] = []
@@ -104,9 +116,15 @@ def tables_from_json(data: Any, title: str, *, depth: int = 0) -> list[Table]:
     # a mapping of flat records ({"default": {"ndcg@10": .41}, "rlhn": {...}}): one table, a row per key
     flat = {k: v for k, v in nested.items() if isinstance(v, dict) and v and all(_is_scalar(x) for x in v.values())}
     if len(flat) >= 2:
-        out.append(_records_table(title if not scalars else f"{title}: by name", list(flat.values()),
-                                  index=[str(k) for k in flat]))
+        out.append(
+            _records_table(
+                title if not scalars else f"{title}: by name",
+                list(flat.values()),
+                index=[str(k) for k in flat],
+                charts=charts,
+            )
+        )
         nested = {k: v for k, v in nested.items() if k not in flat}
     for k, v in nested.items():
-        out.extend(tables_from_json(v, f"{title} › {k}", depth=depth + 1))
+        out.extend(tables_from_json(v, f"{title} › {k}", depth=depth + 1, charts=charts))
     return out

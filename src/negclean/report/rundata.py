@@ -7,11 +7,13 @@ input file and ``verdicts.jsonl`` side by side.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from negclean.cascade.outcome import InstanceOutcome, outcome_from_row, read_verdict_rows
+from negclean.data.io import read_instances
 from negclean.errors import InputError
 
 #: Extra result files other commands may leave in a run folder; the report renders them when present.
@@ -44,19 +46,24 @@ class RunFolder:
 
     def outcomes(self) -> Iterator[InstanceOutcome]:
         """Every judged instance with its verdicts, in input order."""
-        from negclean.data.io import read_instances
 
         fmt = self.summary.get("read", {}).get("format")
         rows = read_verdict_rows(str(self.verdicts_path))
         for inst in read_instances(str(self.input_path), fmt=fmt, on_error="skip"):
             row = next(rows, None)
             if row is None:
-                raise InputError(f"verdicts.jsonl ends before input line {inst.line}: was the run stopped, or "
-                                 "is --input a different file than the one judged?", path=str(self.verdicts_path))
+                raise InputError(
+                    f"verdicts.jsonl ends before input line {inst.line}: was the run stopped, or "
+                    "is --input a different file than the one judged?",
+                    path=str(self.verdicts_path),
+                )
             yield outcome_from_row(inst, row, path=str(self.verdicts_path))
         if next(rows, None) is not None:
-            raise InputError(f"verdicts.jsonl has more rows than {self.input_path} has readable instances: is "
-                             "--input the file that was judged?", path=str(self.verdicts_path))
+            raise InputError(
+                f"verdicts.jsonl has more rows than {self.input_path} has readable instances: is "
+                "--input the file that was judged?",
+                path=str(self.verdicts_path),
+            )
 
     def extra_results(self, also: Iterable[str | Path] = ()) -> dict[str, Any]:
         """Parsed ``experiment.json`` / ``bench_judges.json`` found in the folder, plus the JSON files ``also``
@@ -71,8 +78,9 @@ class RunFolder:
                 try:
                     found[p.name] = json.loads(p.read_text(encoding="utf-8"))
                 except json.JSONDecodeError as exc:
-                    raise InputError(f"not valid JSON ({exc.msg} at line {exc.lineno}); fix or remove the file",
-                                     path=str(p)) from None
+                    raise InputError(
+                        f"not valid JSON ({exc.msg} at line {exc.lineno}); fix or remove the file", path=str(p)
+                    ) from None
         return found
 
 
@@ -88,8 +96,13 @@ def _locate(recorded: str | None, run_dir: Path, what: str, option: str) -> Path
     return candidates[0]
 
 
-def open_run(run_dir: str | Path, *, input_path: str | Path | None = None,
-             store_path: str | Path | None = None, need_store: bool = False) -> RunFolder:
+def open_run(
+    run_dir: str | Path,
+    *,
+    input_path: str | Path | None = None,
+    store_path: str | Path | None = None,
+    need_store: bool = False,
+) -> RunFolder:
     """Open a finished run folder, checking that what the caller needs is there.
 
     Args:
@@ -103,18 +116,26 @@ def open_run(run_dir: str | Path, *, input_path: str | Path | None = None,
     if not run.is_dir():
         raise InputError("no such run folder; give the folder `negclean judge -o` wrote", path=str(run))
     if not summary_path.is_file() or not (run / "verdicts.jsonl").is_file():
-        raise InputError("not a finished run folder: summary.json and verdicts.jsonl expected (a dry run or a "
-                         "run stopped by --max-cost writes no verdicts; rerun `negclean judge`)", path=str(run))
+        raise InputError(
+            "not a finished run folder: summary.json and verdicts.jsonl expected (a dry run or a "
+            "run stopped by --max-cost writes no verdicts; rerun `negclean judge`)",
+            path=str(run),
+        )
     try:
         summary = json.loads(summary_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON ({exc.msg}); rerun `negclean judge`", path=str(summary_path)) from None
     inp = Path(input_path) if input_path else _locate(summary.get("input"), run, "input file", "--input")
     if not inp.is_file():
-        raise InputError(f"the judged input file {inp} is not there any more; pass --input PATH to the file "
-                         "that was judged", path=str(summary_path))
+        raise InputError(
+            f"the judged input file {inp} is not there any more; pass --input PATH to the file that was judged",
+            path=str(summary_path),
+        )
     store = Path(store_path) if store_path else _locate(summary.get("store"), run, "judgment store", "--store")
     if need_store and not store.is_file():
-        raise InputError(f"judgment store {store} not found; pass --store PATH (the file `negclean judge --store` "
-                         "used, judgments.sqlite in the run folder by default)", path=str(summary_path))
+        raise InputError(
+            f"judgment store {store} not found; pass --store PATH (the file `negclean judge --store` "
+            "used, judgments.sqlite in the run folder by default)",
+            path=str(summary_path),
+        )
     return RunFolder(run, summary, inp, store)

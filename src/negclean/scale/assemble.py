@@ -9,50 +9,25 @@ and schema are decided as for one file). Every file appears under its name only 
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
-import tempfile
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import IO, Any
 
 from negclean.cascade.runner import CascadeStats, StageStats
+from negclean.data.atomic import atomic_open
+from negclean.data.io import open_writer, read_instances
 from negclean.fix.operations import FixCounts
+from negclean.scale.counts import add_counts
 from negclean.scale.judge_shard import read_verdict_shard, shard_path
-
 
 
 def _gzip_level() -> int:
     """The local writer's default gzip level, so that joined ``.gz`` outputs compress as it does."""
     import inspect
 
-    from negclean.data.io import open_writer
-
     return int(inspect.signature(open_writer).parameters["compresslevel"].default)
-
-
-def add_counts(a: Any, b: Any) -> Any:
-    """a + b for counts: numbers add, mappings add key by key (recursively), None is nothing."""
-    if a is None:
-        return b
-    if b is None:
-        return a
-    if isinstance(a, dict) and isinstance(b, dict):
-        return {k: add_counts(a.get(k), b.get(k)) for k in {**a, **b}}
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return a + b
-    return b
-
-
-def sub_counts(a: Any, b: Any) -> Any:
-    """a - b for counts (what a counter gained between two snapshots)."""
-    if b is None:
-        return a
-    if isinstance(a, dict) and isinstance(b, dict):
-        return {k: sub_counts(a.get(k), b.get(k)) for k in a}
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool):
-        return a - b
-    return a
 
 
 def merge_stats(parts: Sequence[dict[str, Any]]) -> CascadeStats:
@@ -63,8 +38,7 @@ def merge_stats(parts: Sequence[dict[str, Any]]) -> CascadeStats:
     merged.dry_run = bool(parts[0].get("dry_run"))
     merged.stages = [StageStats(s["name"], s["judge_id"]) for s in parts[0]["stages"]]
     for part in parts:
-        for name in ("instances", "candidates", "false_negatives", "instances_with_fn", "ambiguous",
-                     "undecided_final"):
+        for name in ("instances", "candidates", "false_negatives", "instances_with_fn", "ambiguous", "undecided_final"):
             setattr(merged, name, getattr(merged, name) + part[name])
         merged.stopped_by_budget = merged.stopped_by_budget or bool(part["stopped_by_budget"])
         for stage, data in zip(merged.stages, part["stages"]):
@@ -91,41 +65,15 @@ def merge_fix(parts: Iterable[dict[str, Any] | None]) -> FixCounts:
     return total
 
 
-class _Atomic:
-    """A binary file written under a temporary name and renamed into place on success."""
-
-    def __init__(self, path: Path):
-        self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        self.fh = os.fdopen(fd, "wb", buffering=1 << 20)
-
-    def __enter__(self):
-        return self.fh
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            self.fh.close()
-            Path(self.tmp).unlink(missing_ok=True)
-            return
-        self.fh.flush()
-        os.fsync(self.fh.fileno())
-        self.fh.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(self.tmp, 0o666 & ~umask)
-        os.replace(self.tmp, self.path)
-
-
 def write_verdicts(run_dir: Path, indices: Sequence[int]) -> None:
-    with _Atomic(run_dir / "verdicts.jsonl") as out:
+    with atomic_open(run_dir / "verdicts.jsonl", "wb", buffering=1 << 20) as out:
         for i in indices:
             for row in read_verdict_shard(shard_path(run_dir, i, "verdicts.parquet")):
                 out.write(row.encode("utf-8") + b"\n")
 
 
 def write_rejects(run_dir: Path, indices: Sequence[int]) -> None:
-    with _Atomic(run_dir / "rejects.jsonl") as out:
+    with atomic_open(run_dir / "rejects.jsonl", "wb", buffering=1 << 20) as out:
         for i in indices:
             part = shard_path(run_dir, i, "rejects.jsonl")
             if part.is_file():
@@ -146,18 +94,15 @@ def write_fixed(run_dir: Path, indices: Sequence[int], final: Path, *, fmt: str 
 def join_parts(parts: Sequence[Path], final: Path, *, fmt: str | None, like: Any) -> None:
     """Join instance files written by the same writer settings into ``final`` (see the module docstring)."""
     if fixed_suffix(final) == ".parquet":
-        from negclean.data.io import open_writer, read_instances
-
         with open_writer(final, fmt=fmt, like=like) as writer:
             for part in parts:
                 for inst in read_instances(part, fmt=writer.format):
                     writer.write(inst)
         return
-    with _Atomic(final) as raw:
-        out = raw
+    with atomic_open(final, "wb", buffering=1 << 20) as raw:
+        out: IO[bytes] | gzip.GzipFile = raw
         if final.name.lower().endswith(".gz"):
-            out = gzip.GzipFile(filename=final.name[:-3], mode="wb", fileobj=raw,
-                                compresslevel=_gzip_level(), mtime=0)
+            out = gzip.GzipFile(filename=final.name[:-3], mode="wb", fileobj=raw, compresslevel=_gzip_level(), mtime=0)
         try:
             for part in parts:
                 with open(part, "rb") as fh:

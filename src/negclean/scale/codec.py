@@ -3,9 +3,11 @@ which pickle cannot carry; JSON also keeps what travels readable and free of cod
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from negclean.data.records import Instance, Passage
+from negclean.mine.mine import QuerySpec
 
 
 def _plain(value: Any) -> Any:
@@ -30,9 +32,14 @@ def passage_from_dict(d: Mapping[str, Any]) -> Passage:
 
 
 def instance_to_dict(inst: Instance) -> dict[str, Any]:
-    out: dict[str, Any] = {"query_id": inst.query_id, "query": inst.query, "subset": inst.subset, "line": inst.line,
-                           "positives": [passage_to_dict(p) for p in inst.positives],
-                           "negatives": [passage_to_dict(p) for p in inst.negatives]}
+    out: dict[str, Any] = {
+        "query_id": inst.query_id,
+        "query": inst.query,
+        "subset": inst.subset,
+        "line": inst.line,
+        "positives": [passage_to_dict(p) for p in inst.positives],
+        "negatives": [passage_to_dict(p) for p in inst.negatives],
+    }
     if inst.meta:
         out["meta"] = _plain(inst.meta)
     return out
@@ -48,12 +55,15 @@ def instance_from_dict(d: Mapping[str, Any]) -> Instance:
 
 def spec_to_dict(spec: Any) -> dict[str, Any]:
     """A ``negclean.mine.mine.QuerySpec`` as JSON-ready data."""
-    return {"query_id": spec.query_id, "text": spec.text, "positives": list(spec.positives),
-            "excluded": sorted(spec.excluded), "base": instance_to_dict(spec.base) if spec.base is not None else None}
+    return {
+        "query_id": spec.query_id,
+        "text": spec.text,
+        "positives": list(spec.positives),
+        "excluded": sorted(spec.excluded),
+        "base": instance_to_dict(spec.base) if spec.base is not None else None,
+    }
 
 
 def spec_from_dict(d: Mapping[str, Any]) -> Any:
-    from negclean.mine.mine import QuerySpec
-
     base = instance_from_dict(d["base"]) if d["base"] is not None else None
     return QuerySpec(d["query_id"], d["text"], tuple(d["positives"]), frozenset(d["excluded"]), base)

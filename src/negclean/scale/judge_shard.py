@@ -13,13 +13,21 @@ under ``RUN_DIR/shards/``::
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from negclean.errors import BudgetExceeded, NegcleanError
+from negclean.cascade.outcome import outcome_row
+from negclean.cascade.runner import Cascade
+from negclean.cascade.stages import CascadeConfig
+from negclean.data.atomic import atomic_path, atomic_write
+from negclean.data.io import open_writer
+from negclean.errors import BudgetExceeded, NegcleanError, require
+from negclean.fix.operations import FixCounts, Operation, fix_instance
+from negclean.judge.config import build_judge
+from negclean.pipeline import FixConfig
+from negclean.scale.counts import sub_counts
 from negclean.scale.shards import Shard, ShardReader
 from negclean.scale.stores import ShardStore
 
@@ -45,7 +53,7 @@ class JudgeJob:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "JudgeJob":
+    def from_json(cls, text: str) -> JudgeJob:
         return cls(**json.loads(text))
 
 
@@ -78,9 +86,6 @@ def reused(counts: dict) -> dict:
 
 def build_judges(job: JudgeJob) -> dict[str, Any]:
     """Every stage's judge, built once per worker (models load here, not per shard)."""
-    from negclean.cascade.stages import CascadeConfig
-    from negclean.judge.config import build_judge
-
     return {s.name: build_judge(s.judge) for s in CascadeConfig.model_validate(job.cascade).stages}
 
 
@@ -91,19 +96,26 @@ def judge_shard(job: JudgeJob, shard: Shard, judges: dict[str, Any]) -> dict[str
     and ``counts`` (read, cascade and fix counts, unrounded); for errors ``error`` = {type, message, exit_code}.
     Negclean errors are returned, not raised, so that the other shards finish and the driver decides.
     """
-    from negclean.cascade.runner import Cascade
-    from negclean.cascade.stages import CascadeConfig
-
     done = load_done(job.run_dir, shard.index, job.plan_key)
     if done is not None:
-        return {"index": shard.index, "status": "skipped", "instances": done["counts"]["read"]["read"],
-                "counts": reused(done["counts"])}
+        return {
+            "index": shard.index,
+            "status": "skipped",
+            "instances": done["counts"]["read"]["read"],
+            "counts": reused(done["counts"]),
+        }
     t0 = time.perf_counter()
     cascade = CascadeConfig.model_validate({**job.cascade, "max_cost": job.shard_budget})
     path = lambda kind: shard_path(job.run_dir, shard.index, kind)  # noqa: E731
     path("store.sqlite").parent.mkdir(parents=True, exist_ok=True)
-    reader = ShardReader(job.input_path, shard=shard, fmt=job.fmt, on_error=job.on_error,
-                         reject_path=path("rejects.jsonl"), detected_at=job.detected_at)
+    reader = ShardReader(
+        job.input_path,
+        shard=shard,
+        fmt=job.fmt,
+        on_error=job.on_error,
+        reject_path=path("rejects.jsonl"),
+        detected_at=job.detected_at,
+    )
     status, error = "done", None
     fix_counts = None
     before = _judge_counters(judges)
@@ -120,14 +132,22 @@ def judge_shard(job: JudgeJob, shard: Shard, judges: dict[str, Any]) -> dict[str
         except NegcleanError as exc:
             status, error = "error", _error(exc)
     _backend_deltas(runner.stats, judges, before)
-    counts = {"read": _read_counts(reader), "cascade": _raw_stats(runner.stats),
-              "fix": fix_counts.as_dict() if fix_counts is not None else None,
-              "seconds": time.perf_counter() - t0}
+    counts: dict[str, Any] = {
+        "read": _read_counts(reader),
+        "cascade": _raw_stats(runner.stats),
+        "fix": fix_counts.as_dict() if fix_counts is not None else None,
+        "seconds": time.perf_counter() - t0,
+    }
     if status == "done" and not job.dry_run:
-        _write_json(path("done.json"), {"plan_key": job.plan_key, "shard": json.loads(shard.to_json()),
-                                        "counts": counts})
-    out: dict[str, Any] = {"index": shard.index, "status": status, "instances": counts["read"]["read"],
-                           "counts": counts}
+        _write_json(
+            path("done.json"), {"plan_key": job.plan_key, "shard": json.loads(shard.to_json()), "counts": counts}
+        )
+    out: dict[str, Any] = {
+        "index": shard.index,
+        "status": status,
+        "instances": counts["read"]["read"],
+        "counts": counts,
+    }
     if error is not None:
         out["error"] = error
     return out
@@ -135,11 +155,6 @@ def judge_shard(job: JudgeJob, shard: Shard, judges: dict[str, Any]) -> dict[str
 
 def _write_outputs(job: JudgeJob, runner: Any, reader: ShardReader, path: Any) -> Any:
     """Verdict rows (Parquet) and fixed instances of the shard, each written whole or not at all."""
-    from negclean.cascade.outcome import outcome_row
-    from negclean.data.io import open_writer
-    from negclean.fix.operations import FixCounts, Operation, fix_instance
-    from negclean.pipeline import FixConfig
-
     fix = FixConfig.model_validate(job.fix) if job.fix is not None else None
     counts = FixCounts()
     lines: list[int] = []
@@ -152,8 +167,13 @@ def _write_outputs(job: JudgeJob, runner: Any, reader: ShardReader, path: Any) -
             lines.append(outcome.instance.line)
             rows.append(json.dumps(outcome_row(outcome), ensure_ascii=False))
             if writer is not None:
-                fixed = fix_instance(outcome, Operation(fix.operation), counts=counts,  # type: ignore[union-attr]
-                                     drop_undecided=fix.drop_undecided)  # type: ignore[union-attr]
+                assert fix is not None  # a writer is opened only when the job fixes
+                fixed = fix_instance(
+                    outcome,
+                    Operation(fix.operation),
+                    counts=counts,
+                    drop_undecided=fix.drop_undecided,
+                )
                 if fixed is not None:
                     writer.write(fixed)
     except BaseException:
@@ -167,31 +187,21 @@ def _write_outputs(job: JudgeJob, runner: Any, reader: ShardReader, path: Any) -
 
 
 def _write_verdicts(path: Path, lines: list[int], rows: list[str]) -> None:
-    from negclean.errors import require
-
     pa = require("pyarrow", extra="parquet", purpose="The Ray engine's verdict shards")
     pq = require("pyarrow.parquet", extra="parquet", purpose="The Ray engine's verdict shards")
     table = pa.table({"line": pa.array(lines, pa.int64()), "row": pa.array(rows, pa.string())})
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".parquet") as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_verdict_shard(path: Path) -> list[str]:
     """The verdicts.jsonl rows of one shard, in order."""
-    from negclean.errors import require
-
     pq = require("pyarrow.parquet", extra="parquet", purpose="The Ray engine's verdict shards")
     return pq.read_table(path, columns=["row"]).column("row").to_pylist()
 
 
 def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w") as fh:
-        json.dump(data, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(data))
 
 
 def _error(exc: NegcleanError) -> dict[str, Any]:
@@ -207,15 +217,12 @@ def _judge_counters(judges: dict[str, Any]) -> dict[str, Any]:
     """Snapshot of each judge's own counters (a judge lives across the shards of a worker)."""
     out = {}
     for name, judge in judges.items():
-        stats = getattr(judge, "stats", None)
-        out[name] = stats.as_dict() if hasattr(stats, "as_dict") else None
+        out[name] = None if judge.stats is None else dict(judge.stats.as_dict())
     return out
 
 
 def _backend_deltas(stats: Any, judges: dict[str, Any], before: dict[str, Any]) -> None:
     """Stage ``backend`` counters of this shard only: what each judge's counters gained during it."""
-    from negclean.scale.assemble import sub_counts
-
     after = _judge_counters(judges)
     for stage in stats.stages:
         if getattr(stage, "backend", None) is not None and after.get(stage.name) is not None:

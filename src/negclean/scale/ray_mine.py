@@ -18,14 +18,25 @@ place to share them); on a multi-machine cluster both must be on storage every n
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from negclean.data.atomic import atomic_open, atomic_write
+from negclean.data.formats._writer import write_format
+from negclean.data.io import open_writer
+from negclean.embed import load_embedder, model_identity
+from negclean.mine.cache import EmbeddingCache, embedding_key
+from negclean.mine.config import MineConfig
+from negclean.mine.mine import beir_source, instance_source, mine_queries, refuse_overwriting_sources
+from negclean.mine.retrievers import build_retriever
+from negclean.mine.summary import MineStats
+from negclean.scale.assemble import fixed_suffix, join_parts
+from negclean.scale.codec import spec_from_dict, spec_to_dict
 from negclean.scale.runtime import RayOptions, actor_pool, connect, pool_size
 from negclean.scale.shards import plan_key
 
@@ -50,9 +61,6 @@ class EmbedWorker:
     def __init__(self, corpus_ref: list, cfg_json: str, out_dir: str):
         import ray
 
-        from negclean.embed import load_embedder
-        from negclean.mine.config import MineConfig
-
         self.corpus = ray.get(corpus_ref[0])
         self.cfg = MineConfig.model_validate_json(cfg_json)
         self.out = Path(out_dir)
@@ -62,10 +70,8 @@ class EmbedWorker:
         for start, stop in zip(batch["start"], batch["stop"]):
             texts = self.corpus.indexed_texts(int(start), int(stop), include_title=self.cfg.include_title)
             vecs = self.embedder.encode(texts, prefix=self.cfg.passage_prefix, batch_size=self.cfg.batch_size)
-            tmp = self.out / f".{int(start)}.npy.tmp"
-            with open(tmp, "wb") as fh:
+            with atomic_open(self.out / f"{int(start)}.npy", "wb") as fh:
                 np.save(fh, np.asarray(vecs, dtype=np.float32), allow_pickle=False)
-            os.replace(tmp, self.out / f"{int(start)}.npy")
         return {"start": batch["start"], "rows": batch["stop"] - batch["start"]}
 
 
@@ -75,10 +81,6 @@ class MineShardWorker:
     def __init__(self, corpus_ref: list, job_json: str):
         import ray
 
-        from negclean.embed import load_embedder
-        from negclean.mine.config import MineConfig
-        from negclean.mine.retrievers import build_retriever
-
         self.job = json.loads(job_json)
         self.corpus = ray.get(corpus_ref[0])
         self.cfg = MineConfig.model_validate(self.job["config"])
@@ -86,19 +88,15 @@ class MineShardWorker:
         self.retriever = build_retriever(self.corpus, self.cfg, embedder=embedder)
 
     def __call__(self, batch: dict) -> dict:
-        done = [mine_shard(self.job, int(i), json.loads(specs), self.corpus, self.retriever)
-                for i, specs in zip(batch["index"], batch["specs"])]
+        done = [
+            mine_shard(self.job, int(i), json.loads(specs), self.corpus, self.retriever)
+            for i, specs in zip(batch["index"], batch["specs"])
+        ]
         return {"index": batch["index"], "queries": np.array(done)}
 
 
 def mine_shard(job: dict, index: int, specs: list[dict], corpus: Any, retriever: Any) -> int:
     """Mine one shard into ``<work>/NNNNN.part<ext>`` with its counts; returns the queries it held."""
-    from negclean.data.io import open_writer
-    from negclean.mine.config import MineConfig
-    from negclean.mine.mine import mine_queries
-    from negclean.mine.summary import MineStats
-    from negclean.scale.codec import spec_from_dict
-
     work = Path(job["work_dir"])
     if _done(work, index, job["plan_key"]):
         return len(specs)
@@ -108,15 +106,21 @@ def mine_shard(job: dict, index: int, specs: list[dict], corpus: Any, retriever:
         mine_queries([spec_from_dict(s) for s in specs], corpus, retriever, cfg, writer.write, stats)
     if hasattr(stats, "flush"):  # scores gathered but not yet in the sketches
         stats.flush()
-    np.savez(work / f"{index:05d}.sketch.npz", **{
-        f"{g}__{part}": value for g, sk in stats.sketches.items()
-        for part, value in (("sample", sk.sample[:min(sk.count, sk.capacity)]),
-                            ("meta", np.array([sk.count, sk.total, sk.lo, sk.hi], dtype=np.float64)))})
-    counts = {k: (dict(v) if isinstance(v, Counter) else v) for k, v in vars(stats).items()
-              if k not in ("sketches", "num_negatives") and not k.startswith("_")}
-    tmp = work / f".{index:05d}.done.json.tmp"
-    tmp.write_text(json.dumps({"plan_key": job["plan_key"], "counts": counts}))
-    os.replace(tmp, work / f"{index:05d}.done.json")
+    arrays: dict[str, Any] = {  # Any: savez's keyword `allow_pickle` would otherwise claim these values
+        f"{g}__{part}": value
+        for g, sk in stats.sketches.items()
+        for part, value in (
+            ("sample", sk.sample[: min(sk.count, sk.capacity)]),
+            ("meta", np.array([sk.count, sk.total, sk.lo, sk.hi], dtype=np.float64)),
+        )
+    }
+    np.savez(work / f"{index:05d}.sketch.npz", **arrays)
+    counts = {
+        k: (dict(v) if isinstance(v, Counter) else v)
+        for k, v in vars(stats).items()
+        if k not in ("sketches", "num_negatives") and not k.startswith("_")
+    }
+    atomic_write(work / f"{index:05d}.done.json", json.dumps({"plan_key": job["plan_key"], "counts": counts}))
     return len(specs)
 
 
@@ -128,20 +132,19 @@ def _done(work: Path, index: int, key: str) -> dict | None:
     return data if data.get("plan_key") == key and (work / f"{index:05d}.sketch.npz").is_file() else None
 
 
-def mine_ray(config: Any = None, *, output: str | Path, out_fmt: str | None = None,
-             ray_options: RayOptions | None = None, work_dir: str | Path | None = None,
-             on_progress: Progress | None = None, **options: Any) -> Any:
+def mine_ray(
+    config: Any = None,
+    *,
+    output: str | Path,
+    out_fmt: str | None = None,
+    ray_options: RayOptions | None = None,
+    work_dir: str | Path | None = None,
+    on_progress: Progress | None = None,
+    **options: Any,
+) -> Any:
     """`negclean mine` on Ray; same arguments and output as ``negclean.mine.mine.mine`` (a ``MineSummary``),
     plus ``ray_options`` and ``work_dir`` (shards and, without a cache, embeddings; default
     ``<output folder>/.<output name>.ray``, kept so that a rerun reuses finished shards)."""
-    from negclean.data.formats._writer import write_format
-    from negclean.mine.config import MineConfig
-    from negclean.mine.mine import beir_source, instance_source, refuse_overwriting_sources
-    from negclean.mine.retrievers import build_retriever
-    from negclean.mine.summary import MineStats
-    from negclean.scale.assemble import fixed_suffix, join_parts
-    from negclean.scale.codec import spec_to_dict
-
     opts = ray_options or RayOptions()
     if config is None:
         config = MineConfig.from_options(options)
@@ -151,8 +154,9 @@ def mine_ray(config: Any = None, *, output: str | Path, out_fmt: str | None = No
     refuse_overwriting_sources(config, output)
     work = Path(work_dir) if work_dir else output.parent / f".{output.name}.ray"
     work.mkdir(parents=True, exist_ok=True)
-    cfg = config if config.use_cache else config.model_copy(update={"use_cache": True,
-                                                                    "cache_dir": str(work / "cache")})
+    cfg = (
+        config if config.use_cache else config.model_copy(update={"use_cache": True, "cache_dir": str(work / "cache")})
+    )
     t0 = time.perf_counter()
     stats = MineStats(cfg.num_negatives)
     source = beir_source(cfg, stats) if cfg.beir is not None else instance_source(cfg, stats)
@@ -163,54 +167,79 @@ def mine_ray(config: Any = None, *, output: str | Path, out_fmt: str | None = No
     corpus_ref = [ray.put(source.corpus)]
     if cfg.retriever != "bm25":
         _embed_corpus(ray, opts, corpus_ref, source.corpus, cfg, work, on_progress)
-    from negclean.embed import model_identity
 
     retriever = build_retriever(source.corpus, cfg, embedder=_CachedOnly(model_identity(cfg.model)))
     t_index = time.perf_counter()
     per = -(-opts.shard_size // cfg.query_chunk) * cfg.query_chunk
-    shards = [specs[i:i + per] for i in range(0, len(specs), per)]
-    key = plan_key(cfg.params(), source.corpus.content_hash, fmt, per, cfg.query_chunk,
-                   plan_key([s["query_id"] for s in specs], [s["positives"] for s in specs]))
-    job = {"config": cfg.model_dump(mode="json"), "work_dir": str(work), "plan_key": key, "fmt": fmt,
-           "suffix": fixed_suffix(output)}
+    shards = [specs[i : i + per] for i in range(0, len(specs), per)]
+    key = plan_key(
+        cfg.params(),
+        source.corpus.content_hash,
+        fmt,
+        per,
+        cfg.query_chunk,
+        plan_key([s["query_id"] for s in specs], [s["positives"] for s in specs]),
+    )
+    job = {
+        "config": cfg.model_dump(mode="json"),
+        "work_dir": str(work),
+        "plan_key": key,
+        "fmt": fmt,
+        "suffix": fixed_suffix(output),
+    }
     pending = [i for i in range(len(shards)) if not _done(work, i, key)]
     done = len(specs) - sum(len(shards[i]) for i in pending)
     if on_progress and done:
         on_progress("mining", done, len(specs))
     if pending:
-        ds = ray.data.from_items([{"index": i, "specs": json.dumps(shards[i])} for i in pending],
-                                 override_num_blocks=len(pending))
-        out = ds.map_batches(MineShardWorker, fn_constructor_kwargs={"corpus_ref": corpus_ref,
-                                                                     "job_json": json.dumps(job)},
-                             batch_size=1, compute=actor_pool(ray, pool_size(ray, opts, len(pending))),
-                             num_cpus=opts.cpus_per_worker, num_gpus=opts.gpus_per_worker or None)
+        ds = ray.data.from_items(
+            [{"index": i, "specs": json.dumps(shards[i])} for i in pending], override_num_blocks=len(pending)
+        )
+        out = ds.map_batches(
+            MineShardWorker,
+            fn_constructor_kwargs={"corpus_ref": corpus_ref, "job_json": json.dumps(job)},
+            batch_size=1,
+            compute=actor_pool(ray, pool_size(ray, opts, len(pending))),
+            num_cpus=opts.cpus_per_worker,
+            num_gpus=opts.gpus_per_worker or None,
+        )
         for row in out.iter_rows():
             done += int(row["queries"])
             if on_progress:
                 on_progress("mining", done, len(specs))
     for i in range(len(shards)):
         _add_counts(stats, work, i, key)
-    join_parts([work / f"{i:05d}.part{fixed_suffix(output)}" for i in range(len(shards))], output, fmt=fmt,
-               like=fmt)
+    join_parts([work / f"{i:05d}.part{fixed_suffix(output)}" for i in range(len(shards))], output, fmt=fmt, like=fmt)
     t_end = time.perf_counter()
-    return stats.freeze(output=str(output), fmt=fmt, params=config.params(), params_hash=config.params_hash(),
-                        retriever={**retriever.describe(), "engine": "ray", "shards": len(shards),
-                                   "shards_reused": len(shards) - len(pending)},
-                        score_name=retriever.score_name, filter_score_name=retriever.filter_score_name,
-                        seconds={"read": t_load - t0, "index": t_index - t_load, "mine": t_end - t_index,
-                                 "total": t_end - t0})
+    return stats.freeze(
+        output=str(output),
+        fmt=fmt,
+        params=config.params(),
+        params_hash=config.params_hash(),
+        retriever={
+            **retriever.describe(),
+            "engine": "ray",
+            "shards": len(shards),
+            "shards_reused": len(shards) - len(pending),
+        },
+        score_name=retriever.score_name,
+        filter_score_name=retriever.filter_score_name,
+        seconds={"read": t_load - t0, "index": t_index - t_load, "mine": t_end - t_index, "total": t_end - t0},
+    )
 
 
-def _embed_corpus(ray: Any, opts: RayOptions, corpus_ref: list, corpus: Any, cfg: Any, work: Path,
-                  on_progress: Progress | None) -> None:
+def _embed_corpus(
+    ray: Any, opts: RayOptions, corpus_ref: list, corpus: Any, cfg: Any, work: Path, on_progress: Progress | None
+) -> None:
     """Fill the embedding cache entry of the corpus (if it is not there yet) with chunks embedded on Ray."""
-    from negclean.embed import model_identity
-    from negclean.mine.cache import EmbeddingCache, embedding_key
-
     n = len(corpus)
     cache = EmbeddingCache(cfg.cache_dir)
-    key = embedding_key(model_identity=model_identity(cfg.model), corpus_hash=corpus.content_hash,
-                        prefix=cfg.passage_prefix, include_title=cfg.include_title)
+    key = embedding_key(
+        model_identity=model_identity(cfg.model),
+        corpus_hash=corpus.content_hash,
+        prefix=cfg.passage_prefix,
+        include_title=cfg.include_title,
+    )
     if cache.load(key, rows=n) is not None:
         return
     chunk_dir = work / "embed" / key
@@ -220,11 +249,18 @@ def _embed_corpus(ray: Any, opts: RayOptions, corpus_ref: list, corpus: Any, cfg
     done = n - sum(b - a for a, b in pending)
     if pending:
         ds = ray.data.from_items([{"start": a, "stop": b} for a, b in pending], override_num_blocks=len(pending))
-        out = ds.map_batches(EmbedWorker, fn_constructor_kwargs={"corpus_ref": corpus_ref,
-                                                                 "cfg_json": cfg.model_dump_json(),
-                                                                 "out_dir": str(chunk_dir)},
-                             batch_size=1, compute=actor_pool(ray, pool_size(ray, opts, len(pending))),
-                             num_cpus=opts.cpus_per_worker, num_gpus=opts.gpus_per_worker or None)
+        out = ds.map_batches(
+            EmbedWorker,
+            fn_constructor_kwargs={
+                "corpus_ref": corpus_ref,
+                "cfg_json": cfg.model_dump_json(),
+                "out_dir": str(chunk_dir),
+            },
+            batch_size=1,
+            compute=actor_pool(ray, pool_size(ray, opts, len(pending))),
+            num_cpus=opts.cpus_per_worker,
+            num_gpus=opts.gpus_per_worker or None,
+        )
         for row in out.iter_rows():
             done += int(row["rows"])
             if on_progress:
@@ -233,9 +269,20 @@ def _embed_corpus(ray: Any, opts: RayOptions, corpus_ref: list, corpus: Any, cfg
     def load(start: int, stop: int) -> np.ndarray:
         return np.load(chunk_dir / f"{start}.npy", allow_pickle=False)
 
-    cache.build(key, rows=n, encode=load, chunk=EMBED_CHUNK, describe={
-        "model": model_identity(cfg.model), "corpus": corpus.source, "corpus_hash": corpus.content_hash,
-        "prefix": cfg.passage_prefix, "include_title": cfg.include_title, "engine": "ray"})
+    cache.build(
+        key,
+        rows=n,
+        encode=load,
+        chunk=EMBED_CHUNK,
+        describe={
+            "model": model_identity(cfg.model),
+            "corpus": corpus.source,
+            "corpus_hash": corpus.content_hash,
+            "prefix": cfg.passage_prefix,
+            "include_title": cfg.include_title,
+            "engine": "ray",
+        },
+    )
     for a, _ in chunks:
         (chunk_dir / f"{a}.npy").unlink(missing_ok=True)
 

@@ -16,7 +16,7 @@ def require_ray() -> Any:
     """``ray`` with Ray Data, or MissingDependency naming the extra."""
     try:
         import ray
-        import ray.data  # noqa: F401 - Ray Data is a separate extra of ray
+        import ray.data  # Ray Data is a separate extra of ray
     except ImportError as exc:
         raise MissingDependency("ray", "ray", "The Ray engine (--engine ray)") from exc
     return ray
@@ -59,8 +59,7 @@ def connect(options: RayOptions) -> Any:
     ray = require_ray()
     if not ray.is_initialized():
         address = options.address or os.environ.get("RAY_ADDRESS")
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "ignore_reinit_error": True}
+        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True}
         if address:
             kwargs["address"] = address
         elif options.num_cpus is not None:
@@ -68,8 +67,10 @@ def connect(options: RayOptions) -> Any:
         try:
             ray.init(**kwargs)
         except ConnectionError as exc:
-            raise ConfigError(f"cannot reach the Ray cluster at {address!r} ({exc}); check the address "
-                              "(ray status on the head node shows it)") from exc
+            raise ConfigError(
+                f"cannot reach the Ray cluster at {address!r} ({exc}); check the address "
+                "(ray status on the head node shows it)"
+            ) from exc
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = options.progress
     ctx.print_on_execution_start = False
@@ -88,8 +89,10 @@ def pool_size(ray: Any, options: RayOptions, pending: int) -> int:
         if options.gpus_per_worker:
             size = min(size, int(resources.get("GPU", 0) // options.gpus_per_worker))
         if size < 1:
-            raise ConfigError("the Ray cluster has too few CPUs/GPUs for one worker at the requested "
-                              f"cpus_per_worker={options.cpus_per_worker}, gpus_per_worker={options.gpus_per_worker}")
+            raise ConfigError(
+                "the Ray cluster has too few CPUs/GPUs for one worker at the requested "
+                f"cpus_per_worker={options.cpus_per_worker}, gpus_per_worker={options.gpus_per_worker}"
+            )
     return max(1, min(size, pending))
 
 

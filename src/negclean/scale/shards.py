@@ -15,9 +15,10 @@ import hashlib
 import json
 import os
 import zlib
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from negclean.data.formats import _jsonl, _parquet
 from negclean.data.formats._base import RowError
@@ -48,7 +49,7 @@ class Shard:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> "Shard":
+    def from_json(cls, text: str) -> Shard:
         data = json.loads(text)
         if data.get("row_groups") is not None:
             data["row_groups"] = tuple(data["row_groups"])
@@ -82,8 +83,9 @@ def _plan_lines(path: Path, size: int, *, plain: bool) -> list[Shard]:
         if _nonblank(raw):
             counted += 1
         if counted == size:
-            shards.append(Shard(len(shards), start_line, line, start_byte if plain else None,
-                                offset if plain else None))
+            shards.append(
+                Shard(len(shards), start_line, line, start_byte if plain else None, offset if plain else None)
+            )
             start_line, start_byte, counted = line + 1, offset, 0
     if line >= start_line:
         shards.append(Shard(len(shards), start_line, line, start_byte if plain else None, offset if plain else None))
@@ -114,8 +116,7 @@ def _plan_parquet(path: Path, size: int) -> list[Shard]:
 def _numbered_raw_lines(path: Path) -> Iterator[tuple[int, bytes]]:
     """Every physical line of a (possibly gzip) file with its 1-based number, undecoded."""
     with _jsonl._open(path) as fh:
-        for n, raw in enumerate(fh, start=1):
-            yield n, raw
+        yield from enumerate(fh, start=1)
 
 
 def plan_key(*parts: Any) -> str:
@@ -132,8 +133,16 @@ class ShardReader(InstanceReader):
             reason of a row of another format), so that rejects match the local engine's word for word.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, shard: Shard, fmt: str, on_error: str = "fail",
-                 reject_path: str | os.PathLike[str] | None = None, detected_at: int | None = None):
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        shard: Shard,
+        fmt: str,
+        on_error: str = "fail",
+        reject_path: str | os.PathLike[str] | None = None,
+        detected_at: int | None = None,
+    ):
         super().__init__(path, fmt=fmt, on_error=on_error, reject_path=reject_path)  # type: ignore[arg-type]
         self.shard = shard
         self._detected_at = detected_at
@@ -167,8 +176,11 @@ class ShardReader(InstanceReader):
                 if line and not line.isspace():
                     yield lineno, line
         except (OSError, EOFError, zlib.error) as exc:
-            raise InputError(f"the file is corrupt or truncated in lines {s.first_line}-{s.last_line} ({exc}); "
-                             "re-create or re-download it", path=str(self.path)) from None
+            raise InputError(
+                f"the file is corrupt or truncated in lines {s.first_line}-{s.last_line} ({exc}); "
+                "re-create or re-download it",
+                path=str(self.path),
+            ) from None
 
     def _byte_range(self, start: int, end: int, first_line: int) -> Iterator[tuple[int, bytes]]:
         with open(self.path, "rb", buffering=1 << 20) as fh:
@@ -200,8 +212,10 @@ class ShardReader(InstanceReader):
                             row = err
                     yield rowno, raw, row
         except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read the rows after row {rowno} ({exc}); the file may be truncated or "
-                             "damaged", path=str(self.path)) from None
+            raise InputError(
+                f"cannot read the rows after row {rowno} ({exc}); the file may be truncated or damaged",
+                path=str(self.path),
+            ) from None
 
 
 def detect(path: str | os.PathLike[str], fmt: str | None) -> tuple[str, int | None]:

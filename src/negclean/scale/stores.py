@@ -36,8 +36,11 @@ def prepare_main(path: str | Path) -> None:
     try:
         busy, _, _ = con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         if busy:
-            log.warning("%s is in use by another process: verdicts it has not checkpointed yet are invisible to "
-                        "the workers (they may be judged again)", path)
+            log.warning(
+                "%s is in use by another process: verdicts it has not checkpointed yet are invisible to "
+                "the workers (they may be judged again)",
+                path,
+            )
     finally:
         con.close()
 

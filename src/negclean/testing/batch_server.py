@@ -31,8 +31,9 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 from negclean.testing.openai_server import _count, _logprobs
 from negclean.testing.responders import OverlapOracle, Reply
@@ -91,8 +92,15 @@ class StoredFile:
     created_at: int
 
     def obj(self) -> dict[str, Any]:
-        return {"id": self.id, "object": "file", "bytes": len(self.data), "created_at": self.created_at,
-                "filename": self.filename, "purpose": self.purpose, "status": "processed"}
+        return {
+            "id": self.id,
+            "object": "file",
+            "bytes": len(self.data),
+            "created_at": self.created_at,
+            "filename": self.filename,
+            "purpose": self.purpose,
+            "status": "processed",
+        }
 
 
 @dataclass
@@ -118,15 +126,28 @@ class BatchRecord:
 
     def obj(self) -> dict[str, Any]:
         t = self.times
-        return {"id": self.id, "object": "batch", "endpoint": self.endpoint,
-                "errors": None if self.errors is None else {"object": "list", "data": self.errors},
-                "input_file_id": self.input_file_id, "completion_window": self.completion_window,
-                "status": self.status, "output_file_id": self.output_file_id, "error_file_id": self.error_file_id,
-                "created_at": self.created_at, "in_progress_at": t.get("in_progress"),
-                "expires_at": self.created_at + 86400, "finalizing_at": t.get("finalizing"),
-                "completed_at": t.get("completed"), "failed_at": t.get("failed"), "expired_at": t.get("expired"),
-                "cancelling_at": t.get("cancelling"), "cancelled_at": t.get("cancelled"),
-                "request_counts": dict(self.counts), "metadata": self.metadata}
+        return {
+            "id": self.id,
+            "object": "batch",
+            "endpoint": self.endpoint,
+            "errors": None if self.errors is None else {"object": "list", "data": self.errors},
+            "input_file_id": self.input_file_id,
+            "completion_window": self.completion_window,
+            "status": self.status,
+            "output_file_id": self.output_file_id,
+            "error_file_id": self.error_file_id,
+            "created_at": self.created_at,
+            "in_progress_at": t.get("in_progress"),
+            "expires_at": self.created_at + 86400,
+            "finalizing_at": t.get("finalizing"),
+            "completed_at": t.get("completed"),
+            "failed_at": t.get("failed"),
+            "expired_at": t.get("expired"),
+            "cancelling_at": t.get("cancelling"),
+            "cancelled_at": t.get("cancelled"),
+            "request_counts": dict(self.counts),
+            "metadata": self.metadata,
+        }
 
 
 class BatchTestServer:
@@ -140,9 +161,17 @@ class BatchTestServer:
         require_key: when set, requests must carry ``Authorization: Bearer <key>``, else 401.
     """
 
-    def __init__(self, *, responder: Any = None, faults: BatchFaultPlan | None = None, polls_per_status: int = 1,
-                 max_requests: int = 50_000, max_bytes: int = 200 * 1000 * 1000, require_key: str | None = None,
-                 host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        *,
+        responder: Any = None,
+        faults: BatchFaultPlan | None = None,
+        polls_per_status: int = 1,
+        max_requests: int = 50_000,
+        max_bytes: int = 200 * 1000 * 1000,
+        require_key: str | None = None,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.responder = responder or OverlapOracle()
         self.faults = faults or BatchFaultPlan()
         self.polls_per_status = polls_per_status
@@ -176,7 +205,7 @@ class BatchTestServer:
             return list(self.batches.values())
 
     # ---- lifecycle
-    def start(self) -> "BatchTestServer":
+    def start(self) -> BatchTestServer:
         if self._thread is not None:
             raise RuntimeError("server already started")
         self._thread = threading.Thread(target=self._serve, name="batch-test-server", daemon=True)
@@ -193,7 +222,7 @@ class BatchTestServer:
             self._thread.join(15)
         self._thread = None
 
-    def __enter__(self) -> "BatchTestServer":
+    def __enter__(self) -> BatchTestServer:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:
@@ -258,8 +287,9 @@ class BatchTestServer:
             return _error(web, 400, "multipart field 'file' is required", "invalid_request")
         if purpose != "batch":
             return _error(web, 400, f"purpose must be 'batch' here, not {purpose!r}", "invalid_request")
-        stored = StoredFile(self._next_id("file"), upload.filename or "upload.jsonl", "batch", upload.file.read(),
-                            int(time.time()))
+        stored = StoredFile(
+            self._next_id("file"), upload.filename or "upload.jsonl", "batch", upload.file.read(), int(time.time())
+        )
         with self._lock:
             self.files[stored.id] = stored
         return web.json_response(stored.obj())
@@ -302,8 +332,15 @@ class BatchTestServer:
         with self._lock:
             n = len(self.batches)
         outcome = self.faults.batches[n] if n < len(self.faults.batches) else "ok"
-        record = BatchRecord(self._next_id("batch"), input_file_id, endpoint, body.get("completion_window", "24h"),
-                             body.get("metadata"), outcome, int(time.time()))
+        record = BatchRecord(
+            self._next_id("batch"),
+            input_file_id,
+            endpoint,
+            body.get("completion_window", "24h"),
+            body.get("metadata"),
+            outcome,
+            int(time.time()),
+        )
         with self._lock:
             self.batches[record.id] = record
         return web.json_response(record.obj())
@@ -328,8 +365,15 @@ class BatchTestServer:
         limit = int(request.query.get("limit", "20"))
         records = list(reversed(self.batch_list()))[:limit]  # newest first, as the API lists them
         data = [r.obj() for r in records]
-        return web.json_response({"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
-                                  "last_id": data[-1]["id"] if data else None, "has_more": False})
+        return web.json_response(
+            {
+                "object": "list",
+                "data": data,
+                "first_id": data[0]["id"] if data else None,
+                "last_id": data[-1]["id"] if data else None,
+                "has_more": False,
+            }
+        )
 
     async def _cancel(self, request: Any) -> Any:
         from aiohttp import web
@@ -373,11 +417,23 @@ class BatchTestServer:
     def _validate(self, record: BatchRecord) -> list[dict]:
         data = self.files[record.input_file_id].data
         if record.outcome == "fail_validation":
-            return [{"code": "scripted_failure", "message": "The batch failed validation (scripted).",
-                     "param": None, "line": None}]
+            return [
+                {
+                    "code": "scripted_failure",
+                    "message": "The batch failed validation (scripted).",
+                    "param": None,
+                    "line": None,
+                }
+            ]
         if len(data) > self.max_bytes:
-            return [{"code": "file_too_large", "message": f"The input file is {len(data)} bytes; the limit is "
-                     f"{self.max_bytes}.", "param": None, "line": None}]
+            return [
+                {
+                    "code": "file_too_large",
+                    "message": f"The input file is {len(data)} bytes; the limit is {self.max_bytes}.",
+                    "param": None,
+                    "line": None,
+                }
+            ]
         ids: list[str] = []
         for lineno, line in enumerate(data.splitlines(), start=1):
             if not line.strip():
@@ -386,19 +442,43 @@ class BatchTestServer:
                 row = json.loads(line)
                 cid, method, url, body = row["custom_id"], row["method"], row["url"], row["body"]
             except (ValueError, KeyError, TypeError):
-                return [{"code": "invalid_json_line", "message": "This line is not a valid batch request.",
-                         "param": None, "line": lineno}]
+                return [
+                    {
+                        "code": "invalid_json_line",
+                        "message": "This line is not a valid batch request.",
+                        "param": None,
+                        "line": lineno,
+                    }
+                ]
             if method != "POST" or url != record.endpoint or not isinstance(body, dict) or "model" not in body:
-                return [{"code": "invalid_request", "message": "Requests must POST to the batch's endpoint with "
-                         "a body naming a model.", "param": None, "line": lineno}]
+                return [
+                    {
+                        "code": "invalid_request",
+                        "message": "Requests must POST to the batch's endpoint with a body naming a model.",
+                        "param": None,
+                        "line": lineno,
+                    }
+                ]
             ids.append(cid)
         if len(ids) > self.max_requests:
-            return [{"code": "too_many_requests", "message": f"{len(ids)} requests in one batch; the limit is "
-                     f"{self.max_requests}.", "param": None, "line": None}]
+            return [
+                {
+                    "code": "too_many_requests",
+                    "message": f"{len(ids)} requests in one batch; the limit is {self.max_requests}.",
+                    "param": None,
+                    "line": None,
+                }
+            ]
         if len(set(ids)) != len(ids):
             dup = next(c for c, k in Counter(ids).items() if k > 1)
-            return [{"code": "duplicate_custom_id", "message": f"The custom_id {dup!r} appears more than once.",
-                     "param": "custom_id", "line": None}]
+            return [
+                {
+                    "code": "duplicate_custom_id",
+                    "message": f"The custom_id {dup!r} appears more than once.",
+                    "param": "custom_id",
+                    "line": None,
+                }
+            ]
         record.custom_ids = ids
         return []
 
@@ -413,9 +493,17 @@ class BatchTestServer:
             line_id = f"batch_req_{self._next_id('br')}"
             if i >= expire_after:
                 record.faults["expired"] += 1
-                errors.append({"id": line_id, "custom_id": cid, "response": None,
-                               "error": {"code": "batch_expired", "message": "This request could not be executed "
-                                         "before the completion window expired."}})
+                errors.append(
+                    {
+                        "id": line_id,
+                        "custom_id": cid,
+                        "response": None,
+                        "error": {
+                            "code": "batch_expired",
+                            "message": "This request could not be executed before the completion window expired.",
+                        },
+                    }
+                )
                 continue
             rng = random.Random(f"{self.faults.seed}:{cid}:{self.submissions[cid]}")
             fault = self.faults.draw(rng)
@@ -424,16 +512,38 @@ class BatchTestServer:
                 continue
             if fault in ("failed", "rate_limited", "bad_request"):
                 status = {"failed": 500, "rate_limited": 429, "bad_request": 400}[fault]
-                message = {500: "The server had an error processing your request.", 429: "Rate limit reached.",
-                           400: "This model's maximum context length is 128000 tokens."}[status]
-                errors.append({"id": line_id, "custom_id": cid, "error": None,
-                               "response": {"status_code": status, "request_id": req_id,
-                                            "body": {"error": {"message": message, "type": "server_error",
-                                                               "param": None, "code": None}}}})
+                message = {
+                    500: "The server had an error processing your request.",
+                    429: "Rate limit reached.",
+                    400: "This model's maximum context length is 128000 tokens.",
+                }[status]
+                errors.append(
+                    {
+                        "id": line_id,
+                        "custom_id": cid,
+                        "error": None,
+                        "response": {
+                            "status_code": status,
+                            "request_id": req_id,
+                            "body": {
+                                "error": {"message": message, "type": "server_error", "param": None, "code": None}
+                            },
+                        },
+                    }
+                )
                 continue
-            outputs.append({"id": line_id, "custom_id": cid, "error": None,
-                            "response": {"status_code": 200, "request_id": req_id,
-                                         "body": self._completion(row["body"], fault, rng)}})
+            outputs.append(
+                {
+                    "id": line_id,
+                    "custom_id": cid,
+                    "error": None,
+                    "response": {
+                        "status_code": 200,
+                        "request_id": req_id,
+                        "body": self._completion(row["body"], fault, rng),
+                    },
+                }
+            )
         shuffle = random.Random(f"{self.faults.seed}:{record.id}")
         shuffle.shuffle(outputs)
         shuffle.shuffle(errors)
@@ -460,19 +570,30 @@ class BatchTestServer:
         content, finish = reply.content, reply.finish_reason
         if fault == "truncated":
             content, finish = content[: len(content) // 2], "length"
-        choice: dict[str, Any] = {"index": 0, "message": {"role": "assistant", "content": content},
-                                  "finish_reason": finish, "logprobs": None}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": finish,
+            "logprobs": None,
+        }
         if body.get("logprobs"):
             choice["logprobs"] = {"content": _logprobs(content, reply, int(body.get("top_logprobs") or 0))}
         tokens_in = sum(3 + _count(str(m.get("content") or "")) for m in body.get("messages", [])) + 3
         tokens_out = _count(content)
-        return {"id": f"chatcmpl-{rng.getrandbits(48):012x}", "object": "chat.completion",
-                "created": int(time.time()), "model": body.get("model"), "choices": [choice],
-                "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
-                          "total_tokens": tokens_in + tokens_out}}
+        return {
+            "id": f"chatcmpl-{rng.getrandbits(48):012x}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model"),
+            "choices": [choice],
+            "usage": {
+                "prompt_tokens": tokens_in,
+                "completion_tokens": tokens_out,
+                "total_tokens": tokens_in + tokens_out,
+            },
+        }
 
 
 def _error(web: Any, status: int, message: str, code: str) -> Any:
     kind = "invalid_request_error" if status < 500 else "server_error"
-    return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": code}},
-                             status=status)
+    return web.json_response({"error": {"message": message, "type": kind, "param": None, "code": code}}, status=status)

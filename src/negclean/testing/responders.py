@@ -11,17 +11,23 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Any
+
+from negclean.judge.prompts import neutralize
+from negclean.judge.tokens import count_tokens
 
 _QUESTION = re.compile(r"^Question: (.*?)\n\n", re.DOTALL)
 _GROUND_TRUTH = re.compile(r"<ground_truth>\n(.*?)\n</ground_truth>", re.DOTALL)
 _NUMBERED_DOC = re.compile(r'<doc id="(\d+)">\n(.*?)\n</doc>', re.DOTALL)
 _SINGLE_DOC = re.compile(r"<doc>\n(.*?)\n</doc>", re.DOTALL)
 _WORD = re.compile(r"[a-z0-9]+")
-_STOP = frozenset("the and for are was were what which who whom whose when where why how does did has have "
-                  "had with from that this these those into about than then them they their there its is of "
-                  "in on to a an by as at be or it can".split())
+_STOP = frozenset(
+    "the and for are was were what which who whom whose when where why how does did has have "
+    "had with from that this these those into about than then them they their there its is of "
+    "in on to a an by as at be or it can".split()
+)
 
 
 @dataclass(frozen=True)
@@ -64,8 +70,7 @@ def parse_prompt(body: Mapping) -> PromptView:
     return PromptView(question, truths, tuple(_SINGLE_DOC.findall(user)), listwise=False, reasoning=False)
 
 
-def _answer(view: PromptView, grades: Sequence[str | None], notes: Sequence[str],
-            p_yes: Sequence[float]) -> Reply:
+def _answer(view: PromptView, grades: Sequence[str | None], notes: Sequence[str], p_yes: Sequence[float]) -> Reply:
     if not view.listwise:
         if not grades:
             return Reply("no", p_yes=0.0)
@@ -87,8 +92,6 @@ class TableResponder:
     """
 
     def __init__(self, table: Mapping[str, str | bool | None], *, p_yes: float = 0.9, p_no: float = 0.1) -> None:
-        from negclean.judge.prompts import neutralize
-
         self.table = {neutralize(k).strip(): ("better" if v is True else (v or None)) for k, v in table.items()}
         self.p_yes, self.p_no = p_yes, p_no
 
@@ -144,12 +147,10 @@ class FullLength:
     ``max_tokens`` (counted as the server counts them), with ``finish_reason: stop``: every call costs
     its worst case, as a model that writes long answers would."""
 
-    def __init__(self, inner: "object | None" = None) -> None:
+    def __init__(self, inner: Callable[[Mapping[str, Any]], Reply | str] | None = None) -> None:
         self.inner = inner if inner is not None else OverlapOracle()
 
     def __call__(self, body: Mapping) -> Reply:
-        from negclean.judge.tokens import count_tokens
-
         reply = self.inner(body)
         if isinstance(reply, str):
             reply = Reply(reply)

@@ -8,16 +8,19 @@ import os
 import shutil
 import tempfile
 import time
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
+from negclean.data.io import read_instances
+from negclean.data.paths import refuse_replacing_folder
 from negclean.data.records import Instance
 from negclean.errors import InputError
+from negclean.local_models import SUMMARY_FILE as SUMMARY_FILE  # re-exported: these three were defined here
+from negclean.local_models import read_summary as read_summary
+from negclean.local_models import torch_threads as torch_threads
 from negclean.train.config import TrainConfig
-
-SUMMARY_FILE = "negclean_train.json"
 
 Data = str | os.PathLike[str] | Iterable[Instance]
 
@@ -66,16 +69,13 @@ class TrainResult:
         return out
 
 
-def read_data(data: Data, *, fmt: str | None = None,
-              output_dir: str | Path | None = None) -> tuple[list[Instance], str]:
+def read_data(
+    data: Data, *, fmt: str | None = None, output_dir: str | Path | None = None
+) -> tuple[list[Instance], str]:
     """All instances (training needs them in memory anyway) and a description of where they came from.
     ``output_dir``: the model folder the run will replace; ConfigError when it holds the data file."""
     if isinstance(data, (str, os.PathLike)):
-        from negclean.data.io import read_instances
-
         if output_dir is not None:
-            from negclean.data.paths import refuse_replacing_folder
-
             refuse_replacing_folder(data, output_dir, label="--output")
 
         instances = list(read_instances(data, fmt=fmt, on_error="fail"))
@@ -106,8 +106,9 @@ def seed_everything(seed: int) -> None:
     set_seed(seed)
 
 
-def trainer_arguments(args_cls, *, config: TrainConfig, scratch: str, batch_sampler: Callable,
-                      show_progress: bool) -> Any:
+def trainer_arguments(
+    args_cls, *, config: TrainConfig, scratch: str, batch_sampler: Callable, show_progress: bool
+) -> Any:
     """Training arguments of the sentence-transformers trainers, the same for both kinds of model."""
     import torch
     import transformers
@@ -156,26 +157,10 @@ class SamplerFactory:
     def __call__(self, dataset, batch_size, drop_last, valid_label_columns=None, generator=None, seed=0):
         from negclean.train.sampler import EpochBlockBatchSampler
 
-        self.sampler = EpochBlockBatchSampler(dataset, batch_size, drop_last, valid_label_columns, generator,
-                                              seed, epochs=self.epochs, keys=self.keys)
+        self.sampler = EpochBlockBatchSampler(
+            dataset, batch_size, drop_last, valid_label_columns, generator, seed, epochs=self.epochs, keys=self.keys
+        )
         return self.sampler
-
-
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Limit torch's CPU threads for a block, then restore them. On a machine shared with other work,
-    1 thread can be several times faster than 2 (the thread pool spins while it waits for a core)."""
-    if threads is None:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(threads))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def loss_history(log_history: list[dict]) -> tuple[tuple[int, float], ...]:
@@ -199,25 +184,15 @@ def save_atomically(model, output_dir: str | Path, summary: dict) -> None:
         raise
 
 
-def read_summary(model_dir: str | Path) -> dict | None:
-    """The training summary saved with a model, or None for a model negclean did not train."""
-    path = Path(model_dir) / SUMMARY_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 class Timer:
-    def __enter__(self) -> "Timer":
+    def __enter__(self) -> Timer:
         self.start = time.perf_counter()
         self.seconds = 0.0
         return self
 
     def __exit__(self, *exc) -> None:
         self.seconds = time.perf_counter() - self.start
+
 
 # the end of the message when a model to train cannot be loaded
 OFFLINE_HINT = "Give a local directory or a name that is available offline (e.g. all-MiniLM-L6-v2)"

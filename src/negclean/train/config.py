@@ -28,14 +28,16 @@ class TrainConfig(BaseModel):
     warmup_ratio: float = Field(0.1, ge=0, lt=1)
     weight_decay: float = Field(0.0, ge=0)
     hard_negatives: int = Field(7, ge=0, description="hard negatives per query and epoch")
-    max_seq_length: int | None = Field(None, ge=8, description="token limit of queries and passages "
-                                       "(default: the model's own)")
+    max_seq_length: int | None = Field(
+        None, ge=8, description="token limit of queries and passages (default: the model's own)"
+    )
     query_prefix: str = Field("", description='prepended to every query, e.g. "query: " for E5')
     passage_prefix: str = Field("", description='prepended to every passage, e.g. "passage: "')
     include_title: bool = Field(True, description="passages as 'title text' (BEIR convention) or the text alone")
     scale: float = Field(20.0, gt=0, description="retriever: InfoNCE similarity scale (1 / temperature)")
     reranker_loss: Literal["bce", "listnet", "lambda"] = Field(
-        "bce", description="reranker: bce (binary, one row per pair) or a listwise loss (one row per query)")
+        "bce", description="reranker: bce (binary, one row per pair) or a listwise loss (one row per query)"
+    )
     seed: int = 42
     max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (trials, tests)")
     device: str | None = None
@@ -43,7 +45,7 @@ class TrainConfig(BaseModel):
     logging_steps: int = Field(10, ge=1)
 
     @classmethod
-    def from_options(cls, options: dict[str, Any], *, source: str = "train options") -> "TrainConfig":
+    def from_options(cls, options: dict[str, Any], *, source: str = "train options") -> TrainConfig:
         """Validate a mapping (YAML, CLI); errors name each bad field."""
         try:
             return cls.model_validate(dict(options))

@@ -19,12 +19,16 @@ import random
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from negclean.data.records import Instance, Passage
 from negclean.errors import ConfigError, InputError
+from negclean.judge.crossencoder import load_scorer, score_pairs
+from negclean.train.config import TrainConfig
+from negclean.train.reranker import train_reranker
 
 META_FILE = "negclean_judge.json"
 KIND = "negclean-crossencoder-judge"
@@ -49,8 +53,9 @@ class CrossJudgeFit:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-def random_negatives(instances: Sequence[Instance], *, per_query: int, seed: int,
-                     corpus: Sequence[Passage] | None = None) -> list[Instance]:
+def random_negatives(
+    instances: Sequence[Instance], *, per_query: int, seed: int, corpus: Sequence[Passage] | None = None
+) -> list[Instance]:
     """Copies of the instances whose negatives are ``per_query`` random passages (seeded per query).
 
     The pool is ``corpus`` when given, else every distinct passage (by content key) of ``instances``. A
@@ -83,9 +88,12 @@ def random_negatives(instances: Sequence[Instance], *, per_query: int, seed: int
             picked.append(p)
             seen.add(p.key)
         if len(picked) < per_query:
-            raise InputError(f"query {inst.query_id!r}: only {len(picked)} passages outside its own candidates and "
-                             f"positives to draw {per_query} random negatives from; give a corpus (--corpus) or "
-                             "lower --negatives", line=inst.line or None)
+            raise InputError(
+                f"query {inst.query_id!r}: only {len(picked)} passages outside its own candidates and "
+                f"positives to draw {per_query} random negatives from; give a corpus (--corpus) or "
+                "lower --negatives",
+                line=inst.line or None,
+            )
         out.append(Instance(inst.query_id, inst.query, inst.positives, tuple(picked), subset=inst.subset))
     if not out:
         raise InputError("no instance has a labeled positive to train the cross-encoder judge on")
@@ -103,12 +111,25 @@ def pairs_digest(instances: Iterable[Instance]) -> str:
     return digest.hexdigest()
 
 
-def fit_cross_judge(instances: Sequence[Instance], *, output_dir: str | Path, negatives: int = 4, epochs: int = 1,
-                    max_length: int = 256, batch_size: int = 16, learning_rate: float = 2e-5, seed: int = 0,
-                    corpus: Sequence[Passage] | None = None, flag_rate: float | None = None,
-                    threshold: float = 0.5, threads: int | None = None, max_steps: int | None = None,
-                    base_model: str = "all-MiniLM-L6-v2", source: str = "<instances>",
-                    show_progress: bool = False) -> CrossJudgeFit:
+def fit_cross_judge(
+    instances: Sequence[Instance],
+    *,
+    output_dir: str | Path,
+    negatives: int = 4,
+    epochs: int = 1,
+    max_length: int = 256,
+    batch_size: int = 16,
+    learning_rate: float = 2e-5,
+    seed: int = 0,
+    corpus: Sequence[Passage] | None = None,
+    flag_rate: float | None = None,
+    threshold: float = 0.5,
+    threads: int | None = None,
+    max_steps: int | None = None,
+    base_model: str = "all-MiniLM-L6-v2",
+    source: str = "<instances>",
+    show_progress: bool = False,
+) -> CrossJudgeFit:
     """Train the judge and write it (model + ``negclean_judge.json``) to ``output_dir``, complete or not at all.
 
     Args:
@@ -122,9 +143,6 @@ def fit_cross_judge(instances: Sequence[Instance], *, output_dir: str | Path, ne
         threads: torch CPU threads during training and scoring.
         max_steps: stop training after this many optimizer steps (tests).
     """
-    from negclean.train.config import TrainConfig
-    from negclean.train.reranker import train_reranker
-
     if negatives < 1:
         raise ConfigError(f"negatives must be 1 or more, got {negatives}")
     if flag_rate is not None and not 0.0 < flag_rate < 1.0:
@@ -132,13 +150,26 @@ def fit_cross_judge(instances: Sequence[Instance], *, output_dir: str | Path, ne
     if not 0.0 <= threshold <= 1.0:
         raise ConfigError(f"threshold must lie in [0, 1] (a sigmoid score), got {threshold}")
     train = random_negatives(instances, per_query=negatives * epochs, seed=seed, corpus=corpus)
-    config = TrainConfig(kind="reranker", model=base_model, epochs=epochs, batch_size=batch_size,
-                         learning_rate=learning_rate, hard_negatives=negatives, max_seq_length=max_length,
-                         include_title=True, reranker_loss="bce", seed=seed, max_steps=max_steps, threads=threads)
+    config = TrainConfig(
+        kind="reranker",
+        model=base_model,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        hard_negatives=negatives,
+        max_seq_length=max_length,
+        include_title=True,
+        reranker_loss="bce",
+        seed=seed,
+        max_steps=max_steps,
+        threads=threads,
+    )
     out = Path(output_dir)
     if out.exists() and not (out / META_FILE).is_file() and any(out.iterdir()):
-        raise ConfigError(f"{out} exists and is not a cross-encoder judge folder (no {META_FILE}); "
-                          "give a new or empty folder as --output")
+        raise ConfigError(
+            f"{out} exists and is not a cross-encoder judge folder (no {META_FILE}); "
+            "give a new or empty folder as --output"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
@@ -148,20 +179,43 @@ def fit_cross_judge(instances: Sequence[Instance], *, output_dir: str | Path, ne
         calibration = 0.0
         if flag_rate is not None:
             started = time.perf_counter()
-            threshold = _threshold_for_rate(model_dir, instances, flag_rate=flag_rate, max_length=max_length,
-                                            batch_size=max(batch_size, 32), threads=threads)
+            threshold = _threshold_for_rate(
+                model_dir,
+                instances,
+                flag_rate=flag_rate,
+                max_length=max_length,
+                batch_size=max(batch_size, 32),
+                threads=threads,
+            )
             calibration = time.perf_counter() - started
             rule = f"flag_rate {flag_rate:g} of the {sum(len(i.negatives) for i in instances)} input candidates"
-        fit = CrossJudgeFit(output_dir=str(out), queries=len(train), pairs=len(train) * (1 + negatives) * epochs,
-                            pool=len(corpus) if corpus is not None else -1, threshold=float(threshold),
-                            threshold_rule=rule, train_seconds=round(result.seconds, 3),
-                            calibration_seconds=round(calibration, 3), train_loss=result.train_loss,
-                            steps=result.steps)
+        fit = CrossJudgeFit(
+            output_dir=str(out),
+            queries=len(train),
+            pairs=len(train) * (1 + negatives) * epochs,
+            pool=len(corpus) if corpus is not None else -1,
+            threshold=float(threshold),
+            threshold_rule=rule,
+            train_seconds=round(result.seconds, 3),
+            calibration_seconds=round(calibration, 3),
+            train_loss=result.train_loss,
+            steps=result.steps,
+        )
         meta: dict[str, Any] = {
-            "kind": KIND, "base_model": base_model, "data": source, "pairs_sha256": pairs_digest(train),
-            "settings": {"negatives": negatives, "epochs": epochs, "max_length": max_length,
-                         "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
-                         "flag_rate": flag_rate, "negative_pool": "corpus" if corpus is not None else "input"},
+            "kind": KIND,
+            "base_model": base_model,
+            "data": source,
+            "pairs_sha256": pairs_digest(train),
+            "settings": {
+                "negatives": negatives,
+                "epochs": epochs,
+                "max_length": max_length,
+                "batch_size": batch_size,
+                "learning_rate": learning_rate,
+                "seed": seed,
+                "flag_rate": flag_rate,
+                "negative_pool": "corpus" if corpus is not None else "input",
+            },
             **fit.as_dict(),
         }
         meta.pop("output_dir")
@@ -174,12 +228,17 @@ def fit_cross_judge(instances: Sequence[Instance], *, output_dir: str | Path, ne
     return fit
 
 
-def _threshold_for_rate(model_dir: Path, instances: Sequence[Instance], *, flag_rate: float, max_length: int,
-                        batch_size: int, threads: int | None) -> float:
+def _threshold_for_rate(
+    model_dir: Path,
+    instances: Sequence[Instance],
+    *,
+    flag_rate: float,
+    max_length: int,
+    batch_size: int,
+    threads: int | None,
+) -> float:
     """The score at or above which ``flag_rate`` of the input's candidates lie."""
     import numpy as np
-
-    from negclean.judge.crossencoder import load_scorer, score_pairs
 
     pairs = [(inst.query, p) for inst in instances if inst.positives for p in inst.negatives]
     if not pairs:

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import hashlib
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 from negclean.data.records import Instance, Passage
+from negclean.local_models import passage_text  # re-exported: it was here
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,12 +53,6 @@ class GroupStats:
         return {name: getattr(self, name) for name in self.__slots__}
 
 
-def passage_text(p: Passage, *, include_title: bool = True, prefix: str = "") -> str:
-    """What a model sees of a passage: ``prefix + "title text"`` (BEIR convention) or the text alone."""
-    body = f"{p.title} {p.text}" if include_title and p.title else p.text
-    return prefix + body
-
-
 def query_hash(query_id: str, seed: int) -> int:
     """A stable (process-independent) integer per query and seed."""
     return int.from_bytes(hashlib.sha256(f"{seed}\x1f{query_id}".encode()).digest()[:8], "big")
@@ -78,12 +73,19 @@ def pick_negatives(negatives: Sequence[Passage], *, k: int, h: int, epoch: int) 
     random.Random(h).shuffle(order)
     offset = (epoch * k) % len(order)
     doubled = order + order
-    return doubled[offset:offset + k], False
+    return doubled[offset : offset + k], False
 
 
-def build_groups(instances: Iterable[Instance], *, epochs: int, hard_negatives: int, seed: int,
-                 include_title: bool = True, query_prefix: str = "",
-                 passage_prefix: str = "") -> tuple[list[list[Group]], GroupStats]:
+def build_groups(
+    instances: Iterable[Instance],
+    *,
+    epochs: int,
+    hard_negatives: int,
+    seed: int,
+    include_title: bool = True,
+    query_prefix: str = "",
+    passage_prefix: str = "",
+) -> tuple[list[list[Group]], GroupStats]:
     """Groups for every epoch: ``result[e]`` lists one Group per usable instance, in input order.
 
     Instances without a positive are skipped (counted). Texts carry the prefixes already.
@@ -112,11 +114,25 @@ def build_groups(instances: Iterable[Instance], *, epochs: int, hard_negatives: 
                 negs = _from_pool(pool, inst, k=hard_negatives, rng=random.Random(h * 7_919 + epoch))
                 filled += epoch == 0
             resampled += drawn and epoch == 0
-            per_epoch[epoch].append(Group(inst.query_id, query_prefix + inst.query, text(pos),
-                                          tuple(text(n) for n in negs), pos.docid, inst.subset))
-    stats = GroupStats(instances=len(usable), epochs=epochs, hard_negatives=hard_negatives,
-                       multi_positive=sum(len(i.positives) > 1 for i in usable), resampled=int(resampled),
-                       filled_from_pool=int(filled), skipped_no_positive=skipped)
+            per_epoch[epoch].append(
+                Group(
+                    inst.query_id,
+                    query_prefix + inst.query,
+                    text(pos),
+                    tuple(text(n) for n in negs),
+                    pos.docid,
+                    inst.subset,
+                )
+            )
+    stats = GroupStats(
+        instances=len(usable),
+        epochs=epochs,
+        hard_negatives=hard_negatives,
+        multi_positive=sum(len(i.positives) > 1 for i in usable),
+        resampled=int(resampled),
+        filled_from_pool=int(filled),
+        skipped_no_positive=skipped,
+    )
     return per_epoch, stats
 
 
@@ -140,8 +156,10 @@ def _from_pool(pool: Sequence[Passage], inst: Instance, *, k: int, rng: random.R
         if cand.docid not in own_ids and cand.text not in own_texts:
             out.append(cand)
     if len(out) < k:
-        raise ValueError(f"query {inst.query_id!r} has no hard negatives and the data set has no other "
-                         "passages to use instead: give instances with negatives, or hard_negatives=0")
+        raise ValueError(
+            f"query {inst.query_id!r} has no hard negatives and the data set has no other "
+            "passages to use instead: give instances with negatives, or hard_negatives=0"
+        )
     return out
 
 

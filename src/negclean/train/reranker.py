@@ -13,9 +13,21 @@ from pathlib import Path
 
 from negclean.embed import load_model
 from negclean.errors import ConfigError, require
-from negclean.train.common import (OFFLINE_HINT, Data, SamplerFactory, Timer, TrainResult, instances_hash,
-                                   loss_history, quiet, read_data, save_atomically, seed_everything, torch_threads,
-                                   trainer_arguments)
+from negclean.train.common import (
+    OFFLINE_HINT,
+    Data,
+    SamplerFactory,
+    Timer,
+    TrainResult,
+    instances_hash,
+    loss_history,
+    quiet,
+    read_data,
+    save_atomically,
+    seed_everything,
+    torch_threads,
+    trainer_arguments,
+)
 from negclean.train.config import TrainConfig
 from negclean.train.groups import Group, build_groups
 
@@ -32,15 +44,25 @@ def reranker_columns(groups: list[Group], *, loss: str) -> dict[str, list]:
                 passage.append(text)
                 label.append(y)
         return {"query": query, "passage": passage, "label": label}
-    return {"query": [g.query for g in groups],
-            "docs": [[g.positive, *g.negatives] for g in groups],
-            "labels": [[1.0] + [0.0] * len(g.negatives) for g in groups]}
+    return {
+        "query": [g.query for g in groups],
+        "docs": [[g.positive, *g.negatives] for g in groups],
+        "labels": [[1.0] + [0.0] * len(g.negatives) for g in groups],
+    }
 
 
 def load_cross_encoder(name: str, *, max_seq_length: int | None = None, device: str | None = None):
-    return load_model("CrossEncoder", name, extra="train", purpose="Training a reranker",
-                      what=f"model '{name}' as a cross-encoder", hint=OFFLINE_HINT,
-                      num_labels=1, max_length=max_seq_length, device=device)
+    return load_model(
+        "CrossEncoder",
+        name,
+        extra="train",
+        purpose="Training a reranker",
+        what=f"model '{name}' as a cross-encoder",
+        hint=OFFLINE_HINT,
+        num_labels=1,
+        max_length=max_seq_length,
+        device=device,
+    )
 
 
 def _loss(model, name: str):
@@ -53,8 +75,14 @@ def _loss(model, name: str):
     return losses.LambdaLoss(model)
 
 
-def train_reranker(data: Data, *, output_dir: str | Path, config: TrainConfig | None = None,
-                   fmt: str | None = None, show_progress: bool = True) -> TrainResult:
+def train_reranker(
+    data: Data,
+    *,
+    output_dir: str | Path,
+    config: TrainConfig | None = None,
+    fmt: str | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
     """Fine-tune ``config.model`` as a cross-encoder on ``data`` and save it to ``output_dir``.
 
     Args: as ``train_retriever``; ``config.reranker_loss`` picks the loss, ``config.batch_size`` counts
@@ -68,9 +96,15 @@ def train_reranker(data: Data, *, output_dir: str | Path, config: TrainConfig | 
     if config.hard_negatives < 1:
         raise ConfigError("a reranker needs negatives to learn from: set hard_negatives to 1 or more")
     instances, source = read_data(data, fmt=fmt, output_dir=output_dir)
-    per_epoch, stats = build_groups(instances, epochs=config.epochs, hard_negatives=config.hard_negatives,
-                                    seed=config.seed, include_title=config.include_title,
-                                    query_prefix=config.query_prefix, passage_prefix=config.passage_prefix)
+    per_epoch, stats = build_groups(
+        instances,
+        epochs=config.epochs,
+        hard_negatives=config.hard_negatives,
+        seed=config.seed,
+        include_title=config.include_title,
+        query_prefix=config.query_prefix,
+        passage_prefix=config.passage_prefix,
+    )
     if stats.instances < 1:
         raise ConfigError(f"{source}: no instance with a positive to train on")
     seed_everything(config.seed)
@@ -78,22 +112,39 @@ def train_reranker(data: Data, *, output_dir: str | Path, config: TrainConfig | 
     columns = reranker_columns([g for block in per_epoch for g in block], loss=config.reranker_loss)
     dataset = Dataset.from_dict(columns)
     factory = SamplerFactory(epochs=config.epochs)
-    with tempfile.TemporaryDirectory(prefix="negclean-train-") as scratch, torch_threads(config.threads), \
-            Timer() as timer:
-        args = trainer_arguments(CrossEncoderTrainingArguments, config=config, scratch=scratch,
-                                 batch_sampler=factory, show_progress=show_progress)
-        trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=dataset,
-                                      loss=_loss(model, config.reranker_loss))
+    with (
+        tempfile.TemporaryDirectory(prefix="negclean-train-") as scratch,
+        torch_threads(config.threads),
+        Timer() as timer,
+    ):
+        args = trainer_arguments(
+            CrossEncoderTrainingArguments,
+            config=config,
+            scratch=scratch,
+            batch_sampler=factory,
+            show_progress=show_progress,
+        )
+        trainer = CrossEncoderTrainer(
+            model=model, args=args, train_dataset=dataset, loss=_loss(model, config.reranker_loss)
+        )
         quiet(trainer, show_progress=show_progress)
         output = trainer.train()
     sampler = factory.sampler
     result = TrainResult(
-        output_dir=str(output_dir), kind="reranker", data=source, data_hash=instances_hash(instances),
-        steps=int(trainer.state.global_step), train_loss=float(output.training_loss),
+        output_dir=str(output_dir),
+        kind="reranker",
+        data=source,
+        data_hash=instances_hash(instances),
+        steps=int(trainer.state.global_step),
+        train_loss=float(output.training_loss),
         loss_history=loss_history(trainer.state.log_history),
-        epochs_served=tuple(sampler.served) if sampler else (), groups=stats.as_dict(),
-        rows=len(dataset) // config.epochs, forced_conflicts=0, seconds=round(timer.seconds, 3),
-        config=config.model_copy(update={"kind": "reranker"}).model_dump(mode="json"))
+        epochs_served=tuple(sampler.served) if sampler else (),
+        groups=stats.as_dict(),
+        rows=len(dataset) // config.epochs,
+        forced_conflicts=0,
+        seconds=round(timer.seconds, 3),
+        config=config.model_copy(update={"kind": "reranker"}).model_dump(mode="json"),
+    )
     save_atomically(model, output_dir, result.as_dict())
     return result
 

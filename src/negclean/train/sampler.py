@@ -15,7 +15,7 @@ Imports torch and sentence-transformers: import this module only inside a traini
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import torch
 from sentence_transformers.base.sampler import DefaultBatchSampler
@@ -34,10 +34,26 @@ class RowKeys:
 class EpochBlockBatchSampler(DefaultBatchSampler):
     """Batches of block ``epoch % epochs`` of the dataset; see the module docstring."""
 
-    def __init__(self, dataset, batch_size: int, drop_last: bool, valid_label_columns=None, generator=None,
-                 seed: int = 0, *, epochs: int = 1, keys: RowKeys | None = None):
-        super().__init__(dataset, batch_size=batch_size, drop_last=drop_last,
-                         valid_label_columns=valid_label_columns, generator=generator, seed=seed)
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        drop_last: bool,
+        valid_label_columns=None,
+        generator=None,
+        seed: int = 0,
+        *,
+        epochs: int = 1,
+        keys: RowKeys | None = None,
+    ):
+        super().__init__(
+            dataset,
+            batch_size=batch_size,
+            drop_last=drop_last,
+            valid_label_columns=valid_label_columns,
+            generator=generator,
+            seed=seed,
+        )
         total = len(dataset)
         if epochs < 1 or total % epochs:
             raise ValueError(f"dataset of {total} rows does not split into {epochs} equal epoch blocks")
@@ -60,10 +76,10 @@ class EpochBlockBatchSampler(DefaultBatchSampler):
         start = block * self.rows_per_epoch
         order = [start + int(i) for i in torch.randperm(self.rows_per_epoch, generator=gen)]
         batches = self._pack(order) if self.keys is not None else self._cut(order)
-        yield from batches[:len(self)]
+        yield from batches[: len(self)]
 
     def _cut(self, order: list[int]) -> list[list[int]]:
-        return [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
 
     def _pack(self, order: list[int]) -> list[list[int]]:
         keys = self.keys
@@ -79,15 +95,19 @@ class EpochBlockBatchSampler(DefaultBatchSampler):
             positives: set[int] = set()
             passages: set[int] = set()
 
+            # fits and add are called only within this iteration, on this iteration's sets (B023 does not apply)
             def fits(i: int) -> bool:
-                return (keys.query[i] not in queries and keys.positive[i] not in passages
-                        and not (keys.passages[i] & positives))
+                return (
+                    keys.query[i] not in queries  # noqa: B023
+                    and keys.positive[i] not in passages  # noqa: B023
+                    and not (keys.passages[i] & positives)  # noqa: B023
+                )
 
             def add(i: int) -> None:
-                batch.append(i)
-                queries.add(keys.query[i])
-                positives.add(keys.positive[i])
-                passages.update(keys.passages[i])
+                batch.append(i)  # noqa: B023
+                queries.add(keys.query[i])  # noqa: B023
+                positives.add(keys.positive[i])  # noqa: B023
+                passages.update(keys.passages[i])  # noqa: B023
 
             waiting: list[int] = []
             for i in pending:
@@ -97,13 +117,13 @@ class EpochBlockBatchSampler(DefaultBatchSampler):
                     waiting.append(i)
             pending = waiting
             while len(batch) < self.batch_size and not exhausted:
-                i = next(stream, None)
-                if i is None:
+                nxt = next(stream, None)
+                if nxt is None:
                     exhausted = True
-                elif fits(i):
-                    add(i)
+                elif fits(nxt):
+                    add(nxt)
                 else:
-                    pending.append(i)
+                    pending.append(nxt)
             batches.append(batch)
         leftovers = pending + list(stream)
         for batch in batches:  # rows that conflict everywhere: put them where there is room

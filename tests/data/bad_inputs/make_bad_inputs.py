@@ -136,7 +136,7 @@ def main() -> None:
             )
         ],
     )
-    write("invalid_utf8.jsonl", [ok1, line(tev("2")).replace("thing".encode(), b"th\xe9ng\xff", 1), ok3])
+    write("invalid_utf8.jsonl", [ok1, line(tev("2")).replace(b"thing", b"th\xe9ng\xff", 1), ok3])
     write("bom.jsonl", [ok1, ok2], head=b"\xef\xbb\xbf")
     write("crlf.jsonl", [ok1, ok2, ok3], sep=b"\r\n")
     (HERE / "blank_lines.jsonl").write_bytes(b"\n" + ok1 + b"\n\n   \n\t\n" + ok2 + b"\n\r\n" + ok3 + b"\n\n")

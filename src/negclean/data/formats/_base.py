@@ -7,8 +7,9 @@ Everything here raises ``RowError`` with a reason a user can act on; the reader 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 from negclean.data.hashing import text_hash
 from negclean.data.records import Passage
@@ -85,7 +86,7 @@ def as_id(value: Any, where: str) -> str:
     raise RowError(f"{where} must be a string (or integer) id, got {type_name(value)}")
 
 
-def as_list(value: Any, where: str) -> list:
+def as_list(value: Any, where: str) -> list[Any]:
     if type(value) is list:
         return value
     raise RowError(f"{where} must be a list, got {type_name(value)}")

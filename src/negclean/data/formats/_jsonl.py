@@ -10,8 +10,9 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any
 
 from negclean.data.formats._base import RowError, has_lone_surrogate, type_name
 from negclean.errors import InputError
@@ -31,8 +32,10 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             if key in seen:
                 break
             seen.add(key)
-        raise RowError(f"duplicate key {key!r} in a JSON object: only one of its values could be kept, so the "
-                       "line is ambiguous; remove or rename one of them")
+        raise RowError(
+            f"duplicate key {key!r} in a JSON object: only one of its values could be kept, so the "
+            "line is ambiguous; remove or rename one of them"
+        )
     return obj
 
 
@@ -130,7 +133,7 @@ class JsonlSink:
 
     def __init__(self, raw: IO[bytes], *, compresslevel: int | None, name: str):
         self._raw = raw
-        self._out: IO[bytes] = raw
+        self._out: IO[bytes] | gzip.GzipFile = raw
         if compresslevel is not None:
             self._out = gzip.GzipFile(filename=name, mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0)
         self._buf: list[bytes] = []
@@ -141,6 +144,10 @@ class JsonlSink:
             data = json.dumps(row, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("a string holds a lone UTF-16 surrogate, which UTF-8 cannot encode") from None
+        self.write_line(data)
+
+    def write_line(self, data: bytes) -> None:
+        """Write one encoded row (UTF-8 JSON without the line ending)."""
         self._buf.append(data)
         self._size += len(data)
         if self._size >= _FLUSH_BYTES:

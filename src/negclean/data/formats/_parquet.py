@@ -13,8 +13,9 @@ unpack ``extra``; in files written by other tools every column is read as it is.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from negclean.data.formats import st, tevatron
 from negclean.data.formats._base import RowError
@@ -26,15 +27,15 @@ _BATCH_ROWS = 1024
 _GROUP_BYTES = 64 << 20
 
 
-def _pa():
+def _pa() -> Any:
     return require("pyarrow", extra="parquet", purpose="Reading and writing Parquet")
 
 
-def _pq():
+def _pq() -> Any:
     return require("pyarrow.parquet", extra="parquet", purpose="Reading and writing Parquet")
 
 
-def open_file(path: Path):
+def open_file(path: Path) -> Any:
     """A ``pyarrow.parquet.ParquetFile``, or InputError saying why the file cannot be opened."""
     pa, pq = _pa(), _pq()
     try:
@@ -106,7 +107,7 @@ def raw_text(raw: dict[str, Any]) -> str:
     return json.dumps(raw, ensure_ascii=False, default=str)
 
 
-def _passage_type(pa):
+def _passage_type(pa: Any) -> Any:
     return pa.struct(
         [
             ("docid", pa.string()),
@@ -146,7 +147,7 @@ class ParquetSink:
         self._negatives = negatives
         self._rows: list[Any] = []
         self._bytes = 0
-        self._writer = None
+        self._writer: Any = None  # a pyarrow.parquet.ParquetWriter once the first group is written
         self._neg_columns: list[str] = []
 
     def write(self, row: dict[str, Any]) -> None:
@@ -171,7 +172,7 @@ class ParquetSink:
         if len(self._rows) >= self._group_rows or self._bytes >= _GROUP_BYTES:
             self.flush()
 
-    def _schema(self):
+    def _schema(self) -> Any:
         pa = self._pa
         meta = {MARKER: json.dumps({"layout": self._layout, "version": 1}).encode()}
         if self._layout == "tevatron":

@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
-from negclean.data.formats import _jsonl, _parquet
+from negclean.data.formats import _fastjson, _jsonl, _parquet, _tevatron_fast, tevatron
 from negclean.data.formats._base import RowError
 from negclean.data.formats._checks import check_instance
 from negclean.data.formats._registry import CODECS, EXPECTED, FORMATS, match_format, show_keys
@@ -79,8 +80,10 @@ def detect_jsonl(path: Path) -> tuple[str, int]:
             f"{first_error[1]}); is this a JSON Lines file?",
             path=str(path),
         )
-    raise InputError("the file has no records, so its format cannot be detected; name it with --format "
-                     "(fmt= in Python) to read it", path=str(path))
+    raise InputError(
+        "the file has no records, so its format cannot be detected; name it with --format (fmt= in Python) to read it",
+        path=str(path),
+    )
 
 
 def detect_format(path: str | os.PathLike[str]) -> str:
@@ -165,6 +168,7 @@ class InstanceReader:
         on_error: Literal["fail", "skip"] = "fail",
         reject_path: str | os.PathLike[str] | None = None,
         log_limit: int = 20,
+        check: bool = True,
     ):
         if on_error not in _ON_ERROR:
             raise ConfigError(f"--on-error (on_error in Python) must be 'fail' or 'skip', not {on_error!r}")
@@ -185,6 +189,7 @@ class InstanceReader:
         if self._reject_path is not None and self._reject_path.resolve() == self.path.resolve():
             raise ConfigError(f"the reject file must not be the input itself ({self.path})")
         self._log_limit = log_limit
+        self._check = check
         self._reset()
 
     def _check_fmt(self, fmt: str) -> str:
@@ -211,6 +216,9 @@ class InstanceReader:
         self._read = self._ok = self._rejected = 0
         self._warnings: Counter[str] = Counter()
         self._logged = self._unlogged = 0
+        # what the writer needs to copy the last instance read (see passthrough): its row, and how it was read
+        self._compact: bytes | None = None
+        self._last: tuple[Instance, bytes | None, Any] | None = None
 
     @property
     def stats(self) -> ReadStats:
@@ -220,33 +228,52 @@ class InstanceReader:
     def __iter__(self) -> Iterator[Instance]:
         return self._iterate()
 
-    def _rows(self) -> Iterator[tuple[int, Any, dict[str, Any] | RowError]]:
+    def _rows(self) -> Iterator[tuple[int, Any, dict[str, Any] | RowError | Instance]]:
+        """(line, raw, row): the row is an Instance already when the fast Tevatron path could read it."""
         if self._parquet:
             yield from _parquet.iter_rows(self.path)
             return
+        decode = _fastjson.decode_compact
+        fast = self.format == "tevatron" and _fastjson.ENABLED and _tevatron_fast.ENABLED
+        parse_line = _tevatron_fast.parse_line
         for lineno, raw in _jsonl.iter_lines(self.path):
+            if fast:
+                got = parse_line(raw, line=lineno)
+                if got is not None:
+                    self._last = (got[0], None, got[1])
+                    yield lineno, raw, got[0]
+                    continue
+            row: dict[str, Any] | RowError
             try:
-                yield lineno, raw, _jsonl.decode(raw)
+                row, self._compact = decode(raw)
             except RowError as err:
-                yield lineno, raw, err
+                row, self._compact = err, None
+            yield lineno, raw, row
 
     def _iterate(self) -> Iterator[Instance]:
         self._reset()
         rejects = _RejectFile(self._reject_path) if self._reject_path is not None else None
+        check = self._check
         try:
             for lineno, raw, row in self._rows():
                 self._read += 1
                 try:
-                    if isinstance(row, RowError):
+                    if type(row) is Instance:
+                        inst = row
+                    elif isinstance(row, RowError):
                         raise row
-                    inst = self._codec.parse(row, line=lineno)
+                    else:
+                        inst = self._codec.parse(row, line=lineno)
                 except RowError as err:
                     self._reject(lineno, raw, self._reason(err, row), rejects)
                     continue
-                for kind, message in check_instance(inst):
-                    self._warnings[kind] += 1
-                    self._log(lineno, message)
+                if check:
+                    for kind, message in check_instance(inst):
+                        self._warnings[kind] += 1
+                        self._log(lineno, message)
                 self._ok += 1
+                if row is not inst:
+                    self._last = (inst, self._compact, row) if self._compact is not None else None
                 yield inst
         finally:
             if rejects is not None:
@@ -255,6 +282,29 @@ class InstanceReader:
                 log.warning(
                     "%s: %d more warnings and rejections not shown; %s", self.path, self._unlogged, self.stats.summary()
                 )
+
+    def passthrough(self, inst: Instance, fmt: str) -> bytes | None:
+        """The line ``inst`` was read from, as the writer of ``fmt`` would write ``inst``, or None.
+
+        Only for the instance this reader yielded last (records are frozen, so the same object is unchanged),
+        read by the fast parser, in Tevatron JSON Lines written back as Tevatron JSON Lines, and only when
+        ``tevatron.to_rows(inst)`` is the row as read (fields in their order, types as written): then the
+        bytes are those of ``json.dumps(row)``, built from the compact form the parser kept, without
+        rebuilding the row.
+        """
+        last = self._last
+        if last is None or last[0] is not inst or fmt != "tevatron" or self.format != "tevatron":
+            return None
+        if not _fastjson.ENABLED:
+            return None
+        _, compact, row = last
+        if compact is None:  # read by the fast Tevatron path: a TevatronRow
+            compact = _tevatron_fast.encode_row(row)
+            if compact is None:
+                return None
+        elif not (tevatron.writes_back_as_read(row) and _fastjson.plain_numbers(row)):
+            return None
+        return _fastjson.expand(compact)
 
     def _reason(self, err: RowError, row: Any) -> str:
         """The error's reason, or, for a row of another format, a reason that says so."""

@@ -8,7 +8,7 @@ import weakref
 from pathlib import Path
 from typing import IO, Any
 
-from negclean.data.formats import _jsonl, _parquet, st
+from negclean.data.formats import _fastjson, _jsonl, _parquet, st, tevatron
 from negclean.data.formats._registry import CODECS, FORMATS
 from negclean.data.records import Instance
 from negclean.errors import ConfigError
@@ -63,6 +63,7 @@ class InstanceWriter:
         row_group_size: int,
         negatives: int | None,
         compresslevel: int,
+        source: Any = None,
     ):
         self.path = path
         self.format = fmt
@@ -79,6 +80,10 @@ class InstanceWriter:
         self._tmp = tmp
         self._cleanup = weakref.finalize(self, _remove, tmp)  # a writer dropped without close() leaves nothing
         self._raw: IO[bytes] | None = None
+        self._jsonl = not is_parquet_name(path)
+        # the reader this writer copies (like=reader): an instance it yielded last, unchanged, is written from its
+        # parsed row (InstanceReader.passthrough) instead of being rebuilt
+        self._source = source if self._jsonl and hasattr(source, "passthrough") else None
         try:
             if is_parquet_name(path):
                 os.close(fd)
@@ -105,13 +110,25 @@ class InstanceWriter:
                 f"instance {inst.query_id!r} (input line {inst.line}) has no positives; a reader "
                 "would reject it, so it is not written. Drop such instances before writing"
             )
+        if self._source is not None:
+            line = self._source.passthrough(inst, self.format)
+            if line is not None:
+                self._sink.write_line(line)
+                self.count += 1
+                self.rows += 1
+                return
         if self._codec is st:
             rows = st.to_rows(inst, multi_positive=self._multi_positive)
         else:
             rows = self._codec.to_rows(inst)
         try:
-            for row in rows:
-                self._sink.write(row)
+            if self._jsonl:
+                checked = self._codec is tevatron and _plain_numbers(inst)
+                for row in rows:
+                    self._sink.write_line(_fastjson.encode(row, checked=checked))
+            else:
+                for row in rows:
+                    self._sink.write(row)
         except (TypeError, ValueError) as exc:
             raise type(exc)(
                 f"cannot write instance {inst.query_id!r} (input line {inst.line}) to {self.path}: {exc}"
@@ -154,7 +171,7 @@ class InstanceWriter:
         finally:
             self._cleanup()
 
-    def __enter__(self) -> "InstanceWriter":
+    def __enter__(self) -> InstanceWriter:
         return self
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
@@ -166,6 +183,20 @@ class InstanceWriter:
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"InstanceWriter({str(self.path)!r}, fmt={self.format!r}, count={self.count}, {state})"
+
+
+def _plain_numbers(inst: Instance) -> bool:
+    """Whether every float of the instance's Tevatron row (scores, extra fields) is a ``_fastjson.plain_number``,
+    so that the fast encoder need not look through the row."""
+    if inst.meta and not _fastjson.plain_numbers(inst.meta):
+        return False
+    for passages in (inst.positives, inst.negatives):
+        for p in passages:
+            if p.score is not None and not _fastjson.plain_number(p.score):
+                return False
+            if p.meta and not _fastjson.plain_numbers(p.meta):
+                return False
+    return True
 
 
 def is_parquet_name(path: Path) -> bool:
@@ -182,8 +213,9 @@ def write_format(path: Path, fmt: str | None, like: Any) -> str:
     if fmt is None:
         if parquet:
             return "parquet"
-        raise ConfigError(f"say which format to write {path} in: --to FORMAT (fmt= or like= in Python), one of "
-                          f"{', '.join(FORMATS)}")
+        raise ConfigError(
+            f"say which format to write {path} in: --to FORMAT (fmt= or like= in Python), one of {', '.join(FORMATS)}"
+        )
     if fmt not in FORMATS:
         raise ConfigError(f"unknown format {fmt!r}; choose one of: {', '.join(FORMATS)}")
     if fmt == "parquet" and not parquet:
@@ -192,7 +224,10 @@ def write_format(path: Path, fmt: str | None, like: Any) -> str:
             "or use --to tevatron (fmt='tevatron' in Python) for JSON Lines"
         )
     if parquet and fmt in ("tevatron", "flagembedding"):
-        hint = ("use --to parquet (fmt='parquet' in Python) for Tevatron columns in Parquet" if fmt == "tevatron"
-                else "name it *.jsonl[.gz]")
+        hint = (
+            "use --to parquet (fmt='parquet' in Python) for Tevatron columns in Parquet"
+            if fmt == "tevatron"
+            else "name it *.jsonl[.gz]"
+        )
         raise ConfigError(f"the format {fmt!r} writes JSON Lines, but {path.name} ends in .parquet; {hint}")
     return fmt

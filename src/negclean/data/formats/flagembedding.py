@@ -13,7 +13,8 @@ written); score lists are written only when every passage in that list has a sco
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
 
 from negclean.data.formats._base import (
     RowError,

@@ -14,7 +14,8 @@ per-passage extra fields. One negative is written as ``negative``, several as ``
 from __future__ import annotations
 
 import re
-from typing import Any, Collection, Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from negclean.data.formats._base import RowError, as_str, flat_text, freeze, query_id_for
 from negclean.data.hashing import content_docid

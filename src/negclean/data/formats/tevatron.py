@@ -8,7 +8,8 @@ A row without ``query_id`` gets a content-hash id (``q`` + hash of the query), w
 
 from __future__ import annotations
 
-from typing import Any, Collection, Mapping
+from collections.abc import Collection, Mapping
+from typing import Any
 
 from negclean.data.formats._base import (
     RowError,
@@ -111,3 +112,34 @@ def to_rows(inst: Instance) -> list[dict[str, Any]]:
         if k not in ROW_KEYS:
             row[k] = v
     return [row]
+
+
+_ROW_ORDER = ["query_id", "query", "positive_passages", "negative_passages", "subset"]
+_PASSAGE_ORDER = ["docid", "title", "text"]
+
+
+def _passage_as_written(p: dict[str, Any]) -> bool:
+    keys = list(p)
+    if keys[:3] != _PASSAGE_ORDER or type(p["docid"]) is not str or type(p["title"]) is not str:
+        return False
+    i = 3
+    if len(keys) > i and keys[i] == "score":
+        if type(p["score"]) is not float:  # an integer score is written back as a float, a null one left out
+            return False
+        i += 1
+    if len(keys) > i and keys[i] == "rank":
+        if type(p["rank"]) is not int:
+            return False
+        i += 1
+    rest = keys[i:]
+    return not rest or ("score" not in rest and "rank" not in rest)
+
+
+def writes_back_as_read(row: Mapping[str, Any]) -> bool:
+    """Whether ``to_rows(parse(row))`` is ``row`` itself, key order and types included, for a row that parses:
+    then writing the instance back gives the JSON of the row as read."""
+    if list(row)[:5] != _ROW_ORDER or type(row["query_id"]) is not str or type(row["subset"]) is not str:
+        return False
+    return all(map(_passage_as_written, row["positive_passages"])) and all(
+        map(_passage_as_written, row["negative_passages"])
+    )

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from functools import lru_cache
+from collections.abc import Sequence
+from functools import cache
 from importlib import resources
-from typing import Sequence
+from typing import Any
 
 import jinja2
 
@@ -21,8 +22,9 @@ _TAGS = re.compile(r"<\s*(/?)\s*(doc|verdict|ground_truth|reasoning)\b", re.IGNO
 # look-alikes of chat-template control tokens (ChatML/Qwen <|im_start|>, Llama 3 <|eot_id|>, Gemma
 # <start_of_turn>, Llama 2/Mistral [INST] and </s>): local backends tokenize passages as plain text, but a
 # small model still reads the look-alike as a turn boundary (benchmarks/RESULTS-injection.md)
-_CONTROL = re.compile(r"<(\|)(?=[^\s|<>]{1,40}\|>)|<\s*(/?)\s*(start_of_turn|end_of_turn|s)\s*>|\[(/?)INST\]",
-                      re.IGNORECASE)
+_CONTROL = re.compile(
+    r"<(\|)(?=[^\s|<>]{1,40}\|>)|<\s*(/?)\s*(start_of_turn|end_of_turn|s)\s*>|\[(/?)INST\]", re.IGNORECASE
+)
 _MAX_CHARS = 6000  # per passage; longer texts are cut (and the cut is marked) to bound prompt size
 
 
@@ -33,7 +35,7 @@ def neutralize(text: str) -> str:
     return _CONTROL.sub(_defuse, text)
 
 
-def _defuse(m: re.Match) -> str:
+def _defuse(m: re.Match[str]) -> str:
     if m.group(1):  # <|name|>  ->  ‹|name|>
         return "\u2039|"
     if m.group(3):  # <start_of_turn>, </s>  ->  ‹start_of_turn›
@@ -52,7 +54,7 @@ def template_source(name: str) -> str:
     return resources.files(__package__).joinpath(f"{name}.j2").read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def template_hash(name: str) -> str:
     """sha256 of the template file: part of every judge fingerprint that uses it."""
     # the neutralising rules change what a prompt holds, so they are part of its hash
@@ -60,7 +62,7 @@ def template_hash(name: str) -> str:
     return hashlib.sha256((template_source(name) + rules).encode()).hexdigest()[:16]
 
 
-@lru_cache(maxsize=None)
+@cache
 def _environment(include_titles: bool) -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FunctionLoader(lambda n: template_source(n)),
@@ -73,8 +75,10 @@ def _environment(include_titles: bool) -> jinja2.Environment:
     return env
 
 
-def render(name: str, *, query: str, positives: Sequence[Passage], candidates: Sequence[Passage],
-           include_titles: bool = False) -> tuple[str, str]:
+def render(
+    name: str, *, query: str, positives: Sequence[Passage], candidates: Sequence[Passage], include_titles: bool = False
+) -> tuple[str, str]:
     """Return (system, user) messages of template ``name``."""
-    module = _environment(include_titles).get_template(name).module
+    # the template's macros are attributes of its module, which jinja2 cannot type
+    module: Any = _environment(include_titles).get_template(name).module
     return str(module.system()).strip(), str(module.user(query, list(positives), list(candidates))).strip()

@@ -1,0 +1,1 @@
+"""A judge backend from outside negclean: ``backend: testjudge`` in a cascade YAML once this is installed."""
