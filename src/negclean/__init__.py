@@ -1,7 +1,7 @@
 """negclean: find and fix false negatives in retriever and reranker training data.
 
-The Python API (``negclean.judge``, ``fix``, ``mine``, ``evaluate``, ``read``, ``write``) is documented in
-``negclean.api``; it loads on first use.
+The Python API (``negclean.judge``, ``fix``, ``mine``, ``evaluate``, ``read``, ``write``; for files too big for
+memory ``judge_file``, ``fix_file`` and ``run``) is documented in ``negclean.api``; it loads on first use.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ __all__ = [
     "Fixed",
     "MineResult",
     "StageFunnel",
+    "judge_file",
+    "fix_file",
+    "run",
+    "RunSummary",
 ]
 _API = frozenset(__all__) - {"__version__"}
 # judge, fix, mine and evaluate are also subpackages. Importing a subpackage sets the package attribute of that
@@ -40,12 +44,16 @@ if TYPE_CHECKING:
         FixReport,
         JudgeResult,
         MineResult,
+        RunSummary,
         StageFunnel,
         evaluate,
         fix,
+        fix_file,
         judge,
+        judge_file,
         mine,
         read,
+        run,
         write,
     )
 

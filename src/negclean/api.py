@@ -10,7 +10,8 @@
 ``data`` is a path (any supported file), a list of ``Instance``, a list of row dicts, a ``datasets.Dataset`` or a
 pandas DataFrame (``negclean.data.tables`` lists the column layouts: Tevatron, FlagEmbedding, and the n-tuple,
 triplet and labeled-list layouts of sentence-transformers' ``mine_hard_negatives``). Everything runs in memory;
-files are written only where an argument names one (``store``, ``output``).
+files are written only where an argument names one (``store``, ``output``). For files too big for memory,
+``judge_file``, ``fix_file`` and ``run`` (``negclean.api_files``) stream them at flat memory.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, overload
 
-from negclean.api_records import Fixed, FixReport, JudgeResult, MineResult, SourceKind, StageFunnel
+from negclean.api_files import Operation, fix_file, judge_file, run
+from negclean.api_records import Fixed, FixReport, JudgeResult, MineResult, RunSummary, SourceKind, StageFunnel
 from negclean.cascade.outcome import InstanceOutcome, outcome_from_row, read_verdict_rows
 from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
@@ -55,19 +57,22 @@ __all__ = [
     "FixReport",
     "JudgeResult",
     "MineResult",
+    "RunSummary",
     "StageFunnel",
     "evaluate",
     "fix",
+    "fix_file",
     "judge",
+    "judge_file",
     "mine",
     "read",
+    "run",
     "write",
 ]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Data = Union[PathLike, Iterable[Instance], Iterable[Mapping[str, Any]], "datasets.Dataset", "pandas.DataFrame"]
 D = TypeVar("D")
-Operation = Literal["none", "remove", "hn_remove", "relabel"]
 AS_JUDGED = "as_judged"
 
 

@@ -1,10 +1,11 @@
 """The records the Python API returns: ``JudgeResult`` (verdicts, funnel, cost), ``FixReport`` and ``Fixed``,
-``MineResult``. Frozen; ``to_pandas()`` where a table helps."""
+``MineResult``, ``RunSummary`` (a file run). Frozen; ``to_pandas()`` where a table helps."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from negclean.cascade.outcome import InstanceOutcome
@@ -212,3 +213,51 @@ class MineResult:
 
     instances: tuple[Instance, ...]
     summary: MineSummary
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """What a file run (``negclean.judge_file``, ``fix_file``, ``run``; the commands ``judge``, ``fix``, ``run``)
+    read, decided, wrote and spent. Reconciles (when a fix ran): ``records_read == written + dropped + rejected``.
+
+    Args:
+        command: ``judge`` (judge_file), ``fix`` (fix_file) or ``run`` (a pipeline: judge and fix in one pass).
+        input: the file read; ``format``: its format as detected or given.
+        records_read: records (lines, rows) read; ``records_ok`` of them became instances, ``rejected`` could not
+            be read (``on_error="skip"``; written to the rejects file).
+        instances: instances judged (judge, run) or fixed (fix).
+        false_negatives: negatives the cascade judged relevant (None for ``fix_file``, which judges nothing).
+        written / dropped: instances the fix wrote / dropped (removed, or more false negatives than the cap);
+            None when no fix ran (``judge_file``, a dry run).
+        cost: USD spent by this run (verdicts served from the store cost nothing).
+        funnel: per stage, what reached it and what it decided (empty for ``fix_file``).
+        output_dir, verdicts, fixed, store: the paths written or used (None where the run has none).
+        reconciled: the counts above reconcile (None when no fix ran).
+        dry_run: no model was called; tokens and cost are estimates.
+        seconds: wall time of the judge run (None for ``fix_file``).
+    """
+
+    command: Literal["judge", "fix", "run"]
+    input: str
+    format: str | None
+    records_read: int
+    records_ok: int
+    rejected: int
+    instances: int
+    false_negatives: int | None
+    written: int | None
+    dropped: int | None
+    cost: float
+    funnel: tuple[StageFunnel, ...]
+    output_dir: str | None
+    verdicts: str | None
+    fixed: str | None
+    store: str | None
+    reconciled: bool | None
+    dry_run: bool
+    seconds: float | None
+    summary: Mapping[str, Any] = field(repr=False)
+
+    def as_dict(self) -> dict[str, Any]:
+        """A fresh copy of the summary as ``summary.json`` holds it (and ``--json`` prints it)."""
+        return copy.deepcopy(dict(self.summary))

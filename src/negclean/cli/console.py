@@ -17,8 +17,8 @@ __all__ = ["count_lines", "emit_json", "fail", "guarded", "print_run_summary", "
 
 
 def emit_json(data: Any) -> None:
-    # lazy: pipeline pulls numpy, pydantic and yaml. Standard JSON: a cap of inf is null, never Infinity
-    from negclean.pipeline import standard_json
+    # lazy: the API pulls numpy, pydantic and yaml. Standard JSON: a cap of inf is null, never Infinity
+    from negclean.api_files import standard_json
 
     sys.stdout.write(json.dumps(standard_json(data), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n")
 

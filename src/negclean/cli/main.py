@@ -10,11 +10,10 @@ from pathlib import Path
 import typer
 
 import negclean.cli as cli_package
-from negclean.cli.console import count_lines, emit_json, guarded, print_run_summary, progress
+from negclean.cli.console import emit_json, guarded, print_run_summary
 from negclean.cli.inspect_cmd import inspect_run
-from negclean.cli.options import ON_ERROR, cascade_config, one_of
+from negclean.cli.options import ON_ERROR, OPERATIONS, one_of
 from negclean.errors import ConfigError
-from negclean.fix.operations import Operation
 from negclean.progress import progress_bar
 
 app = typer.Typer(
@@ -46,21 +45,21 @@ def judge(
     as_json: bool = JSON_OPT,
 ):
     """Judge every hard negative through a cascade; write verdicts.jsonl and summary.json."""
-    from negclean.pipeline import run_judge  # lazy: pulls numpy, pydantic, yaml (keeps `negclean --help` fast)
+    from negclean.api_files import judge_file  # lazy: pulls numpy, pydantic, yaml (keeps `negclean --help` fast)
 
     with guarded(as_json=as_json):
-        cfg = cascade_config(cascade, max_cost)
-        with progress(count_lines(str(input)), "judging", enabled=not as_json) as advance:
-            summary = run_judge(
-                input_path=str(input),
-                cascade=cfg,
-                output_dir=output_dir,
-                store_path=str(store) if store else None,
-                fmt=fmt,
-                on_error=one_of(on_error, ON_ERROR, option="--on-error"),
-                dry_run=dry_run,
-                on_progress=advance,
-            )
+        result = judge_file(
+            input,
+            cascade,
+            output_dir=output_dir,
+            store=store,
+            fmt=fmt,
+            on_error=one_of(on_error, ON_ERROR, option="--on-error"),
+            max_cost=max_cost,
+            dry_run=dry_run,
+            progress=None if as_json else progress_bar,
+        )
+    summary = result.as_dict()
     emit_json(summary) if as_json else print_run_summary(summary)
 
 
@@ -80,30 +79,28 @@ def fix(
     as_json: bool = JSON_OPT,
 ):
     """Apply a fix operation to the judged file."""
-    from negclean.pipeline import run_fix  # lazy: pulls numpy, pydantic, yaml (keeps `negclean --help` fast)
+    from negclean.api_files import fix_file  # lazy: pulls numpy, pydantic, yaml (keeps `negclean --help` fast)
 
     with guarded(as_json=as_json):
-        try:
-            op = Operation(operation)
-        except ValueError:
-            raise ConfigError(f"--op {operation!r}: choose none, remove, hn_remove or relabel") from None
-        summary = run_fix(
-            input_path=str(input),
-            verdicts_path=str(verdicts),
-            output_path=str(output),
-            operation=op,
+        if operation not in OPERATIONS:
+            raise ConfigError(f"--op {operation!r}: choose none, remove, hn_remove or relabel")
+        result = fix_file(
+            input,
+            verdicts,
+            output=output,
+            op=one_of(operation, OPERATIONS, option="--op"),
             fmt=fmt,
             out_fmt=out_fmt,
             on_error=one_of(on_error, ON_ERROR, option="--on-error"),
             drop_undecided=drop_undecided,
             max_false_negatives=max_fn,
-            reject_path=str(output) + ".rejects.jsonl",
         )
+    summary = result.as_dict()
     if as_json:
         emit_json(summary)
     else:
         summary["fix"]["output"] = str(output)
-        summary["fix"]["operation"] = op.value
+        summary["fix"]["operation"] = operation
         print_run_summary(summary)
 
 
@@ -117,18 +114,18 @@ def run(
     as_json: bool = JSON_OPT,
 ):
     """Run a whole pipeline: read -> (mine) -> judge cascade -> fix -> write."""
-    from negclean.pipeline import load_pipeline, run_pipeline  # lazy: pulls numpy, pydantic, yaml
+    from negclean.api_files import run as run_file  # lazy: pulls numpy, pydantic, yaml
 
     with guarded(as_json=as_json):
-        overrides: dict[str, str] = {}
-        if input is not None:
-            overrides["input"] = str(input)
-        if output_dir is not None:
-            overrides["output_dir"] = str(output_dir)
-        cfg = load_pipeline(pipeline, overrides=overrides)
-        if max_cost is not None:
-            cfg = cfg.model_copy(update={"cascade": cfg.cascade.model_copy(update={"max_cost": max_cost})})
-        summary = run_pipeline(cfg, dry_run=dry_run, progress=None if as_json else progress_bar)
+        result = run_file(
+            pipeline,
+            input=input,
+            output_dir=output_dir,
+            max_cost=max_cost,
+            dry_run=dry_run,
+            progress=None if as_json else progress_bar,
+        )
+    summary = result.as_dict()
     emit_json(summary) if as_json else print_run_summary(summary)
 
 

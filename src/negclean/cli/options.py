@@ -12,15 +12,18 @@ from typing import TYPE_CHECKING, Literal, TypeVar
 from negclean.errors import ConfigError
 
 if TYPE_CHECKING:
-    from negclean.cascade.stages import CascadeConfig
+    from negclean.api_files import CascadeConfig
 
 C = TypeVar("C", bound=str)
 
-__all__ = ["ON_ERROR", "cascade_config", "one_of"]
+__all__ = ["ON_ERROR", "OPERATIONS", "cascade_config", "one_of"]
 
 OnError = Literal["fail", "skip"]
 # the values of every command's --on-error
 ON_ERROR: tuple[OnError, ...] = ("fail", "skip")
+OpName = Literal["none", "remove", "hn_remove", "relabel"]
+# the values of `negclean fix --op` (negclean.api_files.Operation)
+OPERATIONS: tuple[OpName, ...] = ("none", "remove", "hn_remove", "relabel")
 
 
 def one_of(value: str, choices: Sequence[C], *, option: str) -> C:
@@ -33,11 +36,7 @@ def one_of(value: str, choices: Sequence[C], *, option: str) -> C:
 
 def cascade_config(cascade: str, max_cost: float | None) -> CascadeConfig:
     """The validated cascade of ``--cascade`` (a preset name or a YAML file), with ``--max-cost`` applied."""
-    # lazy: pipeline pulls numpy, pydantic and yaml, which `negclean --help` must not load
-    from negclean.pipeline import validate_pipeline
-    from negclean.presets import load_cascade_dict
+    # lazy: the API pulls numpy, pydantic and yaml, which `negclean --help` must not load
+    from negclean.api_files import load_cascade
 
-    data = load_cascade_dict(cascade)
-    if max_cost is not None:
-        data = {**data, "max_cost": max_cost}
-    return validate_pipeline({"cascade": data}, source=cascade).cascade
+    return load_cascade(cascade, max_cost=max_cost)

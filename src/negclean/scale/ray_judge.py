@@ -39,7 +39,7 @@ from negclean.scale.assemble import (
 )
 from negclean.scale.judge_shard import JudgeJob, build_judges, judge_shard, load_done, reused, shard_path
 from negclean.scale.ray_mine import mine_ray
-from negclean.scale.runtime import RayOptions, actor_pool, connect, pool_size
+from negclean.scale.runtime import RayOptions, actor_pool, connect, pool_size, worker_runtime_env
 from negclean.scale.shards import Shard, detect, file_identity, plan_key, plan_shards
 from negclean.scale.stores import merge_into, prepare_main
 
@@ -79,6 +79,7 @@ def ray_executor(job: JudgeJob, shards: list[Shard], opts: RayOptions) -> Iterat
         compute=actor_pool(ray, pool_size(ray, opts, len(shards))),
         num_cpus=opts.cpus_per_worker,
         num_gpus=opts.gpus_per_worker or None,
+        runtime_env=worker_runtime_env(),
     )
     for row in out.iter_rows():
         yield json.loads(row["result"])

@@ -37,7 +37,7 @@ from negclean.mine.retrievers import build_retriever
 from negclean.mine.summary import MineStats
 from negclean.scale.assemble import fixed_suffix, join_parts
 from negclean.scale.codec import spec_from_dict, spec_to_dict
-from negclean.scale.runtime import RayOptions, actor_pool, connect, pool_size
+from negclean.scale.runtime import RayOptions, actor_pool, connect, pool_size, worker_runtime_env
 from negclean.scale.shards import plan_key
 
 #: passages per encode call: DenseRetriever embeds (and EmbeddingCache builds) in chunks of this size
@@ -202,6 +202,7 @@ def mine_ray(
             compute=actor_pool(ray, pool_size(ray, opts, len(pending))),
             num_cpus=opts.cpus_per_worker,
             num_gpus=opts.gpus_per_worker or None,
+            runtime_env=worker_runtime_env(),
         )
         for row in out.iter_rows():
             done += int(row["queries"])
@@ -260,6 +261,7 @@ def _embed_corpus(
             compute=actor_pool(ray, pool_size(ray, opts, len(pending))),
             num_cpus=opts.cpus_per_worker,
             num_gpus=opts.gpus_per_worker or None,
+            runtime_env=worker_runtime_env(),
         )
         for row in out.iter_rows():
             done += int(row["rows"])

@@ -78,6 +78,18 @@ def connect(options: RayOptions) -> Any:
     return ray
 
 
+#: Settings of the driver that workers must share: where the embedding cache lies. With one cache, a text embedded
+#: by the driver or any worker is read back bit for bit by all, so a sharded run gives the local run's verdicts;
+#: without it each worker embeds its own texts, in other batches, and a confidence can differ in its last digits.
+SHARED_ENV = ("NEGCLEAN_EMBED_CACHE", "NEGCLEAN_CACHE_DIR")
+
+
+def worker_runtime_env() -> dict[str, Any]:
+    """Ray ``runtime_env`` giving workers the driver's cache settings (only those set in the driver)."""
+    env = {name: os.environ[name] for name in SHARED_ENV if name in os.environ}
+    return {"env_vars": env} if env else {}
+
+
 def pool_size(ray: Any, options: RayOptions, pending: int) -> int:
     """Actors to start: the requested number, else what the cluster's CPUs (and GPUs) hold, never more than
     there are shards to run."""
