@@ -11,7 +11,8 @@ import pytest
 from negclean.cascade.runner import Cascade
 from negclean.cascade.store import JudgmentStore
 from negclean.evaluate.measures import sorted_docs
-from negclean.holes import cascade_config, fill_holes, holes_report
+from negclean.holes import fill_holes, holes_report
+from negclean.pipeline import load_cascade
 
 DEPTH = 5
 
@@ -92,7 +93,7 @@ def test_counts_add_up_and_match_an_independent_pool(dl19):
 
 def test_provenance_names_stage_judge_fingerprint_systems_and_rank(dl19):
     f = dl19.first
-    with JudgmentStore(":memory:") as db, Cascade(cascade_config("screen"), store=db) as cascade:
+    with JudgmentStore(":memory:") as db, Cascade(load_cascade("screen"), store=db) as cascade:
         fps = {s.name: cascade.stage_fingerprint(s.name) for s in cascade.config.stages}
     for a in f.added:
         assert a.stage in fps and a.fingerprint == fps[a.stage]

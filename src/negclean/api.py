@@ -42,8 +42,7 @@ from negclean.mine.config import MineConfig
 from negclean.mine.mine import beir_source, instance_source, mine_queries
 from negclean.mine.retrievers import build_retriever
 from negclean.mine.summary import MineStats
-from negclean.pipeline import validate_pipeline
-from negclean.presets import load_cascade_dict
+from negclean.pipeline import load_cascade
 
 if TYPE_CHECKING:
     import datasets
@@ -139,15 +138,6 @@ def _load(data: Any, *, fmt: str | None, on_error: Literal["fail", "skip"]) -> _
     )
 
 
-def _cascade(cascade: str | PathLike | CascadeConfig | Mapping[str, Any]) -> CascadeConfig:
-    if isinstance(cascade, CascadeConfig):
-        return cascade
-    if isinstance(cascade, Mapping):
-        return validate_pipeline({"cascade": dict(cascade)}, source="cascade").cascade
-    ref = os.fspath(cascade)
-    return validate_pipeline({"cascade": load_cascade_dict(ref)}, source=ref).cascade
-
-
 class _Progress:
     """``judged N/M instances`` on stderr, rewritten in place on a terminal."""
 
@@ -193,7 +183,7 @@ def judge(
         A ``JudgeResult``: verdicts per instance, the per-stage funnel, cost; ``.to_pandas()`` per candidate.
     """
     t0 = time.perf_counter()
-    config = _cascade(cascade)
+    config = load_cascade(cascade)
     if max_cost is not None:
         if max_cost < 0:
             raise ConfigError(f"max_cost must be >= 0 (USD), not {max_cost}")

@@ -22,6 +22,7 @@ from negclean.errors import ConfigError
 from negclean.fix.operations import Operation as Op
 from negclean.pipeline import (
     PipelineConfig,
+    load_cascade,
     load_pipeline,
     run_fix,
     run_judge,
@@ -29,7 +30,6 @@ from negclean.pipeline import (
     standard_json,
     validate_pipeline,
 )
-from negclean.presets import load_cascade_dict
 from negclean.progress import ProgressFactory, count_lines, no_progress
 
 if TYPE_CHECKING:
@@ -40,27 +40,6 @@ __all__ = ["CascadeConfig", "Operation", "RunSummary", "fix_file", "judge_file",
 PathLike = Union[str, "os.PathLike[str]"]
 Operation = Literal["none", "remove", "hn_remove", "relabel"]
 OnError = Literal["fail", "skip"]
-
-
-def load_cascade(
-    cascade: str | PathLike | CascadeConfig | Mapping[str, Any], *, max_cost: float | None = None
-) -> CascadeConfig:
-    """The validated cascade: a preset name, a cascade YAML file, a ``CascadeConfig`` or its mapping, with
-    ``max_cost`` (USD) in place of the cascade's own cap when given. Errors name the preset or file."""
-    if isinstance(cascade, CascadeConfig):
-        if max_cost is None:
-            return cascade
-        if max_cost < 0:
-            raise ConfigError(f"max_cost must be >= 0 (USD), not {max_cost}")
-        return cascade.model_copy(update={"max_cost": float(max_cost)})
-    if isinstance(cascade, Mapping):
-        data, source = dict(cascade), "cascade"
-    else:
-        source = os.fspath(cascade)
-        data = load_cascade_dict(source)
-    if max_cost is not None:
-        data = {**data, "max_cost": max_cost}
-    return validate_pipeline({"cascade": data}, source=source).cascade
 
 
 def judge_file(

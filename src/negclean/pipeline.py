@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager, ExitStack
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -82,6 +83,27 @@ def validate_pipeline(data: dict, *, source: str = "config") -> PipelineConfig:
         return PipelineConfig.model_validate(data)
     except ValidationError as exc:
         raise invalid_config(exc, f"{source}: invalid configuration:") from None
+
+
+def load_cascade(
+    cascade: str | os.PathLike[str] | CascadeConfig | Mapping[str, Any], *, max_cost: float | None = None
+) -> CascadeConfig:
+    """The validated cascade: a preset name, a cascade YAML file, a ``CascadeConfig`` or its mapping, with
+    ``max_cost`` (USD) in place of the cascade's own cap when given. Errors name the preset or file."""
+    if isinstance(cascade, CascadeConfig):
+        if max_cost is None:
+            return cascade
+        if max_cost < 0:
+            raise ConfigError(f"max_cost must be >= 0 (USD), not {max_cost}")
+        return cascade.model_copy(update={"max_cost": float(max_cost)})
+    if isinstance(cascade, Mapping):
+        data, source = dict(cascade), "cascade"
+    else:
+        source = os.fspath(cascade)
+        data = load_cascade_dict(source)
+    if max_cost is not None:
+        data = {**data, "max_cost": max_cost}
+    return validate_pipeline({"cascade": data}, source=source).cascade
 
 
 def atomic_text(path: Path) -> AbstractContextManager[IO[str]]:

@@ -20,7 +20,6 @@ from negclean.embed_cache import EmbedTally, merge_counts
 from negclean.errors import BudgetExceeded, ConfigError
 from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict, check_results
 from negclean.judge.config import build_judge
-from negclean.judge.registry import SHIPPED
 
 
 @dataclass
@@ -109,10 +108,6 @@ class CascadeStats:
             )
             out["stages"].append(d)
         return out
-
-
-#: the shipped backends whose stages call an LLM; ``stage.judge.calls_model`` says it for any backend, plugins too
-MODEL_BACKENDS = frozenset(name for name, cls in SHIPPED.items() if cls.calls_model)
 
 
 def _titles_shown(stage: StageConfig) -> bool:

@@ -30,10 +30,11 @@ def _create_temp(path: Path, suffix: str) -> tuple[int, Path]:
     raise FileExistsError(f"{path.parent}: could not create a temporary file for {path.name} (100 names taken)")
 
 
-def _fsync_dir(folder: Path) -> None:
-    """Make the rename itself durable where the platform allows it (POSIX); best effort elsewhere."""
+def fsync_path(path: str | Path) -> None:
+    """fsync a file or folder by name, best effort: a folder makes a rename in it durable where the platform
+    allows it (POSIX); where it cannot be opened or synced, nothing happens."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError:
         return
     try:
@@ -98,7 +99,7 @@ def atomic_open(
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(final.parent)
+    fsync_path(final.parent)
 
 
 def atomic_write(path: str | os.PathLike[str], data: str | bytes, *, encoding: str = "utf-8") -> Path:
@@ -137,7 +138,7 @@ def atomic_path(path: str | os.PathLike[str], *, suffix: str = "") -> Iterator[P
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync_dir(final.parent)
+    fsync_path(final.parent)
 
 
-__all__ = ["atomic_open", "atomic_path", "atomic_write"]
+__all__ = ["atomic_open", "atomic_path", "atomic_write", "fsync_path"]

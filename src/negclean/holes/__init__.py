@@ -11,7 +11,7 @@ See README.md in this folder.
 
 from __future__ import annotations
 
-from negclean.holes.fill import AddedJudgment, FilledQrels, StageCount, cascade_config, fill_holes
+from negclean.holes.fill import AddedJudgment, FilledQrels, StageCount, fill_holes
 from negclean.holes.measures import condensed_run, judged_at, kendall_tau, system_ranking
 from negclean.holes.pool import PooledDoc, pool_unjudged
 from negclean.holes.report import HolesReport, SystemHoles, holes_report
@@ -23,7 +23,6 @@ __all__ = [
     "PooledDoc",
     "StageCount",
     "SystemHoles",
-    "cascade_config",
     "condensed_run",
     "fill_holes",
     "holes_report",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Union
 
 from negclean.cascade.outcome import InstanceOutcome
-from negclean.cascade.runner import MODEL_BACKENDS, Cascade
+from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
 from negclean.cascade.store import JudgmentStore
 from negclean.data.records import Instance, Passage
@@ -32,8 +32,7 @@ from negclean.evaluate.retrieval import BeirSplit, load_beir_split
 from negclean.holes.pool import PooledDoc, Runs, pool_unjudged
 from negclean.judge.base import Judge, Label
 from negclean.mine.beir import Corpus
-from negclean.pipeline import validate_pipeline
-from negclean.presets import load_cascade_dict
+from negclean.pipeline import load_cascade
 
 PathLike = Union[str, "os.PathLike[str]"]
 CascadeSpec = Union[str, "os.PathLike[str]", CascadeConfig, Mapping[str, Any]]
@@ -161,16 +160,6 @@ class FilledQrels:
         }
 
 
-def cascade_config(cascade: CascadeSpec) -> CascadeConfig:
-    """A cascade from a preset name, a YAML file, a mapping or a config, as ``negclean judge`` takes it."""
-    if isinstance(cascade, CascadeConfig):
-        return cascade
-    if isinstance(cascade, Mapping):
-        return validate_pipeline({"cascade": dict(cascade)}, source="cascade").cascade
-    ref = os.fspath(cascade)
-    return validate_pipeline({"cascade": load_cascade_dict(ref)}, source=ref).cascade
-
-
 def _split(data: BeirSplit | PathLike, split: str) -> BeirSplit:
     if isinstance(data, BeirSplit):
         return data
@@ -242,7 +231,7 @@ def fill_holes(
         raise ConfigError(f"max_positives must be >= 1 or None, not {max_positives}")
     split_data = _split(data, split)
     original: Qrels = split_data.qrels if qrels is None else qrels
-    config = cascade_config(cascade)
+    config = load_cascade(cascade)
     corpus = split_data.corpus
     if not isinstance(corpus, Corpus):
         raise ConfigError(f"{split_data.root}: the split's corpus is a {type(corpus).__name__}, not a Corpus")
@@ -306,7 +295,7 @@ def fill_holes(
         )
         for s in stats.stages
     )
-    model_calls = sum(s.tasks_sent for s, c in zip(stats.stages, config.stages) if c.judge.backend in MODEL_BACKENDS)
+    model_calls = sum(s.tasks_sent for s, c in zip(stats.stages, config.stages) if c.judge.calls_model)
     return FilledQrels(
         qrels=filled,
         added=added,

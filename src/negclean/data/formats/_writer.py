@@ -8,6 +8,7 @@ import weakref
 from pathlib import Path
 from typing import IO, Any
 
+from negclean.data.atomic import fsync_path
 from negclean.data.formats import _fastjson, _jsonl, _parquet, st, tevatron
 from negclean.data.formats._registry import CODECS, FORMATS
 from negclean.data.records import Instance
@@ -31,19 +32,6 @@ def _remove(path: str) -> None:
         os.unlink(path)
     except FileNotFoundError:
         pass
-
-
-def _fsync(path: str | Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class InstanceWriter:
@@ -149,14 +137,14 @@ class InstanceWriter:
             self._sink.close()
             if self._raw is not None:
                 self._raw.close()
-            _fsync(self._tmp)
+            fsync_path(self._tmp)
             os.chmod(self._tmp, 0o666 & ~_umask())
             os.replace(self._tmp, self.path)
         except BaseException:
             self._cleanup()
             raise
         self._cleanup.detach()
-        _fsync(self.path.parent)
+        fsync_path(self.path.parent)
 
     def abort(self) -> None:
         """Drop everything written so far; nothing appears under ``path``."""
