@@ -12,6 +12,7 @@ written with plain ``json``, not with negclean), then times, each in a fresh Pyt
 - parquet -> tevatron: read the Parquet file back (row-group streaming) and write JSONL
 - fix (relabel): ``negclean.pipeline.run_fix`` with a verdicts file that flags --flag-rate of the candidates
   (independently, by a seeded random generator, so every run flags the same ones), Tevatron JSONL out
+- parquet_fix: the same fix from the Tevatron Parquet of the parquet step to Parquet
 
 --compare runs every step a second time with the fast JSON path off (``NEGCLEAN_FAST_JSON=0``, the code as it
 was before it), prints the CPU ratio and checks that both wrote the same bytes (sha256).
@@ -39,7 +40,7 @@ VOCAB_SIZE = 30_000
 WORDS = 60
 NEGATIVES = 8
 BLOCK = 50_000
-STEPS = ("read", "tevatron", "flagembedding", "parquet", "parquet_read", "fix")
+STEPS = ("read", "tevatron", "flagembedding", "parquet", "parquet_read", "fix", "parquet_fix")
 
 
 def _vocab(rng) -> list[str]:
@@ -282,6 +283,12 @@ def main() -> None:
         help="with --compare: a copy of the repository to run as 'old' (its src/ is imported), e.g. "
         "from `git archive HEAD src | tar -x -C DIR`; default: this code with NEGCLEAN_FAST_JSON=0",
     )
+    ap.add_argument(
+        "--baseline-fast",
+        action="store_true",
+        help="with --baseline: run the baseline with its fast JSON path on (old = that commit as it runs, not the "
+        "code before the fast path)",
+    )
     ap.add_argument("--flag-rate", type=float, default=0.1, help="fix step: share of candidates flagged (0.1)")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--verdicts", help=argparse.SUPPRESS)
@@ -315,7 +322,7 @@ def main() -> None:
             flush=True,
         )
         verdicts = work / "verdicts.jsonl"
-        if "fix" in steps:
+        if "fix" in steps or "parquet_fix" in steps:
             flagged = generate_verdicts(verdicts, args.instances, args.flag_rate)
             print(f"verdicts: {flagged:,} of {args.instances * NEGATIVES:,} candidates flagged", file=sys.stderr)
         for step in steps:
@@ -331,12 +338,23 @@ def main() -> None:
             elif step == "fix":
                 dst, fmt, name, inp = work / f"fixed{ext}", "tevatron", "fix relabel (tevatron)", src
                 step_verdicts = verdicts
+            elif step == "parquet_fix":
+                if not pq_path.exists():
+                    run_step("(make parquet input)", src, pq_path, "parquet")
+                dst, fmt, name, inp = work / "fixed.parquet", "parquet", "fix relabel (parquet)", pq_path
+                step_verdicts = verdicts
             else:
                 dst, fmt, name, inp = work / f"out_{step}{ext}", step, f"tevatron -> {step}", src
             old = None
             if args.compare:
                 old = run_step(
-                    name + " [old]", inp, dst, fmt, verdicts=step_verdicts, fast=False, baseline=args.baseline
+                    name + " [old]",
+                    inp,
+                    dst,
+                    fmt,
+                    verdicts=step_verdicts,
+                    fast=args.baseline_fast and args.baseline is not None,
+                    baseline=args.baseline,
                 )
             result = run_step(name, inp, dst, fmt, verdicts=step_verdicts)
             if old is not None:

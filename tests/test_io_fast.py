@@ -7,6 +7,7 @@ gives byte for byte what the old path gives: same outputs, same reject files, sa
 
 from __future__ import annotations
 
+import gzip
 import json
 import random
 from pathlib import Path
@@ -14,12 +15,19 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from negclean.cascade.outcome import InstanceOutcome, outcome_from_row
-from negclean.data.formats import _fastjson, _tevatron_fast
-from negclean.data.io import open_writer, read_instances
+from negclean.cascade.outcome import InstanceOutcome, candidate_from_row, outcome_from_row
+from negclean.data.formats import _fastjson, _tevatron_fast, tevatron
+from negclean.data.io import InstanceReader, open_writer, read_instances
 from negclean.data.records import Instance, Passage
 from negclean.errors import InputError
-from negclean.fix.operations import FixCounts, Operation, fix_instance, fix_row
+from negclean.fix.operations import (
+    FixCounts,
+    Operation,
+    fix_instance,
+    fix_row,
+    provenance,
+    provenance_from_row,
+)
 from negclean.pipeline import run_fix
 
 
@@ -161,7 +169,31 @@ def test_convert_is_byte_identical_to_the_old_path(tmp_path: Path, fast, out: st
     assert old[2] == new[2]
     assert old[2][2] == len(BAD_LINES) - len(TOLERATED)
     assert old[1] == new[1], "reject files differ"
-    assert old[0] == new[0], "outputs differ"
+    if fmt is None and not out.endswith(".parquet"):  # Tevatron JSON Lines: unchanged lines keep their bytes
+        _assert_same_or_kept(src, old[0], new[0], gz=out.endswith(".gz"))
+    else:
+        assert old[0] == new[0], "outputs differ"
+
+
+def _lines(data: bytes, *, gz: bool = False) -> list[bytes]:
+    return (gzip.decompress(data) if gz else data).splitlines()
+
+
+def _records(lines: list[bytes]) -> list[dict]:
+    """What each Tevatron line reads as, extra fields included (``Instance ==`` leaves out ``meta``)."""
+    return [tevatron.to_rows(tevatron.parse(json.loads(line), line=0))[0] for line in lines]
+
+
+def _assert_same_or_kept(src: Path, old: bytes, new: bytes, *, gz: bool) -> None:
+    """Tevatron JSON Lines out: every line of the new output is the old output's line or, where they differ,
+    the input's own line (an unchanged instance keeps the user's bytes), which reads as the same record."""
+    old_lines, new_lines = _lines(old, gz=gz), _lines(new, gz=gz)
+    assert len(old_lines) == len(new_lines)
+    inputs = set(_lines(src.read_bytes().replace(b"\xef\xbb\xbf", b"")))
+    kept = [(o, n) for o, n in zip(old_lines, new_lines) if o != n]
+    assert all(n in inputs for _, n in kept), "a differing line is not an input line"
+    assert _records([o for o, _ in kept]) == _records([n for _, n in kept])
+    assert 0 < len(kept) < len(new_lines)  # some lines were not canonical, most were
 
 
 @pytest.mark.parametrize("fmt", ["flagembedding", "st"])
@@ -185,23 +217,59 @@ def test_fast_paths_are_taken(tmp_path: Path, fast, monkeypatch: pytest.MonkeyPa
     """Most lines of a plain file go the typed way and are written from their parsed row (else the identity
     tests above would compare the old path with itself)."""
     src = _make_input(tmp_path / "in.jsonl", 200, bad=False)
-    calls = {"typed": 0, "passthrough": 0}
-    parse_line, expand = _tevatron_fast.parse_line, _fastjson.expand
+    calls = {"typed": 0, "passthrough": 0, "raw": 0}
+    parse_line, passthrough = _tevatron_fast.parse_line, InstanceReader.passthrough
 
     def counting_parse(raw: bytes, *, line: int):
         got = parse_line(raw, line=line)
         calls["typed"] += got is not None
         return got
 
-    def counting_expand(compact: bytes) -> bytes:
-        calls["passthrough"] += 1
-        return expand(compact)
+    def counting_passthrough(self: InstanceReader, inst: Instance, fmt: str) -> bytes | None:
+        line = passthrough(self, inst, fmt)
+        calls["passthrough"] += line is not None
+        calls["raw"] += line is not None and line in source_lines
+        return line
 
+    source_lines = set(_lines(src.read_bytes()))
     monkeypatch.setattr(_tevatron_fast, "parse_line", counting_parse)
-    monkeypatch.setattr(_fastjson, "expand", counting_expand)
+    monkeypatch.setattr(InstanceReader, "passthrough", counting_passthrough)
     fast(True)
     _convert(src, tmp_path / "o.jsonl", None, tmp_path / "r.jsonl")
-    assert calls["typed"] > 80 and calls["passthrough"] > 100, calls
+    assert calls["typed"] > 80 and calls["passthrough"] > 100 and calls["raw"] >= calls["typed"], calls
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_unchanged_lines_are_copied_byte_for_byte(tmp_path: Path, fast, gz: bool) -> None:
+    """Tevatron -> Tevatron: a line of plain Tevatron fields keeps its own bytes. On canonical input (as negclean
+    writes it) that is exactly what re-encoding gives; on other input (compact separators, \\u escapes, another
+    field order) the user's line is kept and reads back as the same record; CRLF endings become LF."""
+    ext = ".jsonl.gz" if gz else ".jsonl"
+    canonical = tmp_path / f"canonical{ext}"
+    fast(False)  # negclean's own encoding of every record: the canonical form
+    _convert(_make_input(tmp_path / "in.jsonl", 200, bad=False), canonical, None, tmp_path / "r0.jsonl")
+    outs = {}
+    for on in (False, True):
+        fast(on)
+        outs[on] = _convert(canonical, tmp_path / str(on) / f"out{ext}", None, tmp_path / f"r{on}.jsonl")[0]
+    assert outs[True] == outs[False] and len(_lines(outs[True], gz=gz)) == 200
+
+    row = {
+        "query": "caf\u00e9 ?",
+        "query_id": "q1",
+        "negative_passages": [{"text": "n\u00e9g", "docid": "n1", "title": ""}],
+        "positive_passages": [{"docid": "p1", "title": "T", "text": "pos", "score": 1e-05, "rank": 3}],
+    }
+    odd = [json.dumps(row).encode(), json.dumps(row, separators=(",", ":")).encode(), b"  " + json.dumps(row).encode()]
+    src = tmp_path / f"odd{ext}"
+    data = b"\r\n".join(odd) + b"\r\n"
+    src.write_bytes(gzip.compress(data) if gz else data)
+    new = _convert(src, tmp_path / f"odd_new{ext}", None, tmp_path / "r2.jsonl")[0]
+    fast(False)
+    old = _convert(src, tmp_path / f"odd_old{ext}", None, tmp_path / "r3.jsonl")[0]
+    assert _lines(new, gz=gz) == odd and b"\r" not in (gzip.decompress(new) if gz else new)
+    assert _lines(old, gz=gz) != odd  # the old code normalised these lines
+    assert _records(_lines(new, gz=gz)) == _records(_lines(old, gz=gz))
 
 
 def test_failure_messages_are_unchanged(tmp_path: Path, fast) -> None:
@@ -326,11 +394,80 @@ def test_fix_row_equals_the_full_path(operation: Operation, drop_undecided: bool
     )
 
 
+def test_encode_instance_gives_json_dumps_bytes(tmp_path: Path) -> None:
+    """The writer's struct encoder for Tevatron instances (what a fix uses for every changed instance) writes
+    what ``json.dumps(to_rows(inst))`` writes, or declines; it covers most instances, with and without
+    provenance, scores and ranks."""
+    src = _make_input(tmp_path / "in.jsonl", 300)
+    covered = 0
+    for inst in read_instances(src, on_error="skip", log_limit=0):
+        moved = inst.replace(positives=inst.positives + inst.negatives[:1], negatives=inst.negatives[1:])
+        for variant in (inst, moved):
+            got = _tevatron_fast.encode_instance(variant)
+            if got is not None:
+                covered += 1
+                assert got == json.dumps(tevatron.to_rows(variant)[0], ensure_ascii=False).encode()
+    odd = Instance("q", "x", (Passage("d", "t", score=1e-05), Passage("e", "\ud800")), ())
+    assert _tevatron_fast.encode_instance(odd) is None
+    assert covered > 400
+
+
+def test_provenance_from_row_equals_building_the_verdicts() -> None:
+    """What a relabeled passage carries, read straight from its verdicts row, equals ``provenance`` of the
+    verdict objects, and a wrong label, grade or missing field fails alike."""
+    rng = random.Random(13)
+    seen_grades = set()
+    for _ in range(2000):
+        trail = []
+        for stage in rng.sample(["screen", "llm", "audit"], rng.randint(0, 3)):
+            t = {"stage": stage, "label": rng.choice(["relevant", "not_relevant", "undecided"]), "judge": "j"}
+            if rng.random() < 0.5:
+                t["grade"] = rng.choice(["better", "worse", None, ""])
+            if rng.random() < 0.7:
+                t["confidence"] = rng.random()
+            trail.append(t)
+        c = {"docid": "d", "stage": "llm", "label": "relevant", "judge": "local", "audited": rng.random() < 0.5}
+        if rng.random() < 0.6:
+            c["grade"] = rng.choice(["better", "worse", None])
+        if rng.random() < 0.7:
+            c["confidence"] = rng.choice([rng.random(), 1, 0.123456789])
+        if rng.random() < 0.9:
+            c["trail"] = trail
+        broken = rng.random()
+        if broken < 0.03:
+            c["label"] = "maybe"
+        elif broken < 0.06 and trail:
+            trail[-1]["grade"] = "best"
+        elif broken < 0.09 and trail:
+            del trail[0]["judge"]
+        elif broken < 0.1:
+            del c["stage"]
+        try:
+            expected: object = provenance(candidate_from_row(c))
+        except (KeyError, ValueError) as exc:
+            expected = type(exc)
+        try:
+            got: object = provenance_from_row(c)
+        except (KeyError, ValueError) as exc:
+            got = type(exc)
+        assert got == expected, c
+        seen_grades.add(expected.get("grade") if isinstance(expected, dict) else expected)
+    assert {"better", "worse", None, KeyError, ValueError} <= seen_grades
+
+
+@pytest.mark.parametrize("canonical", [True, False])
 @pytest.mark.parametrize("operation", [Operation.RELABEL, Operation.HN_REMOVE, Operation.REMOVE, Operation.NONE])
 def test_fix_is_byte_identical_and_reconciles(
-    tmp_path: Path, fast, monkeypatch: pytest.MonkeyPatch, operation: Operation
+    tmp_path: Path, fast, monkeypatch: pytest.MonkeyPatch, operation: Operation, canonical: bool
 ) -> None:
+    """Same output as the old fix, byte for byte on input as negclean writes it; on other input the unchanged
+    lines keep the user's bytes (same records). Same rejects and counts either way."""
     src = _make_input(tmp_path / "in.jsonl", 300)
+    rejected = len(BAD_LINES) - len(TOLERATED)
+    if canonical:
+        fast(False)
+        _convert(src, tmp_path / "canonical.jsonl", None, tmp_path / "rej_canonical.jsonl")
+        src, rejected = tmp_path / "canonical.jsonl", 0
     verdicts = tmp_path / "verdicts.jsonl"
     _verdicts(src, verdicts, 0.1)
     results = []
@@ -353,8 +490,13 @@ def test_fix_is_byte_identical_and_reconciles(
         written = out.read_bytes().count(b"\n")
         assert summary["reconciled"]
         assert read["read"] == written + fix["dropped_removed"] + fix["dropped_ambiguous"] + read["rejected"]
-        assert fix["written"] == written and read["rejected"] == len(BAD_LINES) - len(TOLERATED)
-    assert results[0] == results[1]
+        assert fix["written"] == written and read["rejected"] == rejected
+    old, new = results
+    assert old[1:] == new[1:]
+    if canonical:
+        assert old[0] == new[0]
+    else:
+        _assert_same_or_kept(src, old[0], new[0], gz=False)
     if operation is not Operation.NONE:
         assert results[1][2]["changed"] + results[1][2]["dropped_removed"] > 0  # the verdicts did flag some
 

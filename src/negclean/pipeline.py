@@ -25,6 +25,8 @@ from negclean.data.atomic import atomic_open
 from negclean.data.io import open_writer, read_instances, require_instances
 from negclean.data.paths import refuse_overwrite
 from negclean.errors import BudgetExceeded, ConfigError, InputError
+from negclean.fix import arrow_batches
+from negclean.fix.arrow_batches import VerdictRows
 from negclean.fix.operations import FixCounts, Operation, fix_instance, fix_row
 from negclean.mine.mine import mine_from_options  # the mine stage's entry point for pipelines
 from negclean.presets import load_cascade_dict
@@ -274,9 +276,18 @@ def run_fix(
     reader = read_instances(
         input_path, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit, check=log_limit > 0
     )
-    rows = read_verdict_rows(verdicts_path)
+    rows = VerdictRows(read_verdict_rows(verdicts_path))
     with open_writer(output_path, fmt=out_fmt, like=reader) as writer:
-        for inst in reader:
+        # Parquet -> Parquet: plain record batches are fixed and written whole (fix/arrow_batches.py); the rest here
+        for inst in arrow_batches.instances(
+            reader,
+            rows,
+            writer,
+            operation,
+            counts=counts,
+            drop_undecided=drop_undecided,
+            max_false_negatives=max_false_negatives,
+        ):
             row = next(rows, None)
             if row is None:
                 raise InputError(

@@ -13,7 +13,7 @@ unpack ``extra``; in files written by other tools every column is read as it is.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,14 +79,25 @@ def _unpack(row: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
-def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any], dict[str, Any] | RowError]]:
-    """(1-based row number, raw row, row or the RowError that unpacking it raised) for every row."""
+def iter_rows(path: Path, *, whole: Callable[[int, Any], Any] | None = None) -> Iterator[tuple[int, Any, Any]]:
+    """(1-based row number, raw row, row or the RowError that unpacking it raised) for every row.
+
+    ``whole(first_row, batch)``: asked for each record batch of a file negclean wrote; what it returns (not None)
+    stands for the whole batch, yielded as (first_row, None, it) instead of the batch's rows."""
     pa = _pa()
     pf = open_file(path)
     ours = MARKER in (pf.schema_arrow.metadata or {})
+    if not ours:
+        whole = None
     rowno = 0
     try:
         for batch in pf.iter_batches(batch_size=_BATCH_ROWS, use_threads=False):
+            if whole is not None:
+                got = whole(rowno + 1, batch)
+                if got is not None:
+                    yield rowno + 1, None, got
+                    rowno += batch.num_rows
+                    continue
             for row in batch.to_pylist():
                 rowno += 1
                 raw = dict(row)
@@ -134,6 +145,20 @@ def _pack_passages(passages: list[dict[str, Any]]) -> tuple[list[dict[str, Any]]
     return passages, size
 
 
+def _text_sizes(table: Any) -> Any:
+    """Characters of text per row (query and passage texts), as ``ParquetSink.write`` counts them."""
+    import numpy as np
+
+    pc = require("pyarrow.compute", extra="parquet", purpose="Writing Parquet")
+    sizes = pc.utf8_length(table.column("query")).to_numpy().astype(np.int64)
+    for name in ("positive_passages", "negative_passages"):
+        lists = table.column(name).combine_chunks()
+        lengths = pc.utf8_length(pc.struct_field(pc.list_flatten(lists), "text")).to_numpy()
+        parents = pc.list_parent_indices(lists).to_numpy()
+        sizes += np.bincount(parents, weights=lengths, minlength=len(sizes)).astype(np.int64)
+    return sizes
+
+
 class ParquetSink:
     """Writes rows of one layout (tevatron or st) to a Parquet file in row groups."""
 
@@ -146,6 +171,9 @@ class ParquetSink:
         self._group_rows = row_group_size
         self._negatives = negatives
         self._rows: list[Any] = []
+        # whole tables (write_table) waiting for the current row group; they come before the rows in _rows
+        self._tables: list[Any] = []
+        self._table_rows = 0
         self._bytes = 0
         self._writer: Any = None  # a pyarrow.parquet.ParquetWriter once the first group is written
         self._neg_columns: list[str] = []
@@ -169,8 +197,34 @@ class ParquetSink:
             extra = {k: v for k, v in row.items() if not st.is_core(k)}
             self._rows.append((row["anchor"], row["positive"], negs, _dumps(extra)))
             self._bytes += len(row["anchor"]) + len(row["positive"]) + sum(map(len, negs))
-        if len(self._rows) >= self._group_rows or self._bytes >= _GROUP_BYTES:
+        if len(self._rows) + self._table_rows >= self._group_rows or self._bytes >= _GROUP_BYTES:
             self.flush()
+
+    def write_table(self, table: Any) -> None:
+        """Write the rows of a pyarrow Table (or RecordBatch) in the tevatron layout's columns, after the rows
+        written so far; row groups are cut where ``write`` would cut them for the same rows."""
+        if self._layout != "tevatron":
+            raise ValueError("write_table writes the tevatron layout only")
+        if self._rows:  # keep the order: rows written one by one go first
+            self._tables.append(self._rows_table())
+            self._table_rows += len(self._rows)
+            self._rows.clear()
+        import numpy as np
+
+        table = self._pa.Table.from_batches([table]) if isinstance(table, self._pa.RecordBatch) else table
+        sizes = _text_sizes(table)
+        start, n = 0, len(sizes)
+        while start < n:
+            # the row after which write() would flush: the group is full, or its text reaches _GROUP_BYTES
+            room = self._group_rows - self._table_rows
+            reached = int(np.searchsorted(np.cumsum(sizes[start:]) + self._bytes, _GROUP_BYTES))
+            take = min(room, reached + 1, n - start)
+            self._tables.append(table.slice(start, take))
+            self._table_rows += take
+            self._bytes += int(sizes[start : start + take].sum())
+            start += take
+            if self._table_rows >= self._group_rows or self._bytes >= _GROUP_BYTES:
+                self.flush()
 
     def _schema(self) -> Any:
         pa = self._pa
@@ -201,17 +255,30 @@ class ParquetSink:
         neg_cols = [[row_negs[i] if i < len(row_negs) else None for row_negs in negs] for i in range(n)]
         return [list(anchors), list(positives), *neg_cols, list(extras)]
 
-    def flush(self) -> None:
-        if not self._rows:
-            return
+    def _rows_table(self) -> Any:
         if self._writer is None:
             schema = self._schema()
             self._writer = self._pq.ParquetWriter(str(self._path), schema, compression="zstd")
         schema = self._writer.schema
         arrays = [self._pa.array(col, type=f.type) for col, f in zip(self._columns(), schema)]
-        table = self._pa.Table.from_arrays(arrays, schema=schema)
-        self._writer.write_table(table, row_group_size=len(self._rows))
+        return self._pa.Table.from_arrays(arrays, schema=schema)
+
+    def flush(self) -> None:
+        if not self._rows and not self._tables:
+            return
+        if self._writer is None:
+            self._writer = self._pq.ParquetWriter(str(self._path), self._schema(), compression="zstd")
+        schema = self._writer.schema
+        # a file's list fields are named "element", an in-memory list's "item": cast() renames them
+        parts = [t.cast(schema) for t in self._tables]
+        if self._rows:
+            parts.append(self._rows_table())
+        # one chunk per column, as write() gives: the file's pages, so its bytes, are then the same
+        table = parts[0] if len(parts) == 1 else self._pa.concat_tables(parts).combine_chunks()
+        self._writer.write_table(table, row_group_size=len(table))
         self._rows.clear()
+        self._tables.clear()
+        self._table_rows = 0
         self._bytes = 0
 
     def close(self) -> None:

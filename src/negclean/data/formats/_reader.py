@@ -13,6 +13,7 @@ from typing import Any, Literal
 from negclean.data.formats import _fastjson, _jsonl, _parquet, _tevatron_fast, tevatron
 from negclean.data.formats._base import RowError
 from negclean.data.formats._checks import check_instance
+from negclean.data.formats._parquet_batch import PlainBatch, plain_batch
 from negclean.data.formats._registry import CODECS, EXPECTED, FORMATS, match_format, show_keys
 from negclean.data.records import Instance, Rejected
 from negclean.errors import ConfigError, InputError
@@ -216,6 +217,7 @@ class InstanceReader:
         self._read = self._ok = self._rejected = 0
         self._warnings: Counter[str] = Counter()
         self._logged = self._unlogged = 0
+        self._batches = False  # PlainBatch items (batches())
         # what the writer needs to copy the last instance read (see passthrough): its row, and how it was read
         self._compact: bytes | None = None
         self._last: tuple[Instance, bytes | None, Any] | None = None
@@ -226,12 +228,20 @@ class InstanceReader:
         return ReadStats(str(self.path), self.format, self._read, self._ok, self._rejected, Counter(self._warnings))
 
     def __iter__(self) -> Iterator[Instance]:
-        return self._iterate()
+        return self._iterate()  # type: ignore[return-value]  # PlainBatch only with batches=True
 
-    def _rows(self) -> Iterator[tuple[int, Any, dict[str, Any] | RowError | Instance]]:
-        """(line, raw, row): the row is an Instance already when the fast Tevatron path could read it."""
+    def batches(self) -> Iterator[Instance | PlainBatch]:
+        """Iterate like the reader, except that a record batch of negclean's own Tevatron Parquet that
+        ``plain_batch`` proves reads and writes back unchanged comes whole, as a PlainBatch (counted as read and
+        ok). Only without the warning checks (``check=False``): with them, every row comes as an Instance."""
+        return self._iterate(batches=True)
+
+    def _rows(self) -> Iterator[tuple[int, Any, dict[str, Any] | RowError | Instance | PlainBatch]]:
+        """(line, raw, row): the row is an Instance already when the fast Tevatron path could read it, and a
+        PlainBatch for a whole batch (``batches()``)."""
         if self._parquet:
-            yield from _parquet.iter_rows(self.path)
+            whole = plain_batch if self._batches and not self._check and self.format == "parquet" else None
+            yield from _parquet.iter_rows(self.path, whole=whole)
             return
         decode = _fastjson.decode_compact
         fast = self.format == "tevatron" and _fastjson.ENABLED and _tevatron_fast.ENABLED
@@ -240,8 +250,8 @@ class InstanceReader:
             if fast:
                 got = parse_line(raw, line=lineno)
                 if got is not None:
-                    self._last = (got[0], None, got[1])
-                    yield lineno, raw, got[0]
+                    self._last = (got, None, raw)
+                    yield lineno, raw, got
                     continue
             row: dict[str, Any] | RowError
             try:
@@ -250,8 +260,9 @@ class InstanceReader:
                 row, self._compact = err, None
             yield lineno, raw, row
 
-    def _iterate(self) -> Iterator[Instance]:
+    def _iterate(self, batches: bool = False) -> Iterator[Instance | PlainBatch]:
         self._reset()
+        self._batches = batches  # read by _rows (which subclasses override)
         rejects = _RejectFile(self._reject_path) if self._reject_path is not None else None
         check = self._check
         try:
@@ -262,6 +273,11 @@ class InstanceReader:
                         inst = row
                     elif isinstance(row, RowError):
                         raise row
+                    elif type(row) is PlainBatch:
+                        self._read += row.rows - 1
+                        self._ok += row.rows
+                        yield row
+                        continue
                     else:
                         inst = self._codec.parse(row, line=lineno)
                 except RowError as err:
@@ -284,13 +300,18 @@ class InstanceReader:
                 )
 
     def passthrough(self, inst: Instance, fmt: str) -> bytes | None:
-        """The line ``inst`` was read from, as the writer of ``fmt`` would write ``inst``, or None.
+        """The line to write for ``inst`` in ``fmt``, taken from the line it was read from, or None.
 
         Only for the instance this reader yielded last (records are frozen, so the same object is unchanged),
-        read by the fast parser, in Tevatron JSON Lines written back as Tevatron JSON Lines, and only when
-        ``tevatron.to_rows(inst)`` is the row as read (fields in their order, types as written): then the
-        bytes are those of ``json.dumps(row)``, built from the compact form the parser kept, without
-        rebuilding the row.
+        in Tevatron JSON Lines written back as Tevatron JSON Lines:
+
+        - a line the strict Tevatron parser read (``_tevatron_fast``: only Tevatron fields, strict JSON) comes
+          back as it was read, byte for byte (its line ending dropped; the writer ends it with "\\n"). For a
+          line as negclean and ``json.dumps`` write it (``", "`` and ``": "``, fields in ``to_rows``'s order,
+          no needless escapes) these are the bytes the writer would make; for any other line they keep the
+          user's whitespace, field order and escapes, which read back as the same instance.
+        - a line the general decoder read is written as ``json.dumps(row)`` from the compact form the decoder
+          kept, when ``tevatron.to_rows(inst)`` is the row as read (fields in their order, types as written).
         """
         last = self._last
         if last is None or last[0] is not inst or fmt != "tevatron" or self.format != "tevatron":
@@ -298,11 +319,9 @@ class InstanceReader:
         if not _fastjson.ENABLED:
             return None
         _, compact, row = last
-        if compact is None:  # read by the fast Tevatron path: a TevatronRow
-            compact = _tevatron_fast.encode_row(row)
-            if compact is None:
-                return None
-        elif not (tevatron.writes_back_as_read(row) and _fastjson.plain_numbers(row)):
+        if compact is None:  # read by the fast Tevatron path: the line's own bytes
+            return row  # type: ignore[no-any-return]
+        if not (tevatron.writes_back_as_read(row) and _fastjson.plain_numbers(row)):
             return None
         return _fastjson.expand(compact)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from negclean.data.atomic import fsync_path
-from negclean.data.formats import _fastjson, _jsonl, _parquet, st, tevatron
+from negclean.data.formats import _fastjson, _jsonl, _parquet, _tevatron_fast, st, tevatron
 from negclean.data.formats._registry import CODECS, FORMATS
 from negclean.data.records import Instance
 from negclean.errors import ConfigError
@@ -40,6 +40,14 @@ class InstanceWriter:
     Use it as a context manager: on an exception the temporary file is removed and nothing appears under
     ``path`` (an earlier file of that name is left as it was). ``count`` is the number of instances written,
     ``rows`` the number of rows (more than ``count`` only for ``st`` with several positives per instance).
+
+    Opened with ``like=reader`` on Tevatron JSON Lines written as Tevatron JSON Lines, an instance that the
+    reader yielded last and nobody changed is written as the line it was read from (``InstanceReader.passthrough``):
+    a line of plain Tevatron fields in strict JSON keeps its own bytes, only its line ending becomes "\\n". On a
+    line as negclean or ``json.dumps`` writes it that is what re-encoding gives; on any other line (compact or
+    extra whitespace, another field order, ``\\u`` escapes) the output keeps the user's bytes where re-encoding
+    would normalise them (as earlier versions did), and reads back as the same instance. Changed instances,
+    and lines the strict parser did not take, are encoded as ``json.dumps`` would.
     """
 
     def __init__(
@@ -72,6 +80,8 @@ class InstanceWriter:
         # the reader this writer copies (like=reader): an instance it yielded last, unchanged, is written from its
         # parsed row (InstanceReader.passthrough) instead of being rebuilt
         self._source = source if self._jsonl and hasattr(source, "passthrough") else None
+        # Tevatron JSON Lines: instances encoded from structs (_tevatron_fast.encode_instance), same bytes
+        self._fast_tevatron = self._jsonl and self._codec is tevatron and _fastjson.ENABLED
         try:
             if is_parquet_name(path):
                 os.close(fd)
@@ -105,6 +115,13 @@ class InstanceWriter:
                 self.count += 1
                 self.rows += 1
                 return
+        if self._fast_tevatron:
+            line = _tevatron_fast.encode_instance(inst)
+            if line is not None:
+                self._sink.write_line(line)
+                self.count += 1
+                self.rows += 1
+                return
         if self._codec is st:
             rows = st.to_rows(inst, multi_positive=self._multi_positive)
         else:
@@ -127,6 +144,23 @@ class InstanceWriter:
             ) from exc
         self.count += 1
         self.rows += len(rows)
+
+    @property
+    def takes_tables(self) -> bool:
+        """Whether ``write_table`` can be used: Tevatron rows in a Parquet file."""
+        return self.format == "parquet" and isinstance(self._sink, _parquet.ParquetSink)
+
+    def write_table(self, table: Any) -> None:
+        """Write a pyarrow Table or RecordBatch of rows in negclean's Tevatron Parquet columns (as read from such a
+        file, or as ``negclean.fix.arrow_batches`` builds them), after what was written so far. Every row must
+        have a positive; nothing else is checked."""
+        if self._closed:
+            raise ValueError(f"the writer of {self.path} is closed")
+        if not self.takes_tables:
+            raise ValueError(f"write_table writes Tevatron Parquet only; {self.path} is written as {self.format}")
+        self._sink.write_table(table)
+        self.count += table.num_rows
+        self.rows += table.num_rows
 
     def close(self) -> None:
         """Finish the file and move it into place (atomic rename); on failure nothing is left behind."""
