@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, overload
 
 from negclean.api_files import Operation, fix_file, judge_file, run
-from negclean.api_records import Fixed, FixReport, JudgeResult, MineResult, RunSummary, SourceKind, StageFunnel
+from negclean.api_records import Fixed, FixReport, JudgeResult, MineResult, RunSummary, SourceKind
+from negclean.cascade.funnel import StageFunnel
 from negclean.cascade.outcome import InstanceOutcome, outcome_from_row, read_verdict_rows
 from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
@@ -202,22 +203,7 @@ def judge(
         if own:
             db.close()
     summary = stats.as_dict()
-    funnel = tuple(
-        StageFunnel(
-            s.name,
-            s.judge_id,
-            s.candidates,
-            s.from_store,
-            s.judged,
-            s.relevant,
-            s.not_relevant,
-            s.undecided,
-            s.escalated,
-            round(s.cost, 6),
-            round(s.seconds, 3),
-        )
-        for s in stats.stages
-    )
+    funnel = tuple(StageFunnel.of(s) for s in stats.stages)
     return JudgeResult(
         verdicts=outcomes,
         funnel=funnel,

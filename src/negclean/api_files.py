@@ -16,7 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from negclean.api_records import RunSummary, StageFunnel
+from negclean.api_records import RunSummary
+from negclean.cascade.funnel import StageFunnel
 from negclean.cascade.stages import CascadeConfig
 from negclean.errors import ConfigError
 from negclean.fix.operations import Operation as Op
@@ -171,22 +172,6 @@ def run(
     return _run_summary("run", summary)
 
 
-def _funnel(stage: Mapping[str, Any]) -> StageFunnel:
-    return StageFunnel(
-        stage["name"],
-        stage["judge_id"],
-        stage["candidates"],
-        stage["from_store"],
-        stage["judged"],
-        stage["relevant"],
-        stage["not_relevant"],
-        stage["undecided"],
-        stage["escalated"],
-        stage["cost"],
-        stage["seconds"],
-    )
-
-
 def _run_summary(command: Literal["judge", "fix", "run"], summary: dict[str, Any]) -> RunSummary:
     """The typed record of a summary dict of ``run_judge``, ``run_fix`` or ``run_pipeline``."""
     read: Mapping[str, Any] = summary["read"]
@@ -209,7 +194,7 @@ def _run_summary(command: Literal["judge", "fix", "run"], summary: dict[str, Any
         written=None if fix is None else int(fix["written"]),
         dropped=None if fix is None else int(fix["dropped_removed"]) + int(fix["dropped_ambiguous"]),
         cost=0.0 if cascade is None else float(cascade["cost"]),
-        funnel=() if cascade is None else tuple(_funnel(s) for s in cascade["stages"]),
+        funnel=() if cascade is None else tuple(StageFunnel.from_summary(s) for s in cascade["stages"]),
         output_dir=out_dir,
         verdicts=verdicts,
         fixed=None if fixed is None else str(fixed),

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
+from negclean.cascade.funnel import StageFunnel
 from negclean.cascade.outcome import InstanceOutcome
 from negclean.data.records import Instance, Rejected
 from negclean.data.tables import TableLayout
@@ -20,30 +21,6 @@ if TYPE_CHECKING:
 
 SourceKind = Literal["path", "instances", "dataset", "dataframe", "rows"]
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class StageFunnel:
-    """What one stage of the cascade saw and decided in one run.
-
-    Args:
-        candidates: candidates that reached the stage; ``from_store`` of them had a stored verdict, ``judged``
-            were sent to the judge.
-        relevant, not_relevant, undecided: the stage's verdicts; ``escalated``: sent on to the next stage.
-        cost: USD spent by the stage (0 for local judges); ``seconds``: its wall time.
-    """
-
-    name: str
-    judge: str
-    candidates: int
-    from_store: int
-    judged: int
-    relevant: int
-    not_relevant: int
-    undecided: int
-    escalated: int
-    cost: float
-    seconds: float
 
 
 @dataclass(frozen=True, slots=True)

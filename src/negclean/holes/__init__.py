@@ -11,7 +11,7 @@ See README.md in this folder.
 
 from __future__ import annotations
 
-from negclean.holes.fill import AddedJudgment, FilledQrels, StageCount, fill_holes
+from negclean.holes.fill import AddedJudgment, FilledQrels, fill_holes
 from negclean.holes.measures import condensed_run, judged_at, kendall_tau, system_ranking
 from negclean.holes.pool import PooledDoc, pool_unjudged
 from negclean.holes.report import HolesReport, SystemHoles, holes_report
@@ -21,7 +21,6 @@ __all__ = [
     "FilledQrels",
     "HolesReport",
     "PooledDoc",
-    "StageCount",
     "SystemHoles",
     "condensed_run",
     "fill_holes",

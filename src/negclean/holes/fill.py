@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
+from negclean.cascade.funnel import StageFunnel
 from negclean.cascade.outcome import InstanceOutcome
 from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
@@ -82,22 +83,6 @@ class AddedJudgment:
 
 
 @dataclass(frozen=True, slots=True)
-class StageCount:
-    """What one cascade stage did while filling: candidates seen, served from the store, judged now."""
-
-    name: str
-    judge_id: str
-    candidates: int
-    from_store: int
-    judged: int
-    relevant: int
-    not_relevant: int
-    undecided: int
-    cost: float
-    seconds: float
-
-
-@dataclass(frozen=True, slots=True)
 class FilledQrels:
     """Qrels with their holes filled, and the counts of how.
 
@@ -135,7 +120,7 @@ class FilledQrels:
     model_calls: int
     judged_now: int
     from_store: int
-    stages: tuple[StageCount, ...]
+    stages: tuple[StageFunnel, ...]
     seconds: float
 
     def summary(self) -> dict[str, Any]:
@@ -280,21 +265,7 @@ def fill_holes(
         filled[a.query_id][a.doc_id] = a.grade
     pooled = sum(len(docs) for docs in pool.values())
     relevant = sum(a.label == Label.RELEVANT.value for a in added)
-    stages = tuple(
-        StageCount(
-            s.name,
-            s.judge_id,
-            s.candidates,
-            s.from_store,
-            s.judged,
-            s.relevant,
-            s.not_relevant,
-            s.undecided,
-            round(s.cost, 6),
-            round(s.seconds, 3),
-        )
-        for s in stats.stages
-    )
+    stages = tuple(StageFunnel.of(s) for s in stats.stages)
     model_calls = sum(s.tasks_sent for s, c in zip(stats.stages, config.stages) if c.judge.calls_model)
     return FilledQrels(
         qrels=filled,
