@@ -13,7 +13,6 @@ import negclean.cli as cli_package
 from negclean.cli.console import emit_json, guarded, print_run_summary
 from negclean.cli.inspect_cmd import inspect_run
 from negclean.cli.options import ON_ERROR, OPERATIONS, one_of
-from negclean.errors import ConfigError
 from negclean.progress import progress_bar
 
 app = typer.Typer(
@@ -82,8 +81,6 @@ def fix(
     from negclean.api_files import fix_file  # lazy: pulls numpy, pydantic, yaml (keeps `negclean --help` fast)
 
     with guarded(as_json=as_json):
-        if operation not in OPERATIONS:
-            raise ConfigError(f"--op {operation!r}: choose none, remove, hn_remove or relabel")
         result = fix_file(
             input,
             verdicts,
