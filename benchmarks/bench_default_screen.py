@@ -377,6 +377,110 @@ def cmd_ceiling(args) -> None:
     Path(args.out).write_text(json.dumps(out, indent=1))
 
 
+def draw_labels(inst: np.ndarray, *, n: int, by: str, rng: np.random.Generator) -> np.ndarray:
+    """Rows a user labels: ``by="instances"``: every candidate of randomly drawn queries, in rank order, until n
+    (the last query cut to its top-ranked candidates); ``by="candidates"``: n random candidates."""
+    if by == "candidates":
+        return np.sort(rng.choice(len(inst), size=n, replace=False))
+    rows: list[int] = []
+    for i in rng.permutation(np.unique(inst)):
+        rows.extend(np.flatnonzero(inst == i).tolist())  # cached rows of an instance are in rank order
+        if len(rows) >= n:
+            break
+    return np.asarray(rows[:n], dtype=np.int64)
+
+
+def scores_at(p: np.ndarray, threshold: float, y: np.ndarray) -> dict:
+    """scores_of the flags p >= threshold, plus the calibration check sum(p) / true count."""
+    return {**scores_of(p >= threshold, y), "sum_p/true": float(p.sum() / y.sum())}
+
+
+def add_run(per: dict, key: str, s: dict) -> None:
+    s["goal"] = float(s["recall"] >= 0.60 and s["flags_x"] <= 2.0)  # the issue's screen goal
+    for k, v in s.items():
+        per.setdefault(key, {}).setdefault(k, []).append(v)
+
+
+def _spread(values: list[float]) -> dict:
+    a = np.asarray(values, dtype=float)
+    return {"median": float(np.median(a)), "p10": float(np.percentile(a, 10)), "p90": float(np.percentile(a, 90))}
+
+
+def cmd_recalibrate(args) -> None:
+    """Recalibrating the screen on n labels of the held-out set (negclean.learned.recalibration): per held-out set,
+    the screen fitted on the other two, recalibrated on n labels drawn from the held-out set (by whole instances,
+    or by random candidates), scored on the held-out set's other candidates; ``--reps`` seeded draws per n."""
+    from negclean.errors import ConfigError
+    from negclean.learned.fit import fit_learned
+    from negclean.learned.recalibration import METHODS, THRESHOLD_RULES, recalibrate
+
+    data = load(Path(args.cache))
+    tables = {n: table_of(d, n) for n, d in data.items()}
+    sizes = [int(s) for s in args.sizes.split(",")]
+    out = []
+    for held in SETS:
+        train = [n for n in SETS if n != held]
+        m = fit_learned(
+            concat([tables[n] for n in train]), np.concatenate([data[n]["y"] for n in train]), features=OLD, folds=5
+        ).model
+        x = m.columns_from(tables[held].names, tables[held].values)
+        y, inst = data[held]["y"], data[held]["inst"]
+        p = m.predict_proba(x)
+        order = np.argsort(-p, kind="stable")
+        none = scores_of(p >= m.threshold, y)
+        row = {
+            "held_out": held,
+            "base_rate": float(y.mean()),
+            "none": {**none, "sum_p/true": float(p.sum() / y.sum())},
+            "ceiling R@2x": float(y[order[: 2 * int(y.sum())]].sum() / y.sum()),
+            "runs": {},
+        }
+        for by in ("instances", "candidates"):
+            for n in sizes:
+                per: dict[str, dict[str, list[float]]] = {}
+                refused, ceiling = 0, []
+                for rep in range(args.reps):
+                    rng = np.random.default_rng([rep, n, list(SETS).index(held), 0 if by == "instances" else 1])
+                    lab = draw_labels(inst, n=n, by=by, rng=rng)
+                    rest = np.setdiff1d(np.arange(len(y)), lab)
+                    for method in METHODS:
+                        for rule in THRESHOLD_RULES:
+                            key = f"{method}/{rule}"
+                            try:
+                                rec = recalibrate(m, x[lab], y[lab], method=method, threshold_rule=rule, pool=x)
+                                s = scores_at(rec.model.predict_proba(x[rest]), rec.threshold, y[rest])
+                            except ConfigError:  # one class only: the user keeps the unrecalibrated screen
+                                refused += key == "platt/labels"
+                                s = scores_at(p[rest], m.threshold, y[rest])
+                            add_run(per, key, s)
+                    add_run(per, "none", scores_at(p[rest], m.threshold, y[rest]))
+                    top = np.argsort(-p[rest], kind="stable")[: 2 * int(y[rest].sum())]
+                    ceiling.append(float(y[rest][top].sum() / y[rest].sum()))
+                cell = {"refused": refused / args.reps, "ceiling R@2x": _spread(ceiling)}
+                for key, vals in per.items():
+                    cell[key] = {
+                        **{k: _spread(v) for k, v in vals.items() if k != "goal"},
+                        "goal_share": float(np.mean(vals["goal"])),
+                    }
+                row["runs"][f"{by}/{n}"] = cell
+                print(
+                    held,
+                    by,
+                    n,
+                    f"refused {refused}/{args.reps}",
+                    {
+                        key: f"R {c['recall']['median']:.2f} x{c['flags_x']['median']:.2f} "
+                        f"k {c['kappa']['median']:.2f} goal {c['goal_share']:.2f}"
+                        for key, c in cell.items()
+                        if key in per
+                    },
+                    flush=True,
+                )
+        out.append(row)
+        print(json.dumps({k: v for k, v in row.items() if k != "runs"}), flush=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+
+
 def cmd_ship(args) -> None:
     """Fit the default screen on every benchmark set and write it as package data."""
     from dataclasses import replace
@@ -398,16 +502,23 @@ def cmd_ship(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["features", "choose", "cap", "ceiling", "ship"])
+    ap.add_argument("cmd", choices=["features", "choose", "cap", "ceiling", "recalibrate", "ship"])
     ap.add_argument("--ship-to", default="src/negclean/learned/default-screen.json")
     ap.add_argument("--cache", default="runs/default-screen")
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--depth", type=int, default=30)
     ap.add_argument("--out", default="runs/default-screen/choose.json")
+    ap.add_argument("--sizes", default="25,50,100,200", help="recalibrate: label counts")
+    ap.add_argument("--reps", type=int, default=30, help="recalibrate: seeded draws per label count")
     args = ap.parse_args()
-    {"features": cmd_features, "choose": cmd_choose, "cap": cmd_cap, "ceiling": cmd_ceiling, "ship": cmd_ship}[
-        args.cmd
-    ](args)
+    {
+        "features": cmd_features,
+        "choose": cmd_choose,
+        "cap": cmd_cap,
+        "ceiling": cmd_ceiling,
+        "recalibrate": cmd_recalibrate,
+        "ship": cmd_ship,
+    }[args.cmd](args)
 
 
 if __name__ == "__main__":

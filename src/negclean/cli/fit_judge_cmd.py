@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -11,6 +13,12 @@ from negclean.cli.console import emit_json, guarded
 from negclean.data.io import read_instances
 from negclean.data.paths import refuse_replacing_folder
 from negclean.errors import ConfigError
+
+if TYPE_CHECKING:  # numpy and the learned judge load lazily: `negclean --help` imports this module
+    import numpy as np
+
+    from negclean.judge.learned_features import FeatureTable
+    from negclean.judge.learned_model import LearnedModel
 
 
 def fit_judge(
@@ -47,6 +55,12 @@ def fit_judge(
         0.9, "--target-recall", help="report the cost a screen on each score saves here"
     ),
     features: str | None = typer.Option(None, "--features", help="comma-separated subset of features"),
+    recalibrate: str | None = typer.Option(
+        None,
+        "--recalibrate",
+        help="instead of fitting: keep MODEL's feature weights ('default' = the shipped screen, or a model JSON) "
+        "and refit only its calibration and threshold on the labels (a few dozen of your own)",
+    ),
     cross_encoder: bool = typer.Option(
         False,
         "--cross-encoder",
@@ -82,10 +96,14 @@ def fit_judge(
     With --cross-encoder: train a cross-encoder judge on the input's own positives instead."""
     if cross_encoder:
         with guarded(as_json=as_json):
-            if input is None or beir is not None or any(x is not None for x in (qrels, human_labels, distill)):
+            if (
+                input is None
+                or beir is not None
+                or any(x is not None for x in (qrels, human_labels, distill, recalibrate))
+            ):
                 raise ConfigError(
                     "--cross-encoder trains on an instances file: give --input FILE (its labeled "
-                    "positives are the labels) and none of --beir, --qrels, --human-labels, --distill"
+                    "positives are the labels) and none of --beir, --qrels, --human-labels, --distill, --recalibrate"
                 )
             out = _fit_cross_encoder(
                 input,
@@ -130,6 +148,13 @@ def fit_judge(
             raise ConfigError("--distill needs --distill-judge (the judge id or fingerprint in that store)")
         if (prior_store is None) != (prior_judge is None):
             raise ConfigError("--prior-store and --prior-judge go together")
+        base = None
+        if recalibrate is not None:
+            from negclean.judge.learned_model import LearnedModel
+
+            if features:
+                raise ConfigError("--recalibrate keeps the model's features: leave out --features")
+            base = LearnedModel.load(recalibrate)
         chosen = None
         if features:
             chosen = [f.strip() for f in features.split(",") if f.strip()]
@@ -152,7 +177,10 @@ def fit_judge(
         if prior_store is not None and prior_judge is not None:  # both or neither (checked above)
             with JudgmentStore(prior_store) as st:
                 prior = prior_from_store(st, prior_judge)
-        table = compute_features(bench.instances, prior=prior)
+        if base is None:
+            table = compute_features(bench.instances, prior=prior)
+        else:  # the features of the model being recalibrated: its embedder
+            table = compute_features(bench.instances, prior=prior, model=base.embedder)
         if distill is not None and distill_judge:  # --distill without --distill-judge was refused above
             with JudgmentStore(distill) as st:
                 y = lab.labels_from_judge(table, st, distill_judge)
@@ -167,17 +195,46 @@ def fit_judge(
         keep = np.flatnonzero(y >= 0)
         if len(keep) == 0:
             raise ConfigError(f"no candidate has a label from {label_source}")
-        report = fit_learned(
-            table.select(keep), y[keep], folds=folds, c=c, target_recall=target_recall, features=chosen
-        )
-        model = report.model
-        model = type(model)(
-            **{**model.__dict__, "training": {**model.training, "labels": label_source, "instances": bench.describe()}}
-        )
-        model.save(output)
-        out = {"model": str(output), "labels": label_source, "data": bench.describe(), **report.as_dict()}
+        report = None
+        if base is not None and recalibrate is not None:
+            out = _recalibrate(
+                base, recalibrate, table, y, keep, output, label_source=label_source, data=bench.describe()
+            )
+            if human_labels is not None:
+                out["warnings"].append(
+                    "the annotation app samples by stratum (flagged / cleared / ...), not at random: the base rate "
+                    "of its labels need not be your data's; recalibrate on every candidate of a few random queries "
+                    "(--input with --qrels) where you can"
+                )
+        else:
+            report = fit_learned(
+                table.select(keep), y[keep], folds=folds, c=c, target_recall=target_recall, features=chosen
+            )
+            model = report.model
+            model = type(model)(
+                **{
+                    **model.__dict__,
+                    "training": {**model.training, "labels": label_source, "instances": bench.describe()},
+                }
+            )
+            model.save(output)
+            out = {"model": str(output), "labels": label_source, "data": bench.describe(), **report.as_dict()}
+    for warning in out.get("warnings", ()):
+        typer.echo(f"warning: {warning}", err=True)
     if as_json:
         emit_json(out)
+        return
+    if report is None:
+        typer.echo(
+            f"{out['data']}; labels: {label_source}; recalibrated {recalibrate} ({out['method']}) on "
+            f"{out['labels']} labeled candidates, {out['relevant']} relevant, {out['queries']} queries"
+        )
+        typer.echo(
+            f"threshold {out['previous_threshold']:.4f} -> {out['threshold']:.4f}; flags {out['flagged_before']} -> "
+            f"{out['flagged']} of the input's {out['candidates']} candidates "
+            f"(the labels' base rate: {out['relevant'] / out['labels']:.1%})"
+        )
+        typer.echo(f"wrote {output} (use it as {{backend: learned, path: {output}}})")
         return
     typer.echo(
         f"{out['data']}; labels: {label_source}; {out['n']} labeled candidates, {out['positives']} relevant, "
@@ -193,6 +250,55 @@ def fit_judge(
     verdict = "beats" if out["beats_best_auc"] and out["beats_best_kappa"] else "does not beat"
     typer.echo(f"learned {verdict} the best single signal ({best.name}: AUC {best.auc:.3f}) on both AUC and kappa")
     typer.echo(f"wrote {output}")
+
+
+def _recalibrate(
+    base: LearnedModel,
+    name: str,
+    table: FeatureTable,
+    y: np.ndarray,
+    keep: np.ndarray,
+    output: Path,
+    *,
+    label_source: str,
+    data: str,
+) -> dict[str, Any]:
+    """``negclean fit-judge --recalibrate``: refit ``base``'s calibration and threshold on the labeled rows."""
+    from negclean.judge.learned_model import resolve_model_path
+    from negclean.learned.recalibration import recalibrate
+
+    path = resolve_model_path(name)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    x = base.columns_from(table.names, table.values)
+    rec = recalibrate(
+        base,
+        x[keep],
+        y[keep],
+        pool=x,
+        groups=table.groups[keep],
+        recalibrated_from=f"{name} ({path}, sha256 {digest})",
+        label_source=label_source,
+    )
+    rec.model.save(output)
+    p_before, p_after = base.predict_proba(x), rec.model.predict_proba(x)
+    return {
+        "model": str(output),
+        "data": data,
+        "labels_from": label_source,
+        "recalibrated_from": name,
+        "method": rec.method,
+        "threshold_rule": rec.threshold_rule,
+        "labels": rec.labels,
+        "relevant": rec.relevant,
+        "queries": rec.queries,
+        "previous_threshold": rec.previous_threshold,
+        "threshold": rec.threshold,
+        "calibration": [rec.model.calib_a, rec.model.calib_b],
+        "candidates": len(x),
+        "flagged_before": int((p_before >= base.threshold).sum()),
+        "flagged": int((p_after >= rec.threshold).sum()),
+        "warnings": list(rec.warnings),
+    }
 
 
 def _fit_cross_encoder(
