@@ -48,7 +48,9 @@ def fit_judge(
     relevant_grade: int = typer.Option(2, "--relevant-grade"),
     queries: int | None = typer.Option(None, "--queries", help="deterministic subsample of N queries"),
     seed: int = typer.Option(0, "--seed"),
-    max_candidates: int | None = typer.Option(25, "--max-candidates"),
+    max_candidates: int | None = typer.Option(
+        None, "--max-candidates", help="candidates per query (default: 25; every candidate with --recalibrate)"
+    ),
     folds: int = typer.Option(5, "--folds", help="query-grouped CV folds"),
     c: float = typer.Option(1.0, "--C", help="inverse regularisation strength of the logistic regression"),
     target_recall: float = typer.Option(
@@ -148,6 +150,8 @@ def fit_judge(
             raise ConfigError("--distill needs --distill-judge (the judge id or fingerprint in that store)")
         if (prior_store is None) != (prior_judge is None):
             raise ConfigError("--prior-store and --prior-judge go together")
+        if max_candidates is None and recalibrate is None:
+            max_candidates = 25
         base = None
         if recalibrate is not None:
             from negclean.judge.learned_model import LearnedModel
