@@ -10,6 +10,9 @@
 
     .venv/bin/python benchmarks/bench_routing.py judge --cache /tmp/h3cache     # ~10-15 min on 2 cores
     .venv/bin/python benchmarks/bench_routing.py route --cache /tmp/h3cache
+
+3. ``band`` / ``band-score``: the LLM on a label-free band around the held-out screen's threshold, and held-out
+   yes-rules for it (``bench_routing_band.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_default_screen import OLD, SETS, build_instances, concat, load, table_of
+from bench_routing_band import cmd_band, cmd_band_score
 
 PER_SET, PER_INSTANCE = 6, 4
 LLM = {"backend": "llamacpp", "mode": "pointwise", "n_threads": 2}
@@ -193,11 +197,14 @@ def cmd_route(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("cmd", choices=["judge", "route"])
+    ap.add_argument("cmd", choices=["judge", "route", "band", "band-score"])
     ap.add_argument("--cache", default="runs/default-screen")
     ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--share", type=float, default=0.20, help="band: share of each set's candidates sent (label-free)")
+    ap.add_argument("--per-set", type=int, default=150, help="band: band candidates judged per set (at most)")
+    ap.add_argument("--threads", type=int, default=1, help="band: the LLM's n_threads")
     args = ap.parse_args()
-    {"judge": cmd_judge, "route": cmd_route}[args.cmd](args)
+    {"judge": cmd_judge, "route": cmd_route, "band": cmd_band, "band-score": cmd_band_score}[args.cmd](args)
 
 
 if __name__ == "__main__":
