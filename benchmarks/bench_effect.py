@@ -21,6 +21,14 @@ by the same recipe refitted without the set under test (``fit-screens``, from be
 cache): every judge is scored on a data set it was not fitted on.
 
     .venv/bin/python benchmarks/bench_effect.py fit-screens --features /tmp/h3cache --out /tmp/effect
+
+``--cascades screen-recal`` (any ``PRESET-recal``): the preset with its held-out screen recalibrated per fold
+and seed as a user would (`negclean fit-judge --recalibrate`): on the truth labels (truth.tsv) of every candidate
+of 4 training queries drawn with a seeded rng, with the recalibration module's default method, its threshold
+from every mined training candidate. The fold is mined first (the experiment's own step, reused by the run);
+the model, with the queries drawn and its flags against the truth, is written to runs/<fold>/screen-recal.json.
+Variants already trained under the same --out are reused (the experiment keeps a model whose data and
+configuration are unchanged), so a recal cascade can be added to a finished run copied to a new folder.
 """
 
 from __future__ import annotations
@@ -35,6 +43,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MEASURE = "nDCG@10"
+#: ``--cascades NAME-recal``: preset NAME with its held-out screen recalibrated on the labels of this many
+#: whole training queries (the user's path: label every candidate of a few random queries)
+RECAL_SUFFIX = "-recal"
+RECAL_QUERIES = 4
 
 
 def _rng(seed: int, *parts: str) -> random.Random:
@@ -104,6 +116,96 @@ def held_out_cascade(name: str, *, data_set: str, models: Path) -> dict:
     return cascade
 
 
+def _truth_pairs(path: Path, *, grade: int) -> set[tuple[str, str]]:
+    """(query, doc) pairs at ``grade`` or above in a fold's truth.tsv (pairs not listed there are not relevant)."""
+    rows = [line.split("\t") for line in path.read_text().splitlines()[1:] if line.strip()]
+    return {(q, d) for q, d, g in rows if int(g) >= grade}
+
+
+def recalibrated_screen(
+    mined: Path, truth: Path, *, grade: int, seed: int, fold: str, data_set: str, models: Path, out: Path
+) -> Path:
+    """The held-out screen recalibrated as a user would (`negclean fit-judge --recalibrate`): the truth labels of
+    every candidate of RECAL_QUERIES training queries drawn with a seeded rng, the recalibration module's default
+    method, the expected-count threshold over every mined training candidate. Written to ``out`` with its
+    training facts (the queries drawn, and its flags against the truth on the fold's training candidates)."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from negclean.data.io import read_instances
+    from negclean.errors import ConfigError
+    from negclean.judge.learned_features import compute_features
+    from negclean.judge.learned_model import LearnedModel
+    from negclean.learned.recalibration import recalibrate
+
+    source = models / f"screen-without-{data_set}.json"
+    base = LearnedModel.load(source)
+    instances = list(read_instances(mined, on_error="fail"))
+    table = compute_features(instances, model=base.embedder)
+    relevant = _truth_pairs(truth, grade=grade)
+    y = np.asarray([int(i in relevant) for i in table.ids], dtype=np.int64)
+    qids = sorted({i.query_id for i in instances}, key=lambda q: (len(q), q))
+    drawn = sorted(_rng(seed, "recalibrate", fold).sample(qids, RECAL_QUERIES), key=lambda q: (len(q), q))
+    labeled = np.isin(table.groups, drawn)
+    x = base.columns_from(table.names, table.values)
+    try:
+        rec = recalibrate(
+            base,
+            x[labeled],
+            y[labeled],
+            pool=x,
+            groups=table.groups[labeled],
+            recalibrated_from=str(source),
+            label_source=f"{truth} (grade >= {grade}), every candidate of queries {', '.join(drawn)}",
+        )
+        model, refused, warnings = rec.model, "", list(rec.warnings)
+    except ConfigError as exc:  # one class among the labels: the command refuses, the user keeps the screen
+        model, refused, warnings = base, str(exc), []
+    flags = model.predict_proba(x) >= model.threshold
+    true_fn = int(y.sum())
+    facts = {
+        **model.training,
+        "benchmark": {
+            "command": "python benchmarks/bench_effect.py run --cascades screen-recal",
+            "data_set": data_set,
+            "fold": fold,
+            "seed": seed,
+            "labeled_queries": drawn,
+            "labels": int(labeled.sum()),
+            "relevant_among_labels": int(y[labeled].sum()),
+            "refused": refused,
+            "warnings": warnings,
+            # the learned stage alone on every mined training candidate (the cascade's duplicate stage aside)
+            "training_candidates": len(y),
+            "true_false_negatives": true_fn,
+            "flagged": int(flags.sum()),
+            "flagged_truly_relevant": int((flags & (y == 1)).sum()),
+            "flagged_before": int((base.predict_proba(x) >= base.threshold).sum()),
+        },
+    }
+    return replace(model, training=facts).save(out / "screen-recal.json")
+
+
+def held_out_cascade_with(name: str, *, data_set: str, models: Path, recalibrated: Path | None) -> dict:
+    """``held_out_cascade``; for ``NAME-recal``, preset NAME whose held-out learned screen is ``recalibrated``."""
+    if not name.endswith(RECAL_SUFFIX):
+        return held_out_cascade(name, data_set=data_set, models=models)
+    if recalibrated is None:
+        raise SystemExit(f"cascade {name!r} needs its recalibrated screen (internal: none was made)")
+    cascade = held_out_cascade(name.removesuffix(RECAL_SUFFIX), data_set=data_set, models=models)
+    held_out = str(models / f"screen-without-{data_set}.json")
+    swapped = 0
+    for stage in cascade["stages"]:
+        judge = stage.get("judge", {})
+        if judge.get("backend") == "learned" and judge.get("path") == held_out:
+            stage["judge"] = {**judge, "path": str(recalibrated)}
+            swapped += 1
+    if swapped != 1:
+        raise SystemExit(f"cascade {name!r}: expected one packaged learned stage to recalibrate, found {swapped}")
+    return cascade
+
+
 def fit_screens(args) -> None:
     """Refit the default screen's recipe once per data set, leaving that set out (bench_default_screen.py)."""
     from dataclasses import replace
@@ -146,13 +248,15 @@ def experiment_config(
     reranker: bool,
     data_set: str,
     models: Path,
+    recalibrated: Path | None = None,
 ):
-    """The experiment of one fold and seed, validated."""
+    """The experiment of one fold and seed, validated (``recalibrated``: the screen of the ``*-recal`` cascades)."""
     from negclean.experiment import validate_experiment
 
     sources = {"oracle": {"qrels": str(folder / "truth.tsv"), "min_grade": grade, "variants": fixes}}
     for name in cascades:
-        sources[name] = {"cascade": held_out_cascade(name, data_set=data_set, models=models), "variants": fixes}
+        cascade = held_out_cascade_with(name, data_set=data_set, models=models, recalibrated=recalibrated)
+        sources[name] = {"cascade": cascade, "variants": fixes}
     ev = {
         "sets": [{"name": "test", "beir": str(folder), "split": "test"}],
         "measures": [MEASURE, "R@100"],
@@ -191,6 +295,8 @@ def experiment_config(
 
 def run(args) -> None:
     from negclean.experiment import run_experiment
+    from negclean.experiment.runner import ExperimentRunner
+    from negclean.local_models import torch_threads
 
     train = {
         "kind": args.kind,
@@ -212,11 +318,9 @@ def run(args) -> None:
             folders = make_folds(data_root / name, grade=int(grade), folds=args.folds, seed=seed, out=base / "beir")
             for folder in folders[: args.only_folds or None]:
                 t0 = time.perf_counter()
-                cfg = experiment_config(
-                    folder,
+                options = dict(
                     grade=int(grade),
                     seed=seed,
-                    cascades=args.cascades,
                     fixes=args.fixes,
                     train=train,
                     out=base / "runs" / folder.name,
@@ -225,6 +329,27 @@ def run(args) -> None:
                     data_set=name,
                     models=Path(args.out),
                 )
+                recalibrated = None
+                if any(c.endswith(RECAL_SUFFIX) for c in args.cascades):
+                    # the screen is recalibrated on the features of the mined training data, so mine first (the
+                    # experiment's own mining step, which the run below then reuses)
+                    plain = [c for c in args.cascades if not c.endswith(RECAL_SUFFIX)]
+                    runner = ExperimentRunner(experiment_config(folder, cascades=plain, **options))
+                    with torch_threads(1):
+                        mined, _ = runner.input_file()
+                        recalibrated = recalibrated_screen(
+                            Path(mined),
+                            folder / "truth.tsv",
+                            grade=int(grade),
+                            seed=seed,
+                            fold=folder.name,
+                            data_set=name,
+                            models=Path(args.out),
+                            out=base / "runs" / folder.name,
+                        )
+                    facts = json.loads(recalibrated.read_text())["training"]["benchmark"]
+                    print(f"recalibrated screen: {recalibrated}: " + json.dumps(facts), flush=True)
+                cfg = experiment_config(folder, cascades=args.cascades, recalibrated=recalibrated, **options)
                 result = run_experiment(cfg, log=lambda m: print(f"[{time.strftime('%H:%M:%S')}] {m}", flush=True))
                 row = result.scores["test"]
                 print(
@@ -256,7 +381,11 @@ def collect(base: Path) -> dict:
         per_q: dict[str, dict[str, float]] = {}
         kept: dict[str, list[int]] = {}
         flags: dict[str, list[int]] = {}  # source -> [flagged, true among flagged, true]
+        by_fold: dict[str, dict[str, list[int]]] = {}  # fold -> source -> the same counts
+        recal: dict[str, dict] = {}  # fold -> the recalibrated screen's benchmark facts (``*-recal`` cascades)
         for run_dir in sorted((seed_dir / "runs").glob("fold*")):
+            if (run_dir / "screen-recal.json").is_file():
+                recal[run_dir.name] = json.loads((run_dir / "screen-recal.json").read_text())["training"]["benchmark"]
             res = json.loads((run_dir / "results.json").read_text())
             for system in res["systems"]:
                 for q, v in per_query_of(run_dir / "evals" / "test" / system)[MEASURE].items():
@@ -275,7 +404,12 @@ def collect(base: Path) -> dict:
                 acc[0] += sum(len(v) for v in got.values())
                 acc[1] += sum(len(v & truth.get(q, set())) for q, v in got.items())
                 acc[2] += sum(len(v) for v in truth.values())
-        seeds[seed_dir.name] = {"per_query": per_q, "kept": kept, "flags": flags}
+                by_fold.setdefault(run_dir.name, {})[source] = [
+                    sum(len(v) for v in got.values()),
+                    sum(len(v & truth.get(q, set())) for q, v in got.items()),
+                    sum(len(v) for v in truth.values()),
+                ]
+        seeds[seed_dir.name] = {"per_query": per_q, "kept": kept, "flags": flags, "by_fold": by_fold, "recal": recal}
     return seeds
 
 
@@ -335,6 +469,30 @@ def report(args) -> None:
             tot = np.sum([d["flags"][source] for d in seeds.values()], axis=0)
             prec = tot[1] / tot[0] if tot[0] else float("nan")
             lines.append(f"| {source} | {tot[0]} | {tot[1]} ({prec:.3f}) | {tot[1] / tot[2]:.3f} |")
+        lines += [
+            "",
+            "Per fold, on its training candidates (the cascade's verdicts; recalibration labels: every candidate "
+            "of the queries named):",
+            "",
+            "| seed | fold | source | flagged | precision | recall | flags ÷ true | recalibrated on |",
+            "|---|---|---|---:|---:|---:|---:|---|",
+        ]
+        for seed_name, d in seeds.items():
+            for fold, counts in d["by_fold"].items():
+                for source, (n_flag, n_tp, n_true) in counts.items():
+                    if source == "oracle" or source.startswith("(main"):
+                        continue
+                    facts = d["recal"].get(fold) if source.endswith(RECAL_SUFFIX) else None
+                    on = "—"
+                    if facts:
+                        on = f"{facts['labels']} labels ({facts['relevant_among_labels']} relevant), queries " + (
+                            ", ".join(facts["labeled_queries"]) + (" REFUSED" if facts["refused"] else "")
+                        )
+                    prec = f"{n_tp / n_flag:.3f}" if n_flag else "—"
+                    lines.append(
+                        f"| {seed_name} | {fold} | {source} | {n_flag} | {prec} | {n_tp / n_true:.3f} | "
+                        f"{n_flag / n_true:.2f} | {on} |"
+                    )
         text = "\n".join(lines) + "\n"
         print(text)
         summary[base.name] = {
