@@ -16,7 +16,7 @@ from typing import IO, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from negclean.cascade.outcome import outcome_row, read_verdict_rows
+from negclean.cascade.outcome import outcome_row
 from negclean.cascade.runner import Cascade
 from negclean.cascade.stages import CascadeConfig
 from negclean.cascade.store import JudgmentStore
@@ -25,9 +25,9 @@ from negclean.data.atomic import atomic_open
 from negclean.data.io import open_writer, read_instances, require_instances
 from negclean.data.paths import refuse_overwrite
 from negclean.errors import BudgetExceeded, ConfigError, InputError
-from negclean.fix import arrow_batches
-from negclean.fix.arrow_batches import VerdictRows
+from negclean.fix import arrow_batches, plain_lines
 from negclean.fix.operations import FixCounts, Operation, fix_instance, fix_row
+from negclean.fix.verdict_rows import VerdictRows
 from negclean.mine.mine import mine_from_options  # the mine stage's entry point for pipelines
 from negclean.presets import load_cascade_dict
 from negclean.progress import ProgressFactory, count_lines, no_progress
@@ -276,10 +276,12 @@ def run_fix(
     reader = read_instances(
         input_path, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit, check=log_limit > 0
     )
-    rows = VerdictRows(read_verdict_rows(verdicts_path))
+    rows = VerdictRows(verdicts_path)
     with open_writer(output_path, fmt=out_fmt, like=reader) as writer:
-        # Parquet -> Parquet: plain record batches are fixed and written whole (fix/arrow_batches.py); the rest here
-        for inst in arrow_batches.instances(
+        # Parquet -> Parquet: plain record batches are fixed and written whole (fix/arrow_batches.py); Tevatron
+        # JSON Lines -> Tevatron JSON Lines: plain lines, without records (fix/plain_lines.py); the rest here
+        batched = plain_lines.instances if reader.format == "tevatron" else arrow_batches.instances
+        for inst in batched(
             reader,
             rows,
             writer,

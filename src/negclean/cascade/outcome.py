@@ -90,22 +90,35 @@ _decode = msgspec.json.Decoder().decode
 
 def read_verdict_rows(path: str) -> Iterator[dict[str, Any]]:
     """Rows of a verdicts.jsonl file, in input order."""
-    with open(path, encoding="utf-8") as fh:
+    for n, raw in iter_verdict_lines(path):
+        yield decode_verdict_line(raw, path=path, line=n)
+
+
+def iter_verdict_lines(path: str) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, line) for every non-blank line of a verdicts file, undecoded."""
+    with open(path, "rb") as fh:
         for n, line in enumerate(fh, 1):
-            if line.strip():
-                try:
-                    yield _decode(line)
-                    continue
-                except msgspec.DecodeError:
-                    pass  # what msgspec refuses (e.g. a NaN confidence) json reads, or explains
-                try:
-                    yield json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise InputError(
-                        f"verdicts file is corrupt ({exc.msg}); rerun `negclean judge` (stored verdicts make it free)",
-                        path=path,
-                        line=n,
-                    ) from None
+            if not line.isspace():
+                yield n, line
+
+
+def decode_verdict_line(raw: bytes, *, path: str, line: int) -> dict[str, Any]:
+    """One line of a verdicts file as a dict; InputError naming the line when it is not JSON."""
+    try:
+        row: dict[str, Any] = _decode(raw)
+        return row
+    except msgspec.DecodeError:
+        pass  # what msgspec refuses (e.g. a NaN confidence) json reads, or explains
+    try:
+        row = json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError for bytes that are not UTF-8
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 text"
+        raise InputError(
+            f"verdicts file is corrupt ({reason}); rerun `negclean judge` (stored verdicts make it free)",
+            path=path,
+            line=line,
+        ) from None
+    return row
 
 
 def candidate_from_row(c: dict[str, Any]) -> CandidateVerdict:

@@ -102,6 +102,53 @@ def fix(
 
 
 @app.command()
+def convert(
+    input: Path = typer.Argument(..., help="instances file (JSONL, JSONL.gz or Parquet)"),
+    output: Path = typer.Argument(..., help="the new file: .jsonl, .jsonl.gz (gzip) or .parquet"),
+    fmt: str | None = FORMAT_OPT,
+    to: str | None = typer.Option(
+        None, "--to", help="output format: tevatron, flagembedding, st, parquet (default: the input's)"
+    ),
+    on_error: str = ON_ERROR_OPT,
+    reject_file: Path | None = typer.Option(
+        None, "--reject-file", help="where unreadable lines go (default: OUTPUT's name + .rejects.jsonl)"
+    ),
+    as_json: bool = JSON_OPT,
+):
+    """Copy instances into another format (or the same one, checked): every line read, written or rejected."""
+    from negclean.data.io import convert as convert_file
+
+    rejects = reject_file or output.with_name(output.name + ".rejects.jsonl")
+    with guarded(as_json=as_json):
+        stats, written = convert_file(
+            input,
+            output,
+            fmt=fmt,
+            to=to,
+            on_error=one_of(on_error, ON_ERROR, option="--on-error"),  # type: ignore[arg-type]
+            reject_path=rejects,
+        )
+    summary = {
+        "input": str(input),
+        "output": str(output),
+        "format": stats.format,
+        "read": stats.read,
+        "written": written,
+        "rejected": stats.rejected,
+        "rejects": str(rejects),
+        "warnings": dict(stats.warnings),
+    }
+    if as_json:
+        emit_json(summary)
+        return
+    warned = ", ".join(f"{k} {v}" for k, v in sorted(stats.warnings.items())) or "none"
+    typer.echo(
+        f"{input} ({stats.format}): {stats.read} read, {written} written to {output}, {stats.rejected} rejected"
+        f"{f' (in {rejects})' if stats.rejected else ''}; warnings: {warned}"
+    )
+
+
+@app.command()
 def run(
     pipeline: Path = typer.Argument(..., help="pipeline YAML: input, cascade, fix (and optionally mine)"),
     input: Path | None = typer.Option(None, "--input", "-i", help="override the pipeline's input"),

@@ -21,8 +21,10 @@ the output appears under its name only when the writer closes without error.
 Speed: JSON Lines are decoded with msgspec (typed, straight into records, for plain Tevatron lines) and the
 tolerant parser takes every line msgspec rejects, so results and messages do not depend on the path. A writer
 opened with ``like=reader`` writes an instance the reader yielded last and nobody changed from its parsed row
-(Tevatron JSON Lines to Tevatron JSON Lines). ``NEGCLEAN_FAST_JSON=0`` turns all of this off (same bytes, about
-twice the CPU); see ``negclean.data.formats._fastjson`` and benchmarks/RESULTS-io.md.
+(Tevatron JSON Lines to Tevatron JSON Lines). ``convert`` copies a whole file that way without building records
+for the lines it copies as they are (``InstanceReader.plain()``, ``InstanceWriter.write_plain``): about half the
+CPU of the record loop above. ``NEGCLEAN_FAST_JSON=0`` turns all of this off (same bytes, several times the CPU);
+see ``negclean.data.formats._fastjson`` and benchmarks/RESULTS-io.md.
 """
 
 from __future__ import annotations
@@ -33,9 +35,12 @@ from typing import Any, Literal
 
 from negclean.data.formats import st
 from negclean.data.formats._checks import WARNING_KINDS
+from negclean.data.formats._parquet_batch import PlainBatch
 from negclean.data.formats._reader import InstanceReader, ReadStats, detect_format
 from negclean.data.formats._registry import FORMATS, FormatInfo
+from negclean.data.formats._tevatron_fast import PlainLine
 from negclean.data.formats._writer import InstanceWriter, write_format
+from negclean.data.paths import refuse_overwrite
 from negclean.errors import ConfigError, InputError
 
 __all__ = [
@@ -45,6 +50,7 @@ __all__ = [
     "InstanceReader",
     "InstanceWriter",
     "ReadStats",
+    "convert",
     "detect_format",
     "open_writer",
     "read_instances",
@@ -147,3 +153,51 @@ def require_instances(stats: ReadStats, *, reject_path: str | os.PathLike[str] |
         f"check that --format (read as {stats.format}) is right",
         path=stats.path,
     )
+
+
+def convert(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    fmt: str | None = None,
+    to: str | None = None,
+    on_error: Literal["fail", "skip"] = "fail",
+    reject_path: str | os.PathLike[str] | None = None,
+    log_limit: int = 20,
+    multi_positive: Literal["expand", "first"] = "expand",
+    compresslevel: int = 3,
+) -> tuple[ReadStats, int]:
+    """Copy every instance of ``src`` to ``dst``: ``read_instances`` + ``open_writer(dst, fmt=to, like=reader)``
+    + ``write`` for each instance, with the same output, counts, warnings and rejects, but without building
+    records for what is copied as it is: a Tevatron JSON line that reads plainly and draws no warning is
+    written as its own bytes when ``dst`` is Tevatron JSON Lines (``InstanceReader.plain()``), a plain
+    batch of negclean's Tevatron Parquet whole when ``dst`` is such Parquet and ``log_limit=0``.
+
+    Args: as ``read_instances`` (``fmt``, ``on_error``, ``reject_path``, ``log_limit``; the warning checks run
+        when ``log_limit > 0``) and ``open_writer`` (``to`` is its ``fmt``; ``multi_positive``, ``compresslevel``).
+
+    Returns:
+        The read counts (``read == ok + rejected``) and the number of instances written (``== ok``).
+
+    Raises:
+        ConfigError: ``dst`` or ``reject_path`` is ``src``. InputError: as ``read_instances``, and when nothing
+            could be read (``require_instances``).
+    """
+    refuse_overwrite(src, {"the output": dst, "the reject file": reject_path})
+    reader = read_instances(
+        src, fmt=fmt, on_error=on_error, reject_path=reject_path, log_limit=log_limit, check=log_limit > 0
+    )
+    with open_writer(dst, fmt=to, like=reader, multi_positive=multi_positive, compresslevel=compresslevel) as writer:
+        for item in reader.plain():
+            if type(item) is PlainLine:
+                writer.write_plain(item)
+            elif type(item) is PlainBatch:
+                if writer.takes_tables:
+                    writer.write_table(item.batch)
+                else:
+                    for inst in item.instances():
+                        writer.write(inst)
+            else:
+                writer.write(item)  # type: ignore[arg-type]  # an Instance
+        require_instances(reader.stats, reject_path=reject_path)
+    return reader.stats, writer.count

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import gc
 import json
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
@@ -26,28 +25,10 @@ from negclean.data.io import InstanceReader, InstanceWriter
 from negclean.data.records import Instance
 from negclean.errors import require
 from negclean.fix.operations import FixCounts, Operation, decide_drops, provenance
+from negclean.fix.verdict_rows import VerdictRows
 from negclean.judge.base import Label
 
 _LABELS = frozenset(label.value for label in Label)
-
-
-class VerdictRows:
-    """The rows of a verdicts file as an iterator that rows can be pushed back onto (read ahead for a batch)."""
-
-    def __init__(self, rows: Iterator[dict[str, Any]]):
-        self._rows = rows
-        self._back: deque[dict[str, Any]] = deque()
-
-    def __iter__(self) -> VerdictRows:
-        return self
-
-    def __next__(self) -> dict[str, Any]:
-        if self._back:
-            return self._back.popleft()
-        return next(self._rows)
-
-    def push_back(self, rows: list[dict[str, Any]]) -> None:
-        self._back.extendleft(reversed(rows))
 
 
 def instances(

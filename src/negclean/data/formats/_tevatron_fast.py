@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from operator import attrgetter
 from typing import Any
 
 import msgspec
@@ -35,7 +36,7 @@ class TevatronPassage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, 
     rank: int | UnsetType = UNSET
 
 
-class TevatronRow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+class TevatronRow(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, gc=False):
     """A row with no extra fields (field order: as ``tevatron.to_rows`` writes them)."""
 
     query_id: str
@@ -52,6 +53,7 @@ _decode = msgspec.json.Decoder(TevatronRow).decode
 _PASSAGE_FIELDS = ("docid", "text", "title", "score", "rank", "meta")
 ENABLED = tuple(f.name for f in dataclasses.fields(Passage)) == _PASSAGE_FIELDS
 _new = object.__new__
+_DOCID = attrgetter("docid")
 
 
 def _setter(name: str) -> Callable[[Passage, object], None]:
@@ -64,56 +66,73 @@ _set_docid, _set_text, _set_title = _setter("docid"), _setter("text"), _setter("
 _set_score, _set_rank, _set_meta = _setter("score"), _setter("rank"), _setter("meta")
 
 
-def _passages(items: list[TevatronPassage]) -> tuple[tuple[Passage, ...], int] | None:
-    """The records, and the number of strings their JSON held; None for an empty docid."""
+def _passages(items: list[TevatronPassage]) -> tuple[Passage, ...]:
+    """The records of passages that ``decode_plain`` accepted."""
     out = []
-    strings = 0
     for item in items:
-        if not item.docid:
-            return None
         p = _new(Passage)
         _set_docid(p, item.docid)
         _set_text(p, item.text)
         _set_title(p, item.title)
         score = item.score
         rank = item.rank
-        strings += 6
-        if score is UNSET:
-            _set_score(p, None)
-        else:
-            _set_score(p, score)
-            strings += 1
-        if rank is UNSET:
-            _set_rank(p, None)
-        else:
-            _set_rank(p, rank)
-            strings += 1
+        _set_score(p, None if score is UNSET else score)
+        _set_rank(p, None if rank is UNSET else rank)
         _set_meta(p, EMPTY)
         out.append(p)
-    return tuple(out), strings
+    return tuple(out)
 
 
-def parse_line(raw: bytes, *, line: int) -> Instance | None:
-    """The instance of a plain Tevatron line, or None when the line needs the general way."""
+def decode_plain(raw: bytes) -> TevatronRow | None:
+    """The decoded row of a plain Tevatron line (what ``parse_line`` turns into an Instance), or None when the
+    line needs the general way."""
     try:
         row = _decode(raw)
     except (msgspec.DecodeError, RecursionError):
         return None
-    if not row.query_id or not row.positive_passages:
+    pos, neg = row.positive_passages, row.negative_passages
+    if not row.query_id or not pos or not all(map(_DOCID, pos)) or not all(map(_DOCID, neg)):
         return None
-    pos = _passages(row.positive_passages)
-    neg = _passages(row.negative_passages)
-    if pos is None or neg is None:
+    # A repeated key leaves a string behind that no field holds: the tolerant parser rejects such a line. Each
+    # passage holds 6 strings (3 keys, 3 values) and one more key for a score and for a rank.
+    strings = 6 + 6 * (len(pos) + len(neg)) + (0 if row.subset is UNSET else 2)
+    extra = count_quotes(raw) - 2 * strings
+    if extra and extra != 2 * sum([(p.score is not UNSET) + (p.rank is not UNSET) for p in pos + neg]):
         return None
-    strings = 6 + pos[1] + neg[1]
-    subset = ""
-    if not isinstance(row.subset, UnsetType):
-        subset = row.subset
-        strings += 2
-    # A repeated key leaves a string behind that no field holds: the tolerant parser rejects such a line.
-    if count_quotes(raw) != 2 * strings:
-        return None
-    return Instance(row.query_id, row.query, pos[0], neg[0], subset, EMPTY, line)
+    return row
+
+
+def to_instance(row: TevatronRow, *, line: int) -> Instance:
+    """The Instance of a row that ``decode_plain`` accepted (what ``tevatron.parse`` gives for its line)."""
+    subset = "" if isinstance(row.subset, UnsetType) else row.subset
+    return Instance(
+        row.query_id, row.query, _passages(row.positive_passages), _passages(row.negative_passages), subset, EMPTY, line
+    )
+
+
+def parse_line(raw: bytes, *, line: int) -> Instance | None:
+    """The instance of a plain Tevatron line, or None when the line needs the general way."""
+    row = decode_plain(raw)
+    return None if row is None else to_instance(row, line=line)
+
+
+class PlainLine:
+    """A plain Tevatron JSON line that nothing has changed, read without building its records
+    (``InstanceReader.plain()``): ``raw`` is the line as read (no line ending), ``row`` its decoded fields,
+    ``line`` its 1-based line number. ``instance()`` builds (once) the Instance the reader would have given."""
+
+    __slots__ = ("raw", "row", "line", "_instance")
+
+    def __init__(self, raw: bytes, row: TevatronRow, line: int):
+        self.raw = raw
+        self.row = row
+        self.line = line
+        self._instance: Instance | None = None
+
+    def instance(self) -> Instance:
+        if self._instance is None:
+            self._instance = to_instance(self.row, line=self.line)
+        return self._instance
 
 
 class _OutRow(msgspec.Struct):

@@ -11,6 +11,7 @@ from typing import IO, Any
 from negclean.data.atomic import fsync_path
 from negclean.data.formats import _fastjson, _jsonl, _parquet, _tevatron_fast, st, tevatron
 from negclean.data.formats._registry import CODECS, FORMATS
+from negclean.data.formats._tevatron_fast import PlainLine
 from negclean.data.records import Instance
 from negclean.errors import ConfigError
 
@@ -144,6 +145,32 @@ class InstanceWriter:
             ) from exc
         self.count += 1
         self.rows += len(rows)
+
+    @property
+    def takes_plain_lines(self) -> bool:
+        """Whether ``write_plain`` copies a PlainLine's bytes and ``write_encoded`` may be used: Tevatron JSON
+        Lines (plain or gzip) with the fast JSON path on."""
+        return self._fast_tevatron
+
+    def write_plain(self, line: PlainLine) -> None:
+        """Write a line that ``InstanceReader.plain()`` gave and nobody changed: its own bytes when this writes
+        Tevatron JSON Lines (see the class docstring: what ``like=reader`` does for unchanged instances),
+        otherwise its instance as ``write`` would."""
+        if not self._fast_tevatron:
+            self.write(line.instance())
+            return
+        self.write_encoded(line.raw)
+
+    def write_encoded(self, line: bytes) -> None:
+        """Write one Tevatron JSON line that the caller encoded (no line ending; only where ``takes_plain_lines``),
+        e.g. a PlainLine edited by ``negclean.fix.plain_lines``. Nothing is checked."""
+        if self._closed:
+            raise ValueError(f"the writer of {self.path} is closed")
+        if not self._fast_tevatron:
+            raise ValueError(f"write_encoded writes Tevatron JSON Lines only; {self.path} is written as {self.format}")
+        self._sink.write_line(line)
+        self.count += 1
+        self.rows += 1
 
     @property
     def takes_tables(self) -> bool:
