@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -324,6 +325,45 @@ def corpus_bm25(instances) -> dict[str, np.ndarray]:
     }
 
 
+def mpnet_scores(instances, *, cache: Path, name: str) -> dict[str, np.ndarray]:
+    """all-mpnet-base-v2 (the stronger embedder that installs offline) per candidate: cosine with the query and
+    with the kept positive, raw and as a z within the instance's list. Vectors cached in ``cache``."""
+    from negclean.embed import load_embedder
+
+    texts: dict[str, str] = {}
+    for inst in instances:
+        texts.setdefault(f"q\x1f{inst.query_id}", inst.query)
+        for p in inst.positives + inst.negatives:
+            texts.setdefault(f"d\x1f{p.docid}", f"{p.title} {p.text}".strip())
+    keys = sorted(texts)
+    vec_file = cache / f"{name}.mpnet.npy"
+    keys_file = cache / f"{name}.mpnet.keys.json"
+    if vec_file.is_file() and keys_file.is_file() and json.loads(keys_file.read_text()) == keys:
+        vecs = np.load(vec_file, allow_pickle=False)
+    else:
+        t0 = time.perf_counter()
+        vecs = load_embedder("all-mpnet-base-v2").encode([texts[k] for k in keys], batch_size=16)
+        print(f"{name}: mpnet embedded {len(keys)} texts in {time.perf_counter() - t0:.0f} s", flush=True)
+        np.save(vec_file, vecs, allow_pickle=False)
+        keys_file.write_text(json.dumps(keys))
+    at = {k: i for i, k in enumerate(keys)}
+
+    def z(a: np.ndarray) -> np.ndarray:
+        return (a - a.mean()) / (a.std() + 1e-9)
+
+    qc, pc = [], []
+    for inst in instances:
+        c = vecs[[at[f"d\x1f{n.docid}"] for n in inst.negatives]]
+        qc.append(c @ vecs[at[f"q\x1f{inst.query_id}"]])
+        pc.append(c @ vecs[at[f"d\x1f{inst.positives[0].docid}"]])
+    return {
+        "mpnet_qc": np.concatenate(qc),
+        "mpnet_qc_z": np.concatenate([z(a) for a in qc]),
+        "mpnet_pc": np.concatenate(pc),
+        "mpnet_pc_z": np.concatenate([z(a) for a in pc]),
+    }
+
+
 def cmd_ceiling(args) -> None:
     """How far can a free screen go? Held-out AUC and recall at 1x / 2x the TRUE count (the most any flag rule on
     that score can recall while flagging <= 1x / 2x) for the shipped recipe and for the recipe plus BM25 with the
@@ -346,20 +386,27 @@ def cmd_ceiling(args) -> None:
         )
         assert (np.concatenate(truth).astype(np.int64) == data[name]["y"]).all(), f"{name}: not the cached rows"
         t, extra = table_of(data[name], name), corpus_bm25(inst)
+        if args.mpnet:
+            extra.update(mpnet_scores(inst, cache=cache, name=name))
         tables[name] = FeatureTable(
             t.names + tuple(extra), np.column_stack([t.values, *extra.values()]), t.keys, t.ids, t.groups
         )
-    recipes = {
-        "shipped (9 core features)": OLD,
-        "core + whole-input BM25": OLD + ("bm25c_log", "bm25c_z", "bm25c_pos_z"),
-    }
+    bm25c = ("bm25c_log", "bm25c_z", "bm25c_pos_z")
+    mpnet = ("mpnet_qc", "mpnet_qc_z", "mpnet_pc", "mpnet_pc_z")
+    recipes = {"shipped (9 core features)": OLD, "core + whole-input BM25": OLD + bm25c}
+    if args.mpnet:
+        recipes["core + mpnet"] = OLD + mpnet
+        recipes["core + mpnet + whole-input BM25"] = OLD + mpnet + bm25c
     out = []
     for held in SETS:
         train = [n for n in SETS if n != held]
         y = data[held]["y"]
         row = {"held_out": held}
-        for sig in ("bm25c_log", "bm25c_z", "bm25c_pos_z"):
-            row[f"{sig}: AUC"] = float(roc_auc_score(y, tables[held].column(sig)))
+        for sig in bm25c + (mpnet if args.mpnet else ()):
+            col = tables[held].column(sig)
+            top = np.argsort(-col, kind="stable")[: 2 * int(y.sum())]
+            row[f"{sig}: AUC"] = float(roc_auc_score(y, col))
+            row[f"{sig}: R@2x"] = float(y[top].sum() / y.sum())
         for label, feats in recipes.items():
             m = fit_learned(
                 concat([tables[n] for n in train]),
@@ -507,6 +554,9 @@ def main() -> None:
     ap.add_argument("--cache", default="runs/default-screen")
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--depth", type=int, default=30)
+    ap.add_argument(
+        "--mpnet", action="store_true", help="ceiling: add all-mpnet-base-v2 features (embeds the sets' texts)"
+    )
     ap.add_argument("--out", default="runs/default-screen/choose.json")
     ap.add_argument("--sizes", default="25,50,100,200", help="recalibrate: label counts")
     ap.add_argument("--reps", type=int, default=30, help="recalibrate: seeded draws per label count")
