@@ -24,6 +24,7 @@ from negclean.configfile import invalid_config, read_yaml, resolve_path
 from negclean.data.atomic import atomic_open
 from negclean.data.io import open_writer, read_instances, require_instances
 from negclean.data.paths import refuse_overwrite
+from negclean.data.records import Instance
 from negclean.errors import BudgetExceeded, ConfigError, InputError
 from negclean.fix import arrow_batches, plain_lines
 from negclean.fix.operations import FixCounts, Operation, fix_instance, fix_row
@@ -295,15 +296,18 @@ def run_fix(
                 raise InputError(
                     f"verdicts file ends before input line {inst.line}: was the judge run complete?", path=verdicts_path
                 )
-            fixed = fix_row(
-                inst,
-                row,
-                operation,
-                counts=counts,
-                drop_undecided=drop_undecided,
-                max_false_negatives=max_false_negatives,
-                path=verdicts_path,
-            )
+            try:
+                fixed = fix_row(
+                    inst,
+                    row,
+                    operation,
+                    counts=counts,
+                    drop_undecided=drop_undecided,
+                    max_false_negatives=max_false_negatives,
+                    path=verdicts_path,
+                )
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+                raise _malformed_row(exc, inst, verdicts_path) from None
             if fixed is not None:
                 writer.write(fixed)
         require_instances(reader.stats, reject_path=reject_path)
@@ -323,6 +327,17 @@ def run_fix(
         "fix": counts.as_dict(),
         "reconciled": stats.read == counts.written + counts.dropped_removed + counts.dropped_ambiguous + stats.rejected,
     }
+
+
+def _malformed_row(exc: Exception, inst: Instance, path: str) -> InputError:
+    """The error for a verdicts row that names this instance but cannot be read as verdicts (a missing field,
+    a label or grade negclean does not know, a value of the wrong type)."""
+    what = f"it has no field {exc.args[0]!r}" if isinstance(exc, KeyError) and exc.args else str(exc)
+    return InputError(
+        f"the verdicts row for input line {inst.line} (query {inst.query_id!r}) is malformed: {what}. Was it "
+        "edited, or written by another version? Rerun `negclean judge` on this input (stored verdicts make it free)",
+        path=path,
+    )
 
 
 def run_pipeline(
