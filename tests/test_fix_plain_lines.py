@@ -256,3 +256,24 @@ def test_convert_command(tmp_path: Path) -> None:
     assert (tmp_path / "back.jsonl").read_bytes().splitlines() == lines[:3] + lines[4:]
     res = runner.invoke(app, ["convert", str(tmp_path / "in.jsonl"), str(tmp_path / "in.jsonl")])
     assert res.exit_code == 2 and "is the input file" in res.output
+
+
+def test_convert_file_from_python(tmp_path: Path) -> None:
+    """``negclean.convert_file``: a frozen report that reconciles, the format written, rejects beside the output
+    with on_error="skip", and an InputError naming the line with on_error="fail"."""
+    import dataclasses
+
+    import negclean
+    from negclean.errors import InputError
+
+    _input(tmp_path / "in.jsonl", 30)
+    report = negclean.convert_file(tmp_path / "in.jsonl", tmp_path / "fe.jsonl.gz", to="flagembedding", on_error="skip")
+    assert report.reconciled and (report.records_read, report.written, report.rejected) == (31, 30, 1)
+    assert (report.format, report.to) == ("tevatron", "flagembedding")
+    assert report.rejects == str(tmp_path / "fe.jsonl.gz") + ".rejects.jsonl"
+    assert report.as_dict()["read"] == 31
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        report.written = 0  # type: ignore[misc]
+    with pytest.raises(InputError, match=r"in\.jsonl:4"):
+        negclean.convert_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl")
+    assert not (tmp_path / "o.jsonl").exists()  # nothing half-written

@@ -1,7 +1,7 @@
 """negclean: find and fix false negatives in retriever and reranker training data.
 
 The Python API (``negclean.judge``, ``fix``, ``mine``, ``evaluate``, ``read``, ``write``; for files too big for
-memory ``judge_file``, ``fix_file`` and ``run``) is documented in ``negclean.api``; it loads on first use.
+memory ``judge_file``, ``fix_file``, ``run`` and ``convert_file``) is documented in ``negclean.api``; it loads on first use.
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ __all__ = [
     "fix_file",
     "run",
     "RunSummary",
+    "convert_file",
+    "ConvertReport",
 ]
 _API = frozenset(__all__) - {"__version__"}
 # judge, fix, mine and evaluate are also subpackages. Importing a subpackage sets the package attribute of that
@@ -40,12 +42,14 @@ _SHADOWED = frozenset({"judge", "fix", "mine", "evaluate"})
 
 if TYPE_CHECKING:
     from negclean.api import (
+        ConvertReport,
         Fixed,
         FixReport,
         JudgeResult,
         MineResult,
         RunSummary,
         StageFunnel,
+        convert_file,
         evaluate,
         fix,
         fix_file,

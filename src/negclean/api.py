@@ -24,8 +24,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Union, overload
 
-from negclean.api_files import Operation, fix_file, judge_file, run
-from negclean.api_records import Fixed, FixReport, JudgeResult, MineResult, RunSummary, SourceKind
+from negclean.api_files import Operation, convert_file, fix_file, judge_file, run
+from negclean.api_records import ConvertReport, Fixed, FixReport, JudgeResult, MineResult, RunSummary, SourceKind
 from negclean.cascade.funnel import StageFunnel
 from negclean.cascade.outcome import InstanceOutcome, outcome_from_row, read_verdict_rows
 from negclean.cascade.runner import Cascade
@@ -53,12 +53,14 @@ if TYPE_CHECKING:
     from negclean.judge.base import Judge
 
 __all__ = [
+    "ConvertReport",
     "Fixed",
     "FixReport",
     "JudgeResult",
     "MineResult",
     "RunSummary",
     "StageFunnel",
+    "convert_file",
     "evaluate",
     "fix",
     "fix_file",

@@ -1,4 +1,4 @@
-"""The Python API for files too big for memory: ``negclean.judge_file``, ``fix_file`` and ``run``.
+"""The Python API for files too big for memory: ``negclean.judge_file``, ``fix_file``, ``run`` and ``convert_file``.
 
     summary = negclean.judge_file("train.jsonl.gz", "screen", output_dir="runs/screen")
     negclean.fix_file("train.jsonl.gz", summary.verdicts, output="train.fixed.jsonl.gz")
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union
 
-from negclean.api_records import RunSummary
+from negclean.api_records import ConvertReport, RunSummary
 from negclean.cascade.funnel import StageFunnel
 from negclean.cascade.stages import CascadeConfig
 from negclean.errors import ConfigError
@@ -36,7 +36,18 @@ from negclean.progress import ProgressFactory, count_lines, no_progress
 if TYPE_CHECKING:
     from negclean.judge.base import Judge
 
-__all__ = ["CascadeConfig", "Operation", "RunSummary", "fix_file", "judge_file", "load_cascade", "run", "standard_json"]
+__all__ = [
+    "CascadeConfig",
+    "ConvertReport",
+    "Operation",
+    "RunSummary",
+    "convert_file",
+    "fix_file",
+    "judge_file",
+    "load_cascade",
+    "run",
+    "standard_json",
+]
 
 PathLike = Union[str, "os.PathLike[str]"]
 Operation = Literal["none", "remove", "hn_remove", "relabel"]
@@ -133,6 +144,42 @@ def fix_file(
         reject_path=out + ".rejects.jsonl",
     )
     return _run_summary("fix", summary)
+
+
+def convert_file(
+    input: PathLike,
+    output: PathLike,
+    *,
+    fmt: str | None = None,
+    to: str | None = None,
+    on_error: OnError = "fail",
+    rejects: PathLike | None = None,
+) -> ConvertReport:
+    """Copy the instances of ``input`` to ``output`` in another format (``to``; default the input's), streaming,
+    with the reader's checks: every record is written or rejected, warnings are counted. Tevatron JSON Lines to
+    Tevatron JSON Lines copies each line that needs no change as its own bytes.
+
+    Args:
+        fmt: the input's format (detected from its content when None).
+        on_error: ``"fail"`` stops at the first unreadable record (InputError naming file and line); ``"skip"``
+            writes it to ``rejects`` (default ``<output>.rejects.jsonl``) and goes on.
+    """
+    from negclean.data.io import convert, write_format
+
+    out = os.fspath(output)
+    reject_path = None if on_error == "fail" else os.fspath(rejects) if rejects is not None else out + ".rejects.jsonl"
+    stats, written = convert(input, out, fmt=fmt, to=to, on_error=on_error, reject_path=reject_path)
+    return ConvertReport(
+        input=os.fspath(input),
+        output=out,
+        format=stats.format,
+        to=write_format(Path(out), to, stats),
+        records_read=stats.read,
+        written=written,
+        rejected=stats.rejected,
+        warnings=dict(stats.warnings),
+        rejects=reject_path,
+    )
 
 
 def run(

@@ -193,6 +193,49 @@ class MineResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ConvertReport:
+    """``negclean.convert_file`` (the command ``negclean convert``): what was read, written and set aside.
+    Reconciles: ``records_read == written + rejected``.
+
+    Args:
+        input, output: the files; ``format`` / ``to``: the format read and the format written.
+        records_read: records (lines, rows) read; ``written`` of them were written, ``rejected`` could not be read
+            (``on_error="skip"``; in ``rejects``).
+        warnings: instances written with a warning, by kind (``negclean.data.io.WARNING_KINDS``).
+        rejects: the reject file (None with ``on_error="fail"``).
+    """
+
+    input: str
+    output: str
+    format: str
+    to: str
+    records_read: int
+    written: int
+    rejected: int
+    warnings: Mapping[str, int]
+    rejects: str | None
+
+    @property
+    def reconciled(self) -> bool:
+        return self.records_read == self.written + self.rejected
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as ``negclean convert --json`` prints it."""
+        return {
+            "input": self.input,
+            "output": self.output,
+            "format": self.format,
+            "to": self.to,
+            "read": self.records_read,
+            "written": self.written,
+            "rejected": self.rejected,
+            "rejects": self.rejects,
+            "warnings": dict(self.warnings),
+            "reconciled": self.reconciled,
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class RunSummary:
     """What a file run (``negclean.judge_file``, ``fix_file``, ``run``; the commands ``judge``, ``fix``, ``run``)
     read, decided, wrote and spent. Reconciles (when a fix ran): ``records_read == written + dropped + rejected``.

@@ -116,35 +116,25 @@ def convert(
     as_json: bool = JSON_OPT,
 ):
     """Copy instances into another format (or the same one, checked): every line read, written or rejected."""
-    from negclean.data.io import convert as convert_file
+    from negclean.api_files import convert_file
 
-    rejects = reject_file or output.with_name(output.name + ".rejects.jsonl")
     with guarded(as_json=as_json):
-        stats, written = convert_file(
+        report = convert_file(
             input,
             output,
             fmt=fmt,
             to=to,
-            on_error=one_of(on_error, ON_ERROR, option="--on-error"),  # type: ignore[arg-type]
-            reject_path=rejects,
+            on_error=one_of(on_error, ON_ERROR, option="--on-error"),
+            rejects=reject_file,
         )
-    summary = {
-        "input": str(input),
-        "output": str(output),
-        "format": stats.format,
-        "read": stats.read,
-        "written": written,
-        "rejected": stats.rejected,
-        "rejects": str(rejects),
-        "warnings": dict(stats.warnings),
-    }
     if as_json:
-        emit_json(summary)
+        emit_json(report.as_dict())
         return
-    warned = ", ".join(f"{k} {v}" for k, v in sorted(stats.warnings.items())) or "none"
+    warned = ", ".join(f"{k} {v}" for k, v in sorted(report.warnings.items())) or "none"
+    where = f" (in {report.rejects})" if report.rejected else ""
     typer.echo(
-        f"{input} ({stats.format}): {stats.read} read, {written} written to {output}, {stats.rejected} rejected"
-        f"{f' (in {rejects})' if stats.rejected else ''}; warnings: {warned}"
+        f"{input} ({report.format}): {report.records_read} read, {report.written} written to {output} "
+        f"({report.to}), {report.rejected} rejected{where}; warnings: {warned}"
     )
 
 

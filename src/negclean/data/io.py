@@ -55,6 +55,7 @@ __all__ = [
     "open_writer",
     "read_instances",
     "require_instances",
+    "write_format",
 ]
 
 
