@@ -305,10 +305,10 @@ def test_fast_paths_are_taken(tmp_path: Path, fast, monkeypatch: pytest.MonkeyPa
     tests above would compare the old path with itself)."""
     src = _make_input(tmp_path / "in.jsonl", 200, bad=False)
     calls = {"typed": 0, "passthrough": 0, "raw": 0}
-    parse_line, passthrough = _tevatron_fast.parse_line, InstanceReader.passthrough
+    decode_plain, passthrough = _tevatron_fast.decode_plain, InstanceReader.passthrough
 
-    def counting_parse(raw: bytes, *, line: int):
-        got = parse_line(raw, line=line)
+    def counting_decode(raw: bytes):
+        got = decode_plain(raw)
         calls["typed"] += got is not None
         return got
 
@@ -319,7 +319,7 @@ def test_fast_paths_are_taken(tmp_path: Path, fast, monkeypatch: pytest.MonkeyPa
         return line
 
     source_lines = set(_lines(src.read_bytes()))
-    monkeypatch.setattr(_tevatron_fast, "parse_line", counting_parse)
+    monkeypatch.setattr(_tevatron_fast, "decode_plain", counting_decode)
     monkeypatch.setattr(InstanceReader, "passthrough", counting_passthrough)
     fast(True)
     _convert(src, tmp_path / "o.jsonl", None, tmp_path / "r.jsonl")

@@ -242,8 +242,8 @@ class InstanceReader:
         """Iterate like ``batches()``, except that a Tevatron JSON line that the strict parser reads (only
         Tevatron fields, strict JSON) and that draws no warning comes as a ``PlainLine``: its bytes and decoded
         fields, no records built (counted as read and ok; ``PlainLine.instance()`` gives the Instance). For
-        code that copies or edits such lines as they are (``InstanceWriter.write_plain``, ``negclean fix``):
-        about a third of the CPU of reading an instance."""
+        code that copies or edits such lines as they are (``InstanceWriter.write_plain``, ``negclean fix``;
+        benchmarks/RESULTS-io.md, fourth pass)."""
         return self._iterate(batches=True, plain=True)
 
     def _rows(self) -> Iterator[tuple[int, Any, dict[str, Any] | RowError | Instance | PlainBatch | PlainLine]]:
@@ -254,16 +254,19 @@ class InstanceReader:
             yield from _parquet.iter_rows(self.path, whole=whole)
             return
         fast = self.format == "tevatron" and _fastjson.ENABLED and _tevatron_fast.ENABLED
-        parse_line = _tevatron_fast.parse_line
-        if fast and self._plain_lines:
-            yield from self._plain_rows()
-            return
+        decode_plain, to_instance = _tevatron_fast.decode_plain, _tevatron_fast.to_instance
+        plain = self._plain_lines  # plain(): a line the checks need not see stays a PlainLine
+        check = self._check
         for lineno, raw in _jsonl.iter_lines(self.path):
             if fast:
-                got = parse_line(raw, line=lineno)
+                got = decode_plain(raw)
                 if got is not None:
-                    self._last = (got, None, raw)
-                    yield lineno, raw, got
+                    if plain and (not check or quiet(got.query, got.positive_passages, got.negative_passages)):
+                        yield lineno, raw, PlainLine(raw, got, lineno)
+                        continue
+                    inst = to_instance(got, line=lineno)
+                    self._last = (inst, None, raw)
+                    yield lineno, raw, inst
                     continue
             yield lineno, raw, self._general(raw)
 
@@ -276,24 +279,6 @@ class InstanceReader:
             self._compact = None
             return err
         return row
-
-    def _plain_rows(self) -> Iterator[tuple[int, Any, dict[str, Any] | RowError | Instance | PlainLine]]:
-        """``_rows`` for ``plain()`` on Tevatron JSON Lines: a PlainLine for every line the strict parser reads
-        and (with the checks on) ``quiet`` proves draws no warning; the rest as ``_rows`` gives them."""
-        decode_plain = _tevatron_fast.decode_plain
-        to_instance = _tevatron_fast.to_instance
-        check = self._check
-        for lineno, raw in _jsonl.iter_lines(self.path):
-            got = decode_plain(raw)
-            if got is not None:
-                if not check or quiet(got.query, got.positive_passages, got.negative_passages):
-                    yield lineno, raw, PlainLine(raw, got, lineno)
-                    continue
-                inst = to_instance(got, line=lineno)
-                self._last = (inst, None, raw)
-                yield lineno, raw, inst
-                continue
-            yield lineno, raw, self._general(raw)
 
     def _iterate(self, batches: bool = False, plain: bool = False) -> Iterator[Instance | PlainBatch | PlainLine]:
         self._reset()

@@ -84,8 +84,8 @@ def _passages(items: list[TevatronPassage]) -> tuple[Passage, ...]:
 
 
 def decode_plain(raw: bytes) -> TevatronRow | None:
-    """The decoded row of a plain Tevatron line (what ``parse_line`` turns into an Instance), or None when the
-    line needs the general way."""
+    """The decoded row of a plain Tevatron line (``to_instance`` makes its Instance), or None when the line needs
+    the general way."""
     try:
         row = _decode(raw)
     except (msgspec.DecodeError, RecursionError):
@@ -108,12 +108,6 @@ def to_instance(row: TevatronRow, *, line: int) -> Instance:
     return Instance(
         row.query_id, row.query, _passages(row.positive_passages), _passages(row.negative_passages), subset, EMPTY, line
     )
-
-
-def parse_line(raw: bytes, *, line: int) -> Instance | None:
-    """The instance of a plain Tevatron line, or None when the line needs the general way."""
-    row = decode_plain(raw)
-    return None if row is None else to_instance(row, line=line)
 
 
 class PlainLine:
