@@ -89,7 +89,7 @@ def _verdicts(rows: list[dict], path: Path, *, seed: int, odd: float) -> None:
             elif kind == 2:
                 c["trail"][0]["label"] = "maybe"
             elif kind == 3:
-                c["confidence"] = 3.5e-7  # a float msgspec and json write differently
+                c["confidence"] = rng.choice([3.5e-7, 1e20])  # tiny (rounds to 0.0); one msgspec writes otherwise
             elif kind == 4:
                 c["label"] = "relevant"
                 vrow["false_negative_index"] = sorted({*fns, cands.index(c)})
@@ -277,3 +277,22 @@ def test_convert_file_from_python(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r"in\.jsonl:4"):
         negclean.convert_file(tmp_path / "in.jsonl", tmp_path / "o.jsonl")
     assert not (tmp_path / "o.jsonl").exists()  # nothing half-written
+
+
+@pytest.mark.parametrize("confidence", [0.87654, 1, None, 3.5e-7, 1e20, -2.5e17])
+@pytest.mark.parametrize("grade", [None, "", "better"])
+def test_provenance_json_is_what_the_record_path_writes(confidence, grade) -> None:
+    """The provenance member the plain path writes is ``json.dumps`` of what ``provenance_from_row`` gives,
+    including the confidences that msgspec would write otherwise (from 1e16 on)."""
+    import msgspec
+
+    from negclean.fix.operations import provenance_from_row
+
+    row = {"docid": "d", "stage": "llm", "label": "relevant", "judge": "j", "grade": grade, "confidence": confidence}
+    row["trail"] = [
+        {"stage": "s", "label": "undecided", "judge": "k"},
+        {k: row[k] for k in ("stage", "label", "judge")},
+    ]
+    candidate = msgspec.json.decode(json.dumps(row), type=plain_lines._Candidate)
+    want = json.dumps({"relabeled_from": "negative", **provenance_from_row(row)}, ensure_ascii=False).encode()
+    assert plain_lines._provenance(candidate) == want

@@ -24,11 +24,8 @@ from negclean.data.formats._parquet_batch import PlainBatch
 from negclean.data.io import InstanceReader, InstanceWriter
 from negclean.data.records import Instance
 from negclean.errors import require
-from negclean.fix.operations import FixCounts, Operation, decide_drops, provenance
+from negclean.fix.operations import LABEL_VALUES, FixCounts, Operation, decide_drops, provenance
 from negclean.fix.verdict_rows import VerdictRows
-from negclean.judge.base import Label
-
-_LABELS = frozenset(label.value for label in Label)
 
 
 def instances(
@@ -160,7 +157,7 @@ def fix_batch(
             return None
         undecided: list[int] = []
         for i, c in enumerate(cands):
-            if type(c) is not dict or c.get("docid") != neg_docids[lo + i] or c.get("label") not in _LABELS:
+            if type(c) is not dict or c.get("docid") != neg_docids[lo + i] or c.get("label") not in LABEL_VALUES:
                 return None
             if c["label"] == "undecided":
                 undecided.append(i)

@@ -55,7 +55,7 @@ def provenance(cv: CandidateVerdict) -> dict[str, Any]:
         "stage": cv.stage,
         "judge": v.judge_id,
         "label": v.label.value,
-        "trail": [f"{s}:{t.label.value}" + (f"/{t.grade.value}" if t.grade else "") for s, t in cv.trail],
+        "trail": [trail_text(s, t.label.value, t.grade.value if t.grade else None) for s, t in cv.trail],
     }
     if v.grade is not None:
         out["grade"] = v.grade.value
@@ -64,13 +64,19 @@ def provenance(cv: CandidateVerdict) -> dict[str, Any]:
     return out
 
 
-_LABELS = frozenset(label.value for label in Label)
-_GRADES = frozenset(grade.value for grade in Grade)
+#: the label and grade values a verdicts row may hold (``Label``, ``Grade``)
+LABEL_VALUES = frozenset(label.value for label in Label)
+GRADE_VALUES = frozenset(grade.value for grade in Grade)
+
+
+def trail_text(stage: str, label: str, grade: str | None) -> str:
+    """One entry of a relabeled passage's provenance trail: ``stage:label`` or ``stage:label/grade``."""
+    return f"{stage}:{label}/{grade}" if grade else f"{stage}:{label}"
 
 
 def _label_value(value: Any) -> str:
     """``Label(value).value`` (and its ValueError), without the enum call for a label as written."""
-    if type(value) is str and value in _LABELS:
+    if type(value) is str and value in LABEL_VALUES:
         return value
     return Label(value).value
 
@@ -79,7 +85,7 @@ def _grade_value(value: Any) -> str | None:
     """The grade a verdicts row gives (``Grade(value).value``), None where it gives none."""
     if not value:
         return None
-    if type(value) is str and value in _GRADES:
+    if type(value) is str and value in GRADE_VALUES:
         return value
     return Grade(value).value
 
@@ -91,7 +97,7 @@ def provenance_from_row(c: Mapping[str, Any]) -> dict[str, Any]:
     for t in c.get("trail", []):
         stage, label, grade = t["stage"], _label_value(t["label"]), _grade_value(t.get("grade"))
         t["judge"]  # required by candidate_from_row: a trail entry without it fails there and here alike
-        trail.append(f"{stage}:{label}/{grade}" if grade else f"{stage}:{label}")
+        trail.append(trail_text(stage, label, grade))
     stage, label, grade = c["stage"], _label_value(c["label"]), _grade_value(c.get("grade"))
     confidence = c.get("confidence")
     out: dict[str, Any] = {"stage": stage, "judge": c["judge"], "label": label, "trail": trail}
@@ -255,7 +261,7 @@ def _plain_labels(inst: Instance, row: dict[str, Any]) -> list[Any] | None:
     if list(map(dict.get, candidates, repeat("docid"))) != list(map(_DOCID, negatives)):
         return None
     labels = list(map(dict.get, candidates, repeat("label")))
-    return labels if _LABELS.issuperset(labels) else None
+    return labels if LABEL_VALUES.issuperset(labels) else None
 
 
 def fix_row(
