@@ -189,9 +189,7 @@ def child(args: argparse.Namespace) -> None:
     base_rss = _peak_rss_mb()
     t0 = time.perf_counter()
     r0 = resource.getrusage(resource.RUSAGE_SELF)
-    reader = None if args.copy else read_instances(args.src, fmt=args.src_fmt)
-    converted = None
-    summary = None
+    reader = converted = summary = None
     if args.copy:
         count = _copy(args.src, args.dst)
     elif args.verdicts:
@@ -203,24 +201,19 @@ def child(args: argparse.Namespace) -> None:
             log_limit=0,
         )
         count = summary["read"]["ok"]
-        reader = None
-    elif args.dst and args.records:
-        # the record loop of negclean.data.io's docstring; like=reader, as negclean's own commands open writers
-        with open_writer(args.dst, fmt=args.dst_fmt, like=reader) as w:
-            for inst in reader:
-                w.write(inst)
-        count = w.count
-    elif args.dst:
-        if convert is None:
+    elif args.dst and convert is not None and not args.records:
+        converted, count = convert(args.src, args.dst, fmt=args.src_fmt, to=args.dst_fmt)
+    else:
+        reader = read_instances(args.src, fmt=args.src_fmt)
+        if args.dst:
+            # the record loop of negclean.data.io's docstring (also what a --baseline before convert() runs);
+            # like=reader, as negclean's own commands open writers
             with open_writer(args.dst, fmt=args.dst_fmt, like=reader) as w:
                 for inst in reader:
                     w.write(inst)
             count = w.count
         else:
-            converted, count = convert(args.src, args.dst, fmt=args.src_fmt, to=args.dst_fmt)
-            reader = None
-    else:
-        count = sum(1 for _ in reader)
+            count = sum(1 for _ in reader)
     seconds = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     user, system = r1.ru_utime - r0.ru_utime, r1.ru_stime - r0.ru_stime
