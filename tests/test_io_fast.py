@@ -133,6 +133,11 @@ BAD_LINES = [
     b' "negative_passages": [], "query": "again"}',
     b'{"query_id": "b15", "query": "q", "positive_passages": [{"docid": "1", "title": "", "text": "x", "rank": true}],'
     b' "negative_passages": []}',
+    # repeated keys that the plain count of " alone does not show: beside escaped quotes, beside score keys
+    b'{"query_id": "b16", "query": "say \\"hi\\"", "positive_passages": [{"docid": "1", "title": "", "text": "x",'
+    b' "title": "again"}], "negative_passages": []}',
+    b'{"query_id": "b17", "query": "q", "positive_passages": [{"docid": "1", "title": "", "text": "x", "score": 1.5,'
+    b' "score": 2.5}], "negative_passages": [{"docid": "2", "title": "", "text": "y", "rank": 1}]}',
 ]
 TOLERATED = {1, 8}  # read, not rejected: a raw control character, an integer beyond 64 bits
 

@@ -94,11 +94,16 @@ def decode_plain(raw: bytes) -> TevatronRow | None:
     if not row.query_id or not pos or not all(map(_DOCID, pos)) or not all(map(_DOCID, neg)):
         return None
     # A repeated key leaves a string behind that no field holds: the tolerant parser rejects such a line. Each
-    # passage holds 6 strings (3 keys, 3 values) and one more key for a score and for a rank.
+    # passage holds 6 strings (3 keys, 3 values) and one more key for a score and for a rank. Every string the
+    # row holds is in the line, so the line has at least 2 * strings delimiters (unescaped "), and its count of
+    # " (delimiters + escaped quotes) is at least that: when the plain count is exactly that, there is no
+    # other string, and count_quotes (which tells escaped quotes apart, ~25% dearer) is not needed.
     strings = 6 + 6 * (len(pos) + len(neg)) + (0 if row.subset is UNSET else 2)
-    extra = count_quotes(raw) - 2 * strings
-    if extra and extra != 2 * sum([(p.score is not UNSET) + (p.rank is not UNSET) for p in pos + neg]):
-        return None
+    extra = raw.count(b'"') - 2 * strings
+    if extra:
+        keys = 2 * sum([(p.score is not UNSET) + (p.rank is not UNSET) for p in pos + neg])
+        if extra != keys and count_quotes(raw) - 2 * strings != keys:
+            return None
     return row
 
 
