@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import pytest
 
 from negclean.cascade.outcome import CandidateVerdict, InstanceOutcome, outcome_from_row, outcome_row
@@ -102,3 +106,28 @@ def test_id_lists_kept_beside_the_passages_follow_the_fix(op):
     assert fixed.meta["positive_passage_ids"] == [p.docid for p in fixed.positives]
     assert fixed.meta["positive_passage_ids"] == (["p", "d0"] if op is Operation.RELABEL else ["p"])
     assert fixed.meta["response"] == "kept as is" and o.instance.meta == meta  # the input is not changed
+
+
+def test_fix_path_loads_no_numpy(tmp_path):
+    """`negclean fix` on JSON Lines needs no numpy: importing numpy starts OpenBLAS threads that spin ~60 ms of CPU
+    (benchmarks/RESULTS-io.md), which every fix would pay. Checked in a fresh interpreter after a real fix."""
+    src = tmp_path / "in.jsonl"
+    row = {"query_id": "q", "query": "a query", "positive_passages": [{"docid": "p", "title": "", "text": "yes"}]}
+    row["negative_passages"] = [{"docid": "n", "title": "", "text": "no"}]
+    src.write_text(json.dumps(row) + "\n")
+    verdicts = tmp_path / "verdicts.jsonl"
+    cand = {"docid": "n", "stage": "screen", "label": "relevant", "judge": "similarity", "confidence": 0.9}
+    vrow = {"query_id": "q", "false_negative_index": [0], "ambiguous": False, "candidates": [cand | {"trail": []}]}
+    verdicts.write_text(json.dumps(vrow) + "\n")
+    code = (
+        "import sys\n"
+        "from negclean.api_files import fix_file\n"
+        "from negclean.fix.operations import Operation\n"
+        "from negclean.pipeline import run_fix\n"
+        f"s = run_fix(input_path={str(src)!r}, verdicts_path={str(verdicts)!r},"
+        f" output_path={str(tmp_path / 'out.jsonl')!r}, operation=Operation.RELABEL)\n"
+        "assert s['fix']['relabeled'] == 1, s\n"
+        "print(sorted(m for m in ('numpy', 'scipy', 'torch', 'pyarrow') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

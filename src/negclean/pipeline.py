@@ -29,7 +29,6 @@ from negclean.errors import BudgetExceeded, ConfigError, InputError
 from negclean.fix import arrow_batches, plain_lines
 from negclean.fix.operations import FixCounts, Operation, fix_instance, fix_row
 from negclean.fix.verdict_rows import VerdictRows
-from negclean.mine.mine import mine_from_options  # the mine stage's entry point for pipelines
 from negclean.presets import load_cascade_dict
 from negclean.progress import ProgressFactory, count_lines, no_progress
 
@@ -351,6 +350,9 @@ def run_pipeline(
     mine_summary = None
     if cfg.mine is not None:
         mined = out_dir / "mined.jsonl"
+        # lazy: mining pulls numpy, whose OpenBLAS threads spin ~60 ms of CPU once loaded; judge and fix need none
+        from negclean.mine.mine import mine_from_options
+
         mine_summary = mine_from_options(dict(cfg.mine), output=str(mined))
         input_path = str(mined)
     if not input_path:

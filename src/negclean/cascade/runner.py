@@ -16,7 +16,7 @@ from negclean.cascade.pricing import FREE, Price, price_for
 from negclean.cascade.stages import CascadeConfig, StageConfig
 from negclean.cascade.store import JudgmentStore, Key, task_keys
 from negclean.data.records import Instance
-from negclean.embed_cache import EmbedTally, merge_counts
+from negclean.embed_counts import EmbedTally, merge_counts
 from negclean.errors import BudgetExceeded, ConfigError
 from negclean.judge.base import Grade, Judge, JudgeTask, Label, Verdict, check_results
 from negclean.judge.config import build_judge
