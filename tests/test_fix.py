@@ -91,8 +91,17 @@ def test_verdict_rows_round_trip_and_mismatch_is_reported():
     assert [c.verdict for c in back.candidates] == [c.verdict for c in o.candidates]
     assert [c.trail for c in back.candidates] == [c.trail for c in o.candidates]
     other = o.instance.replace(query_id="other")
-    with pytest.raises(InputError, match="does not match input line 3"):
+    with pytest.raises(InputError, match="does not match input line 3") as info:
         outcome_from_row(other, outcome_row(o), path="v.jsonl")
+    # the input's line is in the text; "v.jsonl:3:" would point at a line of the verdicts file
+    assert (info.value.path, info.value.line) == ("v.jsonl", None)
+    assert str(info.value).startswith("v.jsonl: ")
+    swapped = o.instance.replace(
+        negatives=(o.instance.negatives[1], o.instance.negatives[0], *o.instance.negatives[2:])
+    )
+    with pytest.raises(InputError, match="names docid .* input line 3 has") as info:
+        outcome_from_row(swapped, outcome_row(o), path="v.jsonl")
+    assert info.value.line is None
 
 
 @pytest.mark.parametrize("op", [Operation.RELABEL, Operation.HN_REMOVE])

@@ -188,6 +188,6 @@ def test_mismatched_verdicts_fail_as_per_row(tevatron_parquet: Path, tmp_path: P
                 )
             messages.append(str(err.value))
     assert messages[:2] == messages[2:]
-    assert "verdict 2 names docid 'not-this-one'" in messages[0]
+    assert "verdict 2 of the row for query" in messages[0] and "names docid 'not-this-one'" in messages[0]
     assert "verdicts file ends before input line 8" in messages[1]
     assert not (tmp_path / "out.parquet").exists()

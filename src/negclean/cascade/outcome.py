@@ -136,16 +136,16 @@ def outcome_from_row(instance: Instance, row: dict[str, Any], *, path: str = "ve
             f"verdicts row for query {row.get('query_id')!r} does not match input line {instance.line} "
             f"(query {instance.query_id!r}, {len(instance.negatives)} negatives): was the verdicts file made "
             "from this input file?",
-            path=path,
-            line=instance.line,
+            path=path,  # no line: the verdicts file's own line is not known here, and the input's is in the text
         )
     cands = []
     for i, c in enumerate(row["candidates"]):
         if c["docid"] != instance.negatives[i].docid:
             raise InputError(
-                f"verdict {i} names docid {c['docid']!r}, input has {instance.negatives[i].docid!r}",
+                f"verdict {i} of the row for query {instance.query_id!r} names docid {c['docid']!r}, input line "
+                f"{instance.line} has {instance.negatives[i].docid!r} there: was the verdicts file made from this "
+                "input file?",
                 path=path,
-                line=instance.line,
             )
         cands.append(candidate_from_row(c))
     fns = tuple(int(i) for i in row["false_negative_index"])
