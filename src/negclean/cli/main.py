@@ -44,7 +44,7 @@ def judge(
     as_json: bool = JSON_OPT,
 ):
     """Judge every hard negative through a cascade; write verdicts.jsonl and summary.json."""
-    from negclean.api_files import judge_file  # lazy: pulls numpy, pydantic, yaml (keeps `negclean --help` fast)
+    from negclean.api_files import judge_file  # lazy: pulls pydantic and yaml (keeps `negclean --help` fast)
 
     with guarded(as_json=as_json):
         result = judge_file(
@@ -78,7 +78,7 @@ def fix(
     as_json: bool = JSON_OPT,
 ):
     """Apply a fix operation to the judged file."""
-    from negclean.api_files import fix_file  # lazy: pulls numpy, pydantic, yaml (keeps `negclean --help` fast)
+    from negclean.api_files import fix_file  # lazy: pulls pydantic and yaml (keeps `negclean --help` fast)
 
     with guarded(as_json=as_json):
         result = fix_file(
@@ -148,7 +148,7 @@ def run(
     as_json: bool = JSON_OPT,
 ):
     """Run a whole pipeline: read -> (mine) -> judge cascade -> fix -> write."""
-    from negclean.api_files import run as run_file  # lazy: pulls numpy, pydantic, yaml
+    from negclean.api_files import run as run_file  # lazy: pulls pydantic and yaml
 
     with guarded(as_json=as_json):
         result = run_file(

@@ -76,7 +76,7 @@ def scale_judge(
         checked = one_of(on_error, ON_ERROR, option="--on-error")
         with progress(count_lines(str(input)), "judging", enabled=not as_json) as advance:
             if engine == "local":
-                from negclean.pipeline import run_judge  # lazy: pulls numpy, pydantic, yaml
+                from negclean.pipeline import run_judge  # lazy: pulls pydantic and yaml
 
                 summary = run_judge(
                     input_path=str(input),
