@@ -115,8 +115,9 @@ def open_writer(
             the first positive.
         row_group_size: instances per Parquet row group (groups are also cut at ~64 MB of text).
         negatives: for ``st`` Parquet, the number of negative columns (default: the most in the first row group).
-        compresslevel: gzip level, 1 (fastest) .. 9 (smallest). The default, 3, compresses about twice as fast
-            as gzip's usual 6 for files about 10% larger (benchmarks/RESULTS-io.md).
+        compresslevel: gzip level, 0 (store) .. 9 (smallest). 0-3 are ISA-L's (``negclean.data.gz``): at the
+            default, 3, about 4.5x less CPU than zlib's level 3 for a slightly smaller file; 4-9 are zlib's
+            (benchmarks/RESULTS-io.md).
     """
     p = Path(path)
     fmt = write_format(p, fmt, like)

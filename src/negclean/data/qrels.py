@@ -6,19 +6,12 @@ Used by mining (BEIR folders), the qrels judge, evaluation and the judge benchma
 
 from __future__ import annotations
 
-import gzip
 from pathlib import Path
-from typing import IO
 
+from negclean.data import gz
 from negclean.errors import InputError
 
 Qrels = dict[str, dict[str, int]]
-
-
-def _open_text(path: Path) -> IO[str]:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
 
 
 def _grade(token: str, path: Path, line: int) -> int:
@@ -45,7 +38,7 @@ def read_qrels(path: str | Path) -> Qrels:
         )
     qrels: Qrels = {}
     first = True
-    with _open_text(path) as fh:
+    with gz.open_text(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             fields = raw.split()
             if not fields or fields[0].startswith("#"):

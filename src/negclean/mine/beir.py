@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from negclean.data import gz
 from negclean.data.qrels import Qrels, read_qrels
 from negclean.data.records import Passage
 from negclean.errors import InputError
@@ -79,14 +79,8 @@ def _hash_docs(docs: Iterable[tuple[str, str, str]]) -> str:
     return digest.hexdigest()[:32]
 
 
-def open_text(path: Path):
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return path.open("r", encoding="utf-8")
-
-
 def _rows(path: Path, *, needs: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    with open_text(path) as fh:
+    with gz.open_text(path) as fh:
         for lineno, raw in enumerate(fh, start=1):
             if not raw.strip():
                 continue

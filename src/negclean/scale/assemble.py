@@ -8,15 +8,15 @@ and schema are decided as for one file). Every file appears under its name only 
 
 from __future__ import annotations
 
-import gzip
 import shutil
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from negclean.cascade.runner import CascadeStats, StageStats
 from negclean.data.atomic import atomic_open
+from negclean.data.formats._jsonl import JsonlSink
 from negclean.data.io import open_writer, read_instances
 from negclean.fix.operations import FixCounts
 from negclean.scale.counts import add_counts
@@ -100,13 +100,18 @@ def join_parts(parts: Sequence[Path], final: Path, *, fmt: str | None, like: Any
                     writer.write(inst)
         return
     with atomic_open(final, "wb", buffering=1 << 20) as raw:
-        out: IO[bytes] | gzip.GzipFile = raw
-        if final.name.lower().endswith(".gz"):
-            out = gzip.GzipFile(filename=final.name[:-3], mode="wb", fileobj=raw, compresslevel=_gzip_level(), mtime=0)
-        try:
+        if not final.name.lower().endswith(".gz"):
             for part in parts:
                 with open(part, "rb") as fh:
-                    shutil.copyfileobj(fh, out, 1 << 20)
+                    shutil.copyfileobj(fh, raw, 1 << 20)
+            return
+        # Through the local writer's sink, line by line: ISA-L's gzip bytes depend on how the stream is cut into
+        # writes, and the sink cuts it where the local writer does, so the file is the same to the byte.
+        sink = JsonlSink(raw, compresslevel=_gzip_level(), name=final.name[:-3])
+        try:
+            for part in parts:
+                with open(part, "rb", buffering=1 << 20) as fh:
+                    for line in fh:
+                        sink.write_line(line[:-1] if line.endswith(b"\n") else line)
         finally:
-            if out is not raw:
-                out.close()
+            sink.close()

@@ -14,12 +14,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zlib
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from negclean.data import gz
 from negclean.data.formats import _jsonl, _parquet
 from negclean.data.formats._base import RowError
 from negclean.data.formats._reader import InstanceReader
@@ -175,7 +175,7 @@ class ShardReader(InstanceReader):
                     line = line[3:]
                 if line and not line.isspace():
                     yield lineno, line
-        except (OSError, EOFError, zlib.error) as exc:
+        except gz.ERRORS as exc:
             raise InputError(
                 f"the file is corrupt or truncated in lines {s.first_line}-{s.last_line} ({exc}); "
                 "re-create or re-download it",

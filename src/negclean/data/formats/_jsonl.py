@@ -7,13 +7,12 @@ endings, blank lines, literal control characters inside strings. Gzip is recogni
 
 from __future__ import annotations
 
-import gzip
 import json
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from negclean.data import gz
 from negclean.data.formats._base import RowError, has_lone_surrogate, type_name
 from negclean.errors import InputError
 
@@ -53,7 +52,7 @@ def sniff(path: Path) -> bytes:
 
 def _open(path: Path) -> IO[bytes]:
     if sniff(path).startswith(GZIP_MAGIC):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return gz.open_read(path)
     return open(path, "rb", buffering=1 << 20)
 
 
@@ -79,7 +78,7 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 if not line or line.isspace():
                     continue
                 yield lineno, line
-        except (OSError, EOFError, zlib.error) as exc:
+        except gz.ERRORS as exc:
             raise InputError(
                 f"the file is corrupt or truncated after line {lineno} ({exc}); re-create or re-download it",
                 path=str(path),
@@ -133,9 +132,9 @@ class JsonlSink:
 
     def __init__(self, raw: IO[bytes], *, compresslevel: int | None, name: str):
         self._raw = raw
-        self._out: IO[bytes] | gzip.GzipFile = raw
+        self._out: IO[bytes] = raw
         if compresslevel is not None:
-            self._out = gzip.GzipFile(filename=name, mode="wb", fileobj=raw, compresslevel=compresslevel, mtime=0)
+            self._out = gz.writer(raw, level=compresslevel, name=name)
         self._buf: list[bytes] = []
         self._size = 0
 
