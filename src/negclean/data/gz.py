@@ -4,9 +4,9 @@ it cannot.
 Reading goes through ``igzip`` always (the same bytes out as ``gzip``; 7 against 20 µs of CPU per 4.4 KB line
 here). Writing uses ISA-L for levels 0-3, its whole range, and ``gzip`` for 4-9: on the benchmark's Tevatron
 text ISA-L's level 3 compresses to 0.390 of the input at 13 µs per line against zlib's level 3 at 0.409 and
-60 µs (benchmarks/RESULTS-io.md, "gzip through ISA-L"). The default, 3, is ISA-L's. Headers are deterministic (``mtime=0``, the name given),
-so the same input gives the same file with the same isal version. Either way the file is standard gzip that
-any tool reads.
+60 µs (benchmarks/RESULTS-io.md, "gzip through ISA-L"). The default, 3, is ISA-L's. Headers are deterministic
+(``mtime=0``, the name given), so the same input gives the same file with the same isal version. Either way the
+file is standard gzip that any tool reads.
 """
 
 from __future__ import annotations
