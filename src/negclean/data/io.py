@@ -23,8 +23,9 @@ tolerant parser takes every line msgspec rejects, so results and messages do not
 opened with ``like=reader`` writes an instance the reader yielded last and nobody changed from its parsed row
 (Tevatron JSON Lines to Tevatron JSON Lines). ``convert`` copies a whole file that way without building records
 for the lines it copies as they are (``InstanceReader.plain()``, ``InstanceWriter.write_plain``): 1.4x less user
-CPU than the record loop above (measured on 200,000 lines). ``NEGCLEAN_FAST_JSON=0`` turns all of this off (same bytes, several times the CPU);
-see ``negclean.data.formats._fastjson`` and benchmarks/RESULTS-io.md.
+CPU than the record loop above (measured on 200,000 lines). ``NEGCLEAN_FAST_JSON=0`` turns all of this off (same
+bytes, several times the CPU); see ``negclean.data.formats._fastjson`` and benchmarks/RESULTS-io.md. Gzip, read
+and written, goes through ISA-L (``negclean.data.gz``).
 """
 
 from __future__ import annotations
